@@ -1,0 +1,66 @@
+#include "dropkit/core/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace dropkit {
+
+Shape::Shape(std::initializer_list<std::int64_t> dims) : Shape(std::vector<std::int64_t>(dims)) {}
+
+Shape::Shape(std::vector<std::int64_t> dims) : dims_(std::move(dims)) {
+  for (auto d : dims_) {
+    if (d < 0)
+      throw std::invalid_argument(fmt::format("Shape: negative extent {} in {}", d, str()));
+  }
+}
+
+std::size_t Shape::numel() const {
+  std::size_t n = 1;
+  for (auto d : dims_) n *= static_cast<std::size_t>(d);
+  return n;
+}
+
+std::string Shape::str() const {
+  return fmt::format("[{}]", fmt::join(dims_, ", "));
+}
+
+void Tensor::Free::operator()(float* p) const {
+  std::free(p);
+}
+
+Tensor::Tensor(Shape shape) {
+  resize(std::move(shape));
+}
+
+Tensor::Tensor(Shape shape, std::span<const float> values) : Tensor(std::move(shape)) {
+  if (values.size() != numel_) {
+    throw std::invalid_argument(fmt::format("Tensor: {} values given for shape {} ({} elements)",
+                                            values.size(), shape_.str(), numel_));
+  }
+  if (numel_ != 0) std::memcpy(data_.get(), values.data(), numel_ * sizeof(float));
+}
+
+void Tensor::resize(Shape shape) {
+  const std::size_t n = shape.numel();
+  if (n > capacity_) {
+    // Round up to whole cache lines, as aligned_alloc requires a multiple of the alignment.
+    const std::size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+    auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (p == nullptr) throw std::bad_alloc();
+    std::memset(p, 0, bytes);
+    data_.reset(p);
+    capacity_ = bytes / sizeof(float);
+  }
+  shape_ = std::move(shape);
+  numel_ = n;
+}
+
+Tensor Tensor::clone() const {
+  return Tensor(shape_, span());
+}
+
+}  // namespace dropkit

@@ -1,0 +1,65 @@
+// IDX files (the format MNIST and Fashion-MNIST ship in) and the image/label datasets built from
+// them. Only unsigned-byte arrays are supported because that is all those datasets use; every
+// problem with a file is reported as a DataError naming the file, so a bad download fails loudly
+// at load time instead of producing a silently wrong model.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace dropkit::data {
+
+// Thrown for every problem with a data file: the message names the file and the problem
+// (e.g. "/x/train-images-idx3-ubyte.gz: payload is 1000 bytes, header promises 47040000").
+class DataError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// An IDX array of unsigned bytes (element type 0x08): its dimensions and raw payload.
+struct IdxArray {
+  std::vector<std::uint32_t> dims;
+  std::vector<std::uint8_t> bytes;
+};
+
+// Reads an IDX file, gzip-compressed or plain (detected by the gzip magic 1f 8b, not the name).
+// The header is validated before the payload is allocated, so a corrupt header cannot trigger a
+// huge allocation: magic (two zero bytes, type byte, ndims byte), element type 0x08 (unsigned
+// byte) only, ndims in 1..4, every dimension > 0, total size <= 2^31 bytes. The payload length
+// must then equal the product of dims exactly: a short file ("truncated") and trailing bytes
+// ("trailing data") are both errors, as is a missing or unreadable file.
+IdxArray read_idx(const std::filesystem::path& path);
+
+// Images as bytes, row-major [count, rows*cols], labels as bytes [count].
+struct Dataset {
+  std::vector<std::uint8_t> images;
+  std::vector<std::uint8_t> labels;
+  std::size_t count = 0, rows = 0, cols = 0;
+  std::size_t features() const { return rows * cols; }
+};
+
+// Reads an images file (3 dims: count, rows, cols) and a labels file (1 dim: count); checks the
+// counts agree and each label < num_classes (the error names the index, the value and the range).
+// num_classes outside 1..256 is a caller bug and throws std::invalid_argument.
+Dataset load_idx_pair(const std::filesystem::path& images, const std::filesystem::path& labels,
+                      int num_classes = 10);
+
+struct TrainTest {
+  Dataset train, test;
+};
+
+// Loads a directory laid out like MNIST: train-images-idx3-ubyte, train-labels-idx1-ubyte,
+// t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each either plain or with ".gz" (the plain name
+// wins if both exist, since it is usually the one a user unpacked on purpose). Missing files are
+// a DataError naming the directory and every file name looked for. Train and test must have the
+// same rows/cols.
+TrainTest load_mnist_dir(const std::filesystem::path& dir, int num_classes = 10);
+
+// Debian's dataset-fashion-mnist location: /usr/share/datasets/fashion-mnist
+std::filesystem::path default_data_dir();
+
+}  // namespace dropkit::data

@@ -1,0 +1,98 @@
+#include "dropkit/dropout/dropout.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "dropkit/dropout/mask.h"
+
+namespace dropkit::dropout {
+
+double checked_drop_prob(double drop_prob, const char* what) {
+  if (!(drop_prob >= 0.0 && drop_prob <= 1.0)) {  // NaN fails both comparisons
+    throw std::invalid_argument(
+        fmt::format("{} = {} is outside the valid range [0, 1] (the probability to DROP a unit)",
+                    what, drop_prob));
+  }
+  return drop_prob;
+}
+
+Dropout::Dropout(double drop_prob, Scaling scaling, MaskStorage storage, std::uint32_t stream_id)
+    : drop_prob_(checked_drop_prob(drop_prob)),
+      scaling_(scaling),
+      storage_(storage),
+      stream_id_(stream_id),
+      keep_(drop_prob),
+      // p = 1 under inverted scaling would be 1/0; nothing is ever kept then, so the scale is
+      // never applied and 0 is as good as any value and cannot create an Inf.
+      train_scale_(scaling == Scaling::kInverted && drop_prob < 1.0
+                       ? static_cast<float>(1.0 / (1.0 - drop_prob))
+                       : (scaling == Scaling::kInverted ? 0.0f : 1.0f)),
+      eval_scale_(scaling == Scaling::kInference ? static_cast<float>(1.0 - drop_prob) : 1.0f) {}
+
+std::string Dropout::name() const {
+  return fmt::format("Dropout(drop_prob={}, {})", drop_prob_,
+                     scaling_ == Scaling::kInverted ? "inverted" : "inference");
+}
+
+std::size_t Dropout::saved_bytes(MaskStorage storage, std::size_t n) {
+  return storage == MaskStorage::kBits ? mask_words(0, n) * sizeof(std::uint64_t) : 0;
+}
+
+void Dropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
+  auto& pool = ctx.threads();
+  if (&y != &x) y.resize(x.shape());
+  if (ctx.mode == nn::Mode::kEval) {
+    has_train_forward_ = false;
+    if (keep_.drops_all() && scaling_ == Scaling::kInference) {
+      std::fill(y.span().begin(), y.span().end(), 0.0f);  // h * (1 - 1), without 0 * Inf = NaN
+    } else {
+      scale_copy(pool, eval_scale_, x.span(), y.span());
+    }
+    return;
+  }
+  // Rows are the leading axis: the stream index of element i is row_offset * row width + i.
+  const std::size_t row = x.shape().rank() == 0 || x.shape()[0] == 0
+                              ? x.numel()
+                              : x.numel() / static_cast<std::size_t>(x.shape()[0]);
+  const rng::StreamKey stream{ctx.seed, stream_id_, ctx.step};
+  const std::uint64_t first = ctx.row_offset * row;
+  const bool train = ctx.mode == nn::Mode::kTrain;
+  if (train && storage_ == MaskStorage::kBits) {
+    bits_.assign(mask_words(first, x.numel()), 0);
+  }
+  apply_keep_mask(
+      pool, stream, first, keep_, train_scale_, x.span(), y.span(),
+      train && storage_ == MaskStorage::kBits ? std::span(bits_) : std::span<std::uint64_t>());
+  has_train_forward_ = train;
+  if (train) {
+    saved_shape_ = x.shape();
+    saved_stream_ = stream;
+    saved_first_ = first;
+    saved_pool_ = &pool;
+  }
+}
+
+void Dropout::backward(const Tensor& dy, Tensor& dx) {
+  if (!has_train_forward_) {
+    throw std::logic_error(name() + ": backward needs a preceding forward in Mode::kTrain");
+  }
+  if (dy.shape() != saved_shape_) {
+    throw std::invalid_argument(fmt::format("{}: gradient shape {} differs from the input shape {}",
+                                            name(), dy.shape().str(), saved_shape_.str()));
+  }
+  if (&dx != &dy) dx.resize(dy.shape());
+  if (storage_ == MaskStorage::kBits) {
+    if (keep_.drops_all()) {
+      std::fill(dx.span().begin(), dx.span().end(), 0.0f);
+    } else {
+      apply_stored_mask(*saved_pool_, bits_, saved_first_, train_scale_, dy.span(), dx.span());
+    }
+  } else {
+    apply_keep_mask(*saved_pool_, saved_stream_, saved_first_, keep_, train_scale_, dy.span(),
+                    dx.span());
+  }
+}
+
+}  // namespace dropkit::dropout

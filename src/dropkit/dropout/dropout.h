@@ -1,0 +1,77 @@
+// Dropout (Srivastava, Hinton, Krizhevsky, Sutskever, Salakhutdinov, JMLR 15, 2014).
+//
+// What it represents: during training every element h of the input is kept with probability
+// 1 - drop_prob and zeroed otherwise, independently; inference approximates the average of the
+// thinned networks with one deterministic pass. Two scalings keep E[train output] = inference
+// output (SPEC section 1):
+//
+//   scaling     train, kept      train, dropped   eval (and the layer at inference)
+//   kInverted   h * s, s=1/(1-p)      0           h                (PyTorch, Keras; default)
+//   kInference  h                     0           h * (1 - p)      (the paper's weight scaling)
+//
+// with p = drop_prob and s computed once in double and rounded to float: y = x * s exactly.
+// Mode::kSample (Monte-Carlo dropout, Gal & Ghahramani 2016) draws masks as in training, keyed
+// by the sample index in ctx.step, and allows no backward.
+//
+// Backward: dx = dy * m * s (s = 1 for kInference), the forward's mask. MaskStorage::kRecompute
+// (default) keeps nothing per element and regenerates the mask from its counters;
+// MaskStorage::kBits keeps one bit per element. Both give the same bits.
+//
+// The mask of element i is a pure function of (ctx.seed, stream_id, ctx.step,
+// ctx.row_offset * row width + i): see rng/philox.h and dropout/mask.h.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dropkit/nn/layer.h"
+#include "dropkit/rng/philox.h"
+
+namespace dropkit::dropout {
+
+enum class Scaling { kInverted, kInference };
+enum class MaskStorage { kRecompute, kBits };
+
+// Throws std::invalid_argument naming the value and the range [0, 1] unless 0 <= drop_prob <= 1.
+double checked_drop_prob(double drop_prob, const char* what = "drop_prob");
+
+class Dropout : public nn::Layer {
+ public:
+  // stream_id distinguishes this layer's masks from every other layer's; give each its own.
+  explicit Dropout(double drop_prob, Scaling scaling = Scaling::kInverted,
+                   MaskStorage storage = MaskStorage::kRecompute, std::uint32_t stream_id = 0);
+
+  std::string name() const override;
+  void forward(const Tensor& x, Tensor& y, const nn::Context& ctx) override;
+  void backward(const Tensor& dy, Tensor& dx) override;
+
+  double drop_prob() const { return drop_prob_; }
+  double keep_prob() const { return 1.0 - drop_prob_; }
+  Scaling scaling() const { return scaling_; }
+  MaskStorage storage() const { return storage_; }
+  std::uint32_t stream_id() const { return stream_id_; }
+  float train_scale() const { return train_scale_; }  // s applied to kept elements in training
+  float eval_scale() const { return eval_scale_; }    // applied to every element in Mode::kEval
+  // Bytes kept between forward and backward for n elements (0 for kRecompute).
+  static std::size_t saved_bytes(MaskStorage storage, std::size_t n);
+
+ private:
+  double drop_prob_;
+  Scaling scaling_;
+  MaskStorage storage_;
+  std::uint32_t stream_id_;
+  rng::KeepThreshold keep_;
+  float train_scale_;
+  float eval_scale_;
+
+  // What the last Train forward left for backward.
+  bool has_train_forward_ = false;
+  Shape saved_shape_;
+  rng::StreamKey saved_stream_;
+  std::uint64_t saved_first_ = 0;
+  parallel::ThreadPool* saved_pool_ = nullptr;
+  std::vector<std::uint64_t> bits_;
+};
+
+}  // namespace dropkit::dropout

@@ -1,0 +1,43 @@
+// The Bernoulli keep mask: the one module that turns (stream, element) into "keep or drop" and
+// applies it. Every dropout variant that keeps or drops (standard, spatial, variational,
+// DropConnect, alpha) goes through these functions; nothing else draws a mask.
+//
+// Scalar meaning, for i in [0, n):
+//   keep_i = bits_at(s, first + i) >= round(drop_prob * 2^32)          (rng/philox.h)
+//   y[i]   = keep_i ? x[i] * scale : 0
+// with the edge cases decided here, once: keep_threshold.keeps_all() (drop_prob = 0) copies
+// x * scale (a bitwise copy when scale is 1) and draws nothing; drops_all() (drop_prob = 1)
+// writes zeros and never multiplies, so no Inf or NaN can appear.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "dropkit/parallel/thread_pool.h"
+#include "dropkit/rng/philox.h"
+
+namespace dropkit::dropout {
+
+// Words of a bit mask covering n elements whose first stream index is `first`
+// (bit (first + i) % 64 of word (first + i) / 64 - first / 64 belongs to element i).
+std::size_t mask_words(std::uint64_t first, std::size_t n);
+
+// y = mask * scale * x; x and y may be the same span. If `bits` is not empty (it must then hold
+// mask_words(first, n) words) the keep bits are stored there too.
+// Multi-threaded over static ranges aligned to 64-element groups: bitwise identical results
+// for every thread count.
+void apply_keep_mask(parallel::ThreadPool& pool, const rng::StreamKey& s, std::uint64_t first,
+                     const rng::KeepThreshold& keep, float scale, std::span<const float> x,
+                     std::span<float> y, std::span<std::uint64_t> bits = {});
+
+// y = bits * scale * x, with bits as stored by apply_keep_mask.
+void apply_stored_mask(parallel::ThreadPool& pool, std::span<const std::uint64_t> bits,
+                       std::uint64_t first, float scale, std::span<const float> x,
+                       std::span<float> y);
+
+// y = x * scale (x and y may alias); a bitwise copy when scale is 1.
+void scale_copy(parallel::ThreadPool& pool, float scale, std::span<const float> x,
+                std::span<float> y);
+
+}  // namespace dropkit::dropout

@@ -1,0 +1,13 @@
+// The avx2 instantiation of the kernels (compile flags set in CMakeLists.txt).
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "dropkit/kernels/generic.h"
+#include "dropkit/kernels/simd.h"
+#include "dropkit/kernels/table.h"
+
+namespace dropkit::kernels::avx2 {
+using S = simd::Avx2;
+#include "dropkit/kernels/isa_body.inc"
+}  // namespace dropkit::kernels::avx2

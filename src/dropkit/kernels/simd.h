@@ -1,0 +1,254 @@
+// The only place with intrinsics: three "vector ISAs" with the same small set of operations, so
+// that each algorithm in generic.h is written once and instantiated for each. Every operation
+// is exact IEEE arithmetic (add, mul, fma, sqrt, conversions of integers below 2^24) and the
+// build uses -ffp-contract=off, so the scalar, AVX2 and AVX-512 instantiations give identical
+// bits by construction; tests/kernels checks it.
+//
+// Names: U is a vector of uint32 lanes, F of float lanes, M a per-lane mask.
+// This header is included only by the isa_*.cpp files (each compiled with its own -m flags) and
+// by scalar code; everything in it is internal-linkage-free inline code inside an ISA-specific
+// struct, so nothing compiled for AVX-512 can be picked up by the linker for another ISA.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace dropkit::kernels::simd {
+
+struct Scalar {
+  static constexpr int kLanes = 1;
+  static constexpr const char* kName = "scalar";
+  using U = std::uint32_t;
+  using F = float;
+  using M = bool;
+
+  static U set1(std::uint32_t v) { return v; }
+  static U iota() { return 0; }
+  static U add(U a, U b) { return a + b; }
+  static U xor3(U a, U b, U c) { return a ^ b ^ c; }
+  static U and_(U a, U b) { return a & b; }
+  static U xor_(U a, U b) { return a ^ b; }
+  static U or_(U a, U b) { return a | b; }
+  template <int N>
+  static U srli(U a) {
+    return a >> N;
+  }
+  template <int N>
+  static U slli(U a) {
+    return a << N;
+  }
+  static void mulhilo(U a, std::uint32_t m, U& hi, U& lo) {
+    const std::uint64_t p = std::uint64_t{a} * m;
+    hi = static_cast<U>(p >> 32);
+    lo = static_cast<U>(p);
+  }
+  static void storeu(std::uint32_t* p, U v) { *p = v; }
+
+  // "Wide" vectors: 32-bit values in the low halves of 64-bit lanes, kLanes/2 per vector (for
+  // Scalar, one per uint64). mul32 multiplies the low halves to a full 64-bit product, so Philox
+  // gets lo and hi without any shuffling; upper halves may hold garbage, which mul32 ignores.
+  // wide_hi(p) puts the high half of p in the low half (what lands above it is don't-care).
+  // pack_lo(a, b) gathers the low halves of a then b into one U.
+  static constexpr int kWideLanes = 1;
+  using W = std::uint64_t;
+  static W wide_set1(std::uint32_t v) { return v; }
+  static W wide_iota() { return 0; }
+  static W wide_add(W a, W b) { return a + b; }
+  static W wide_mul32(W a, W m) { return (a & 0xFFFFFFFFu) * m; }
+  static W wide_hi(W p) { return p >> 32; }
+  static W wide_xor3(W a, W b, W c) { return a ^ b ^ c; }
+  static U pack_lo(W a) { return static_cast<U>(a); }
+
+  static F set1f(float v) { return v; }
+  static F loadu(const float* p) { return *p; }
+  static void storeu(float* p, F v) { *p = v; }
+  static void stream(float* p, F v) { *p = v; }
+  static void fence() {}
+  static F add(F a, F b) { return a + b; }
+  static F sub(F a, F b) { return a - b; }
+  static F mul(F a, F b) { return a * b; }
+  static F fma(F a, F b, F c) { return std::fma(a, b, c); }
+  static F sqrt(F a) { return std::sqrt(a); }
+  static F cvt(U a) { return static_cast<float>(static_cast<std::int32_t>(a)); }  // |a| < 2^24
+  static F as_f(U a) {
+    F f;
+    std::memcpy(&f, &a, 4);
+    return f;
+  }
+  static U as_u(F a) {
+    U u;
+    std::memcpy(&u, &a, 4);
+    return u;
+  }
+
+  static M ge_u(U a, U b) { return a >= b; }
+  static M lt_f(F a, F b) { return a < b; }
+  static M nonzero(U a) { return a != 0; }
+  static F select(M m, F a, F b) { return m ? a : b; }
+  static F maskz_mul(M m, F a, F b) { return m ? a * b : 0.0f; }
+  static std::uint64_t bits_of(M m) { return m ? 1 : 0; }
+  static M mask_of(std::uint64_t bits) { return (bits & 1) != 0; }
+};
+
+#if defined(__AVX2__)
+struct Avx2 {
+  static constexpr int kLanes = 8;
+  static constexpr const char* kName = "avx2";
+  using U = __m256i;
+  using F = __m256;
+  using M = __m256i;  // all-ones lanes are true
+
+  static U set1(std::uint32_t v) { return _mm256_set1_epi32(static_cast<int>(v)); }
+  static U iota() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
+  static U add(U a, U b) { return _mm256_add_epi32(a, b); }
+  static U xor3(U a, U b, U c) { return _mm256_xor_si256(_mm256_xor_si256(a, b), c); }
+  static U and_(U a, U b) { return _mm256_and_si256(a, b); }
+  static U xor_(U a, U b) { return _mm256_xor_si256(a, b); }
+  static U or_(U a, U b) { return _mm256_or_si256(a, b); }
+  template <int N>
+  static U srli(U a) {
+    return _mm256_srli_epi32(a, N);
+  }
+  template <int N>
+  static U slli(U a) {
+    return _mm256_slli_epi32(a, N);
+  }
+  // 32x32->64 products of the even lanes and (shifted down) of the odd lanes, then regrouped.
+  static void mulhilo(U a, std::uint32_t m, U& hi, U& lo) {
+    const __m256i mv = _mm256_set1_epi32(static_cast<int>(m));
+    const __m256i pe = _mm256_mul_epu32(a, mv);
+    const __m256i po = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), mv);
+    hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+    lo = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+  }
+  static void storeu(std::uint32_t* p, U v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
+  }
+
+  static constexpr int kWideLanes = 4;
+  using W = __m256i;
+  static W wide_set1(std::uint32_t v) { return _mm256_set1_epi64x(v); }
+  static W wide_iota() { return _mm256_setr_epi64x(0, 1, 2, 3); }
+  static W wide_add(W a, W b) { return _mm256_add_epi64(a, b); }
+  static W wide_mul32(W a, W m) { return _mm256_mul_epu32(a, m); }
+  static W wide_hi(W p) { return _mm256_shuffle_epi32(p, 0xB1); }
+  static W wide_xor3(W a, W b, W c) { return _mm256_xor_si256(_mm256_xor_si256(a, b), c); }
+  static U pack_lo(W a, W b) {
+    const __m256 ab = _mm256_shuffle_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), 0x88);
+    return _mm256_permute4x64_epi64(_mm256_castps_si256(ab), 0xD8);  // a0 a1 a2 a3 b0 b1 b2 b3
+  }
+
+  static F set1f(float v) { return _mm256_set1_ps(v); }
+  static F loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void storeu(float* p, F v) { _mm256_storeu_ps(p, v); }
+  static void stream(float* p, F v) { _mm256_stream_ps(p, v); }
+  static void fence() { _mm_sfence(); }
+  static F add(F a, F b) { return _mm256_add_ps(a, b); }
+  static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
+  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F sqrt(F a) { return _mm256_sqrt_ps(a); }
+  static F cvt(U a) { return _mm256_cvtepi32_ps(a); }
+  static F as_f(U a) { return _mm256_castsi256_ps(a); }
+  static U as_u(F a) { return _mm256_castps_si256(a); }
+
+  static M ge_u(U a, U b) { return _mm256_cmpeq_epi32(_mm256_max_epu32(a, b), a); }
+  static M lt_f(F a, F b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_LT_OQ)); }
+  static M nonzero(U a) {
+    return _mm256_xor_si256(_mm256_cmpeq_epi32(a, _mm256_setzero_si256()), _mm256_set1_epi32(-1));
+  }
+  static F select(M m, F a, F b) { return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(m)); }
+  static F maskz_mul(M m, F a, F b) {
+    return _mm256_and_ps(_mm256_castsi256_ps(m), _mm256_mul_ps(a, b));
+  }
+  static std::uint64_t bits_of(M m) {
+    return static_cast<std::uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(m)));
+  }
+  static M mask_of(std::uint64_t bits) {
+    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256i b = _mm256_set1_epi32(static_cast<int>(bits & 0xFF));
+    return _mm256_cmpeq_epi32(_mm256_and_si256(b, lane_bit), lane_bit);
+  }
+};
+#endif
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+struct Avx512 {
+  static constexpr int kLanes = 16;
+  static constexpr const char* kName = "avx512";
+  using U = __m512i;
+  using F = __m512;
+  using M = __mmask16;
+
+  static U set1(std::uint32_t v) { return _mm512_set1_epi32(static_cast<int>(v)); }
+  static U iota() {
+    return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  }
+  static U add(U a, U b) { return _mm512_add_epi32(a, b); }
+  static U xor3(U a, U b, U c) { return _mm512_ternarylogic_epi32(a, b, c, 0x96); }
+  static U and_(U a, U b) { return _mm512_and_si512(a, b); }
+  static U xor_(U a, U b) { return _mm512_xor_si512(a, b); }
+  static U or_(U a, U b) { return _mm512_or_si512(a, b); }
+  template <int N>
+  static U srli(U a) {
+    return _mm512_srli_epi32(a, N);
+  }
+  template <int N>
+  static U slli(U a) {
+    return _mm512_slli_epi32(a, N);
+  }
+  static void mulhilo(U a, std::uint32_t m, U& hi, U& lo) {
+    const __m512i mv = _mm512_set1_epi32(static_cast<int>(m));
+    const __m512i pe = _mm512_mul_epu32(a, mv);
+    const __m512i po = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), mv);
+    hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
+    lo = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+  }
+  static void storeu(std::uint32_t* p, U v) { _mm512_storeu_si512(p, v); }
+
+  static constexpr int kWideLanes = 8;
+  using W = __m512i;
+  static W wide_set1(std::uint32_t v) { return _mm512_set1_epi64(v); }
+  static W wide_iota() { return _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7); }
+  static W wide_add(W a, W b) { return _mm512_add_epi64(a, b); }
+  static W wide_mul32(W a, W m) { return _mm512_mul_epu32(a, m); }
+  // Swapping the halves (vpshufd, port 5) instead of shifting (port 0, shared with vpmuludq)
+  // balances the two vector ports; the upper half it leaves is don't-care.
+  static W wide_hi(W p) { return _mm512_shuffle_epi32(p, _MM_PERM_CDAB); }
+  static W wide_xor3(W a, W b, W c) { return _mm512_ternarylogic_epi64(a, b, c, 0x96); }
+  static U pack_lo(W a, W b) {
+    const __m512i idx =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_epi32(a, idx, b);
+  }
+
+  static F set1f(float v) { return _mm512_set1_ps(v); }
+  static F loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void storeu(float* p, F v) { _mm512_storeu_ps(p, v); }
+  static void stream(float* p, F v) { _mm512_stream_ps(p, v); }
+  static void fence() { _mm_sfence(); }
+  static F add(F a, F b) { return _mm512_add_ps(a, b); }
+  static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
+  static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F sqrt(F a) { return _mm512_sqrt_ps(a); }
+  static F cvt(U a) { return _mm512_cvtepi32_ps(a); }
+  static F as_f(U a) { return _mm512_castsi512_ps(a); }
+  static U as_u(F a) { return _mm512_castps_si512(a); }
+
+  static M ge_u(U a, U b) { return _mm512_cmpge_epu32_mask(a, b); }
+  static M lt_f(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  static M nonzero(U a) { return _mm512_test_epi32_mask(a, a); }
+  static F select(M m, F a, F b) { return _mm512_mask_blend_ps(m, b, a); }
+  static F maskz_mul(M m, F a, F b) { return _mm512_maskz_mul_ps(m, a, b); }
+  static std::uint64_t bits_of(M m) { return m; }
+  static M mask_of(std::uint64_t bits) { return static_cast<M>(bits & 0xFFFF); }
+};
+#endif
+
+}  // namespace dropkit::kernels::simd

@@ -1,0 +1,55 @@
+// Layer: the unit a network is built from, and Context: what one forward call needs to know.
+//
+// The backward convention, written once for every layer (dlib's contract, llm.c's buffers):
+//   forward(x, y, ctx)  writes y = f(x); in Mode::kTrain the layer keeps what backward needs
+//                       (a pointer to x must stay valid until backward).
+//   backward(dy, dx)    OVERWRITES dx with (df/dx)^T dy and ACCUMULATES into parameter gradients.
+// Parameters live in the model's arena (nn/params.h); layers hold views.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dropkit/core/tensor.h"
+#include "dropkit/parallel/thread_pool.h"
+
+namespace dropkit::nn {
+
+// Train: stochastic layers draw fresh noise for (seed, step) and backward is allowed.
+// Eval: deterministic, consumes no randomness (dropout is the identity or weight scaling).
+// Sample: Monte-Carlo inference: noise drawn as in training, keyed by the sample index in `step`.
+enum class Mode { kTrain, kEval, kSample };
+
+struct Context {
+  Mode mode = Mode::kEval;
+  std::uint64_t seed = 0;
+  std::uint64_t step = 0;  // training step, or Monte-Carlo sample index in Mode::kSample
+  // Index of this batch's first row in the global batch: a data-parallel worker holding rows
+  // [r, r + n) passes r and draws exactly the masks a single process would (SPEC section 2).
+  std::uint64_t row_offset = 0;
+  parallel::ThreadPool* pool = nullptr;  // nullptr: parallel::default_pool()
+
+  parallel::ThreadPool& threads() const { return pool ? *pool : parallel::default_pool(); }
+};
+
+// One parameter tensor a layer asks the arena for.
+struct ParamSpec {
+  std::string name;  // unique within the layer, e.g. "weight"
+  Shape shape;
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  virtual std::string name() const = 0;
+  // The output shape for an input of shape `in`; throws std::invalid_argument if it is not valid.
+  virtual Shape output_shape(const Shape& in) const { return in; }
+  virtual void forward(const Tensor& x, Tensor& y, const Context& ctx) = 0;
+  virtual void backward(const Tensor& dy, Tensor& dx) = 0;
+  // Parameters this layer needs; the arena calls bind_params with one view per spec, in order.
+  virtual std::vector<ParamSpec> param_specs() const { return {}; }
+  virtual void bind_params(std::vector<float*> /*values*/, std::vector<float*> /*grads*/) {}
+};
+
+}  // namespace dropkit::nn

@@ -1,0 +1,108 @@
+// Philox4x32-10 (Salmon, Moraes, Dror, Shaw, "Parallel Random Numbers: As Easy as 1, 2, 3",
+// SC 2011) and the element layout that makes every random draw in dropkit a pure function of
+// (seed, stream, step, element index).
+//
+// This header is the scalar reference: plain, constexpr, one element at a time. The SIMD kernels
+// (kernels/generic.h) compute the same bits sixteen blocks at once and are tested against it.
+//
+// Layout. A stream is (seed, stream id, step). Philox's key is the 64-bit seed; its 128-bit
+// counter is (block, stream id, step low word, step high word). Elements come in groups of 64:
+// element i lies in group g = i / 64 at r = i % 64 and takes word r / 16 of block 16 g + r % 16.
+// So one group is sixteen consecutive Philox blocks, and word w of those sixteen blocks is
+// elements 64 g + 16 w ... 64 g + 16 w + 15: an AVX-512 register (or two AVX2 registers) holds
+// sixteen blocks in its lanes and its four output words are four consecutive runs of sixteen
+// elements, with no transpose. The layout is a definition, not an artefact of the vector width:
+// the scalar, AVX2 and AVX-512 paths give identical bits for every element.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+
+namespace dropkit::rng {
+
+using PhiloxCounter = std::array<std::uint32_t, 4>;
+using PhiloxKey = std::array<std::uint32_t, 2>;
+
+inline constexpr std::uint32_t kPhiloxM0 = 0xD2511F53u;  // multipliers
+inline constexpr std::uint32_t kPhiloxM1 = 0xCD9E8D57u;
+inline constexpr std::uint32_t kPhiloxW0 = 0x9E3779B9u;  // Weyl key increments
+inline constexpr std::uint32_t kPhiloxW1 = 0xBB67AE85u;
+inline constexpr int kPhiloxRounds = 10;
+
+// The bijection itself: ten rounds of two 32x32->64 multiplies, the key bumped between rounds.
+constexpr PhiloxCounter philox4x32_10(PhiloxCounter c, PhiloxKey k) {
+  for (int round = 0; round < kPhiloxRounds; ++round) {
+    const std::uint64_t p0 = std::uint64_t{kPhiloxM0} * c[0];
+    const std::uint64_t p1 = std::uint64_t{kPhiloxM1} * c[2];
+    const auto hi0 = static_cast<std::uint32_t>(p0 >> 32), lo0 = static_cast<std::uint32_t>(p0);
+    const auto hi1 = static_cast<std::uint32_t>(p1 >> 32), lo1 = static_cast<std::uint32_t>(p1);
+    c = {hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0};
+    k = {k[0] + kPhiloxW0, k[1] + kPhiloxW1};
+  }
+  return c;
+}
+
+// Identifies one stream of random numbers: the run's seed, the consumer (a layer's stream id) and
+// the training step (or Monte-Carlo sample index).
+struct StreamKey {
+  std::uint64_t seed = 0;
+  std::uint32_t stream = 0;
+  std::uint64_t step = 0;
+};
+
+inline constexpr std::uint64_t kGroupElements = 64;  // elements per group of 16 blocks
+inline constexpr std::uint64_t kGroupBlocks = 16;
+// The block index is one 32-bit counter word, so one stream holds 2^36 elements.
+inline constexpr std::uint64_t kMaxStreamElements = std::uint64_t{1} << 36;
+
+constexpr PhiloxKey key_of(const StreamKey& s) {
+  return {static_cast<std::uint32_t>(s.seed), static_cast<std::uint32_t>(s.seed >> 32)};
+}
+constexpr PhiloxCounter counter_of(const StreamKey& s, std::uint64_t block) {
+  return {static_cast<std::uint32_t>(block), s.stream, static_cast<std::uint32_t>(s.step),
+          static_cast<std::uint32_t>(s.step >> 32)};
+}
+
+// The 32-bit word for element i of stream s.
+constexpr std::uint32_t bits_at(const StreamKey& s, std::uint64_t i) {
+  const std::uint64_t g = i / kGroupElements, r = i % kGroupElements;
+  return philox4x32_10(counter_of(s, g * kGroupBlocks + r % kGroupBlocks), key_of(s))[r / 16];
+}
+
+// Uniform in [0, 1): the top 24 bits, so every value is exact in float32.
+constexpr float uniform_from_bits(std::uint32_t u) {
+  return static_cast<float>(u >> 8) * 0x1p-24f;
+}
+constexpr float uniform_at(const StreamKey& s, std::uint64_t i) {
+  return uniform_from_bits(bits_at(s, i));
+}
+
+// The keep test of SPEC section 2: keep when u >= round(drop_prob * 2^32). A threshold of 2^32
+// (drop_prob = 1, or so close to 1 that it rounds there) drops everything.
+class KeepThreshold {
+ public:
+  explicit KeepThreshold(double drop_prob) {
+    if (!(drop_prob >= 0.0 && drop_prob <= 1.0)) {  // also rejects NaN
+      throw std::invalid_argument("drop_prob must be in [0, 1]");
+    }
+    value_ = static_cast<std::uint64_t>(std::llround(drop_prob * 0x1p32));
+  }
+  bool drops_all() const { return value_ >= (std::uint64_t{1} << 32); }
+  bool keeps_all() const { return value_ == 0; }
+  // The threshold as a 32-bit word; only meaningful when !drops_all().
+  std::uint32_t word() const { return static_cast<std::uint32_t>(value_); }
+  bool keep(std::uint32_t u) const { return std::uint64_t{u} >= value_; }
+
+ private:
+  std::uint64_t value_ = 0;
+};
+
+// Standard normal for element i: Box-Muller on the pair of words (0, 1) or (2, 3) of the
+// element's block; words 0 and 2 give r cos(theta), words 1 and 3 give r sin(theta). Computed by
+// kernels/generic.h's normal_pair, the single definition of the transform (defined there so the
+// SIMD paths share it); |z| <= sqrt(-2 ln 2^-24) ~= 5.77 because u1 has 24 bits.
+float normal_at(const StreamKey& s, std::uint64_t i);
+
+}  // namespace dropkit::rng

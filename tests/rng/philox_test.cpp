@@ -1,0 +1,174 @@
+// Philox4x32-10 against the published Random123 known-answer vectors, and every ISA's bulk
+// kernels against the one-element-at-a-time reference of rng/philox.h.
+#include "dropkit/rng/philox.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "dropkit/kernels/table.h"
+
+namespace dropkit::rng {
+namespace {
+
+struct Kat {
+  PhiloxCounter ctr;
+  PhiloxKey key;
+  PhiloxCounter expected;
+};
+
+// Random123 1.09, examples/kat_vectors: "philox4x32 10 ...".
+TEST(Philox, PublishedKnownAnswerVectors) {
+  const Kat kats[] = {
+      {{0, 0, 0, 0}, {0, 0}, {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}},
+      {{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
+       {0xffffffff, 0xffffffff},
+       {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}},
+      {{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344},
+       {0xa4093822, 0x299f31d0},
+       {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}},
+  };
+  for (const auto& k : kats) EXPECT_EQ(philox4x32_10(k.ctr, k.key), k.expected);
+  // The function is constexpr: the first vector holds at compile time too.
+  static_assert(philox4x32_10({0, 0, 0, 0}, {0, 0})[0] == 0x6627e8d5);
+}
+
+TEST(Philox, LayoutMapsElementsToBlocksAndWords) {
+  const StreamKey s{0x0123456789abcdefULL, 7, 0x100000002ULL};
+  const auto key = PhiloxKey{0x89abcdef, 0x01234567};
+  // Element 64 g + 16 q + j is word q of block 16 g + j; the counter is (block, stream, step).
+  for (std::uint64_t i : {0ull, 1ull, 15ull, 16ull, 17ull, 63ull, 64ull, 100ull, 1000003ull}) {
+    const std::uint64_t g = i / 64, q = (i % 64) / 16, j = i % 16;
+    const auto block = philox4x32_10({static_cast<std::uint32_t>(16 * g + j), 7, 2, 1}, key);
+    EXPECT_EQ(bits_at(s, i), block[q]) << "element " << i;
+  }
+}
+
+TEST(Philox, KeepThresholdIsExactAndHandlesTheEnds) {
+  EXPECT_TRUE(KeepThreshold(0.0).keeps_all());
+  EXPECT_TRUE(KeepThreshold(1.0).drops_all());
+  EXPECT_FALSE(KeepThreshold(1.0).keep(0xffffffffu));
+  const KeepThreshold half(0.5);
+  EXPECT_EQ(half.word(), 0x80000000u);
+  EXPECT_FALSE(half.keep(0x7fffffffu));
+  EXPECT_TRUE(half.keep(0x80000000u));
+  EXPECT_EQ(KeepThreshold(0.1).word(), 429496730u);  // round(0.1 * 2^32)
+  EXPECT_THROW(KeepThreshold(-0.1), std::invalid_argument);
+  EXPECT_THROW(KeepThreshold(1.5), std::invalid_argument);
+  EXPECT_THROW(KeepThreshold(std::nan("")), std::invalid_argument);
+}
+
+TEST(Philox, UniformUsesTheTop24Bits) {
+  EXPECT_EQ(uniform_from_bits(0), 0.0f);
+  EXPECT_EQ(uniform_from_bits(0xffffffffu), 1.0f - 0x1p-24f);
+  EXPECT_EQ(uniform_from_bits(0x80000000u), 0.5f);
+}
+
+// ---- Every supported ISA against the scalar reference ---------------------------------------
+
+std::vector<kernels::Isa> supported_isas() {
+  std::vector<kernels::Isa> out;
+  for (auto isa : {kernels::Isa::kScalar, kernels::Isa::kAvx2, kernels::Isa::kAvx512})
+    if (kernels::isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+std::uint32_t bits_of(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+// Lengths 0..1100 at stream offsets that hit every position within a group, and pointers that
+// are not aligned to anything (one float past a 64-byte boundary).
+class IsaTest : public ::testing::TestWithParam<kernels::Isa> {};
+
+TEST_P(IsaTest, BulkDrawsEqualTheReferenceForEveryLengthAndStart) {
+  const auto& k = kernels::kernel_table(GetParam());
+  const StreamKey s{42, 3, 9};
+  std::vector<std::uint32_t> words(1200);
+  std::vector<float> uni(1200), nor(1200);
+  for (std::uint64_t first : {0ull, 1ull, 17ull, 63ull, 64ull, 1000ull}) {
+    for (std::size_t n = 0; n <= 1100; ++n) {
+      k.fill_bits(s, first, words.data() + 1, n);
+      k.fill_uniform(s, first, uni.data() + 1, n);
+      k.fill_normal(s, first, nor.data() + 1, n);
+      for (std::size_t i = 0; i < n; ++i) {
+        ASSERT_EQ(words[1 + i], bits_at(s, first + i)) << "first " << first << " n " << n;
+        ASSERT_EQ(bits_of(uni[1 + i]), bits_of(uniform_at(s, first + i)));
+        ASSERT_EQ(bits_of(nor[1 + i]), bits_of(normal_at(s, first + i)))
+            << "first " << first << " n " << n << " i " << i;
+      }
+    }
+  }
+}
+
+TEST_P(IsaTest, MaskKernelsEqualTheReference) {
+  const auto& k = kernels::kernel_table(GetParam());
+  const StreamKey s{5, 11, 77};
+  const KeepThreshold keep(0.3);
+  const float scale = static_cast<float>(1.0 / 0.7);
+  std::vector<float> x(1200), y(1200), z(1200);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.37f * static_cast<float>(i) - 50.0f;
+  std::vector<std::uint64_t> mask(32);
+  for (std::uint64_t first : {0ull, 5ull, 64ull, 127ull}) {
+    for (std::size_t n : {0, 1, 7, 15, 16, 17, 63, 64, 65, 100, 128, 129, 1000, 1100}) {
+      std::fill(mask.begin(), mask.end(), 0xAAAAAAAAAAAAAAAAull);
+      k.mask_scale(s, first, keep.word(), scale, x.data() + 3, y.data() + 1, n, mask.data());
+      for (std::size_t i = 0; i < n; ++i) {
+        const bool kept = keep.keep(bits_at(s, first + i));
+        ASSERT_EQ(bits_of(y[1 + i]), bits_of(kept ? x[3 + i] * scale : 0.0f));
+        const std::uint64_t e = first + i;
+        ASSERT_EQ((mask[e / 64 - first / 64] >> (e % 64)) & 1, kept ? 1u : 0u);
+      }
+      // Bits outside the range are untouched.
+      if (n > 0 && first % 64 != 0) {
+        ASSERT_EQ(mask[0] & 1, 0u);
+      }
+      k.bits_scale(mask.data(), first, scale, x.data() + 3, z.data() + 2, n);
+      for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(bits_of(z[2 + i]), bits_of(y[1 + i]));
+    }
+  }
+}
+
+TEST_P(IsaTest, MaskKernelWorksInPlace) {
+  const auto& k = kernels::kernel_table(GetParam());
+  const StreamKey s{1, 2, 3};
+  std::vector<float> x(777), y(777);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i) + 0.5f;
+  std::vector<float> inplace = x;
+  k.mask_scale(s, 9, KeepThreshold(0.5).word(), 2.0f, x.data(), y.data(), x.size(), nullptr);
+  k.mask_scale(s, 9, KeepThreshold(0.5).word(), 2.0f, inplace.data(), inplace.data(),
+               inplace.size(), nullptr);
+  EXPECT_EQ(inplace, y);
+}
+
+TEST_P(IsaTest, StreamingCopyCopies) {
+  const auto& k = kernels::kernel_table(GetParam());
+  std::vector<float> x(1000), y(1001);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i);
+  for (std::size_t n : {0, 1, 15, 16, 17, 999}) {
+    std::fill(y.begin(), y.end(), -1.0f);
+    k.copy_streaming(x.data(), y.data() + 1, n);
+    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(y[1 + i], x[i]);
+    ASSERT_EQ(y[1 + n], -1.0f);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllSupported, IsaTest, ::testing::ValuesIn(supported_isas()),
+                         [](const auto& info) {
+                           return std::string(kernels::isa_name(info.param));
+                         });
+
+TEST(Dispatch, PicksTheBestSupportedIsaAndRejectsUnsupported) {
+  const auto isas = supported_isas();
+  EXPECT_EQ(kernels::active_isa(), isas.back());
+  EXPECT_STREQ(kernels::active_kernels().name, kernels::isa_name(isas.back()).data());
+  if (!kernels::isa_supported(kernels::Isa::kAvx512)) {
+    EXPECT_THROW(kernels::kernel_table(kernels::Isa::kAvx512), std::invalid_argument);
+  }
+}
+
+}  // namespace
+}  // namespace dropkit::rng

@@ -1,0 +1,46 @@
+// dropkit: dropout, made fast and reproducible. See README.md for the commands.
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <string>
+
+#include <fmt/core.h>
+
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"dropkit: dropout (Srivastava et al. 2014), fast and reproducible"};
+  app.require_subcommand(1);
+  std::map<CLI::App*, dropkit::cli::Run> runs;
+  auto add = [&](const char* name, const char* help, auto add_fn) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    runs[sub] = add_fn(*sub);
+  };
+  add("train", "train a network with or without dropout", dropkit::cli::add_train);
+  add("eval", "evaluate a trained model in eval mode", dropkit::cli::add_eval);
+  add("bench", "measure dropout kernels (or `bench train`) against references",
+      dropkit::cli::add_bench);
+  add("demo", "apply dropout to a small tensor and show what each mode returns",
+      dropkit::cli::add_demo);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, and exit code 2 for every usage error (CLI11's own codes vary).
+    fmt::print(stderr, "dropkit: error: {}\n", e.what());
+    return 2;
+  }
+  for (auto& [sub, run] : runs) {
+    if (!sub->parsed()) continue;
+    try {
+      return run();
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "dropkit {}: error: {}\n", sub->get_name(), e.what());
+      return 2;
+    }
+  }
+  return 2;
+}

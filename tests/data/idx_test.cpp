@@ -13,22 +13,18 @@
 #include <string>
 #include <vector>
 
+#include "support/idx_files.h"
+
 namespace dropkit::data {
 namespace {
 
 namespace fs = std::filesystem;
 using Bytes = std::vector<std::uint8_t>;
+using test::header;
+using test::idx;
+using test::write_gz;
+using test::write_plain;
 using testing::HasSubstr;
-
-Bytes header(std::uint8_t type, const std::vector<std::uint32_t>& dims) {
-  Bytes out = {0, 0, type, static_cast<std::uint8_t>(dims.size())};
-  for (const std::uint32_t d : dims) {
-    for (int shift = 24; shift >= 0; shift -= 8) {
-      out.push_back(static_cast<std::uint8_t>(d >> shift));
-    }
-  }
-  return out;
-}
 
 Bytes concat(Bytes a, const Bytes& b) {
   a.insert(a.end(), b.begin(), b.end());
@@ -45,27 +41,6 @@ Bytes pattern(std::size_t n, std::uint32_t seed = 1) {
     b = static_cast<std::uint8_t>(state >> 24);
   }
   return out;
-}
-
-Bytes idx(const std::vector<std::uint32_t>& dims, const Bytes& payload) {
-  return concat(header(0x08, dims), payload);
-}
-
-void write_plain(const fs::path& path, const Bytes& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(out.good()) << path;
-}
-
-void write_gz(const fs::path& path, const Bytes& bytes) {
-  gzFile gz = gzopen(path.c_str(), "wb");
-  ASSERT_NE(gz, nullptr) << path;
-  if (!bytes.empty()) {
-    EXPECT_EQ(gzwrite(gz, bytes.data(), static_cast<unsigned>(bytes.size())),
-              static_cast<int>(bytes.size()));
-  }
-  ASSERT_EQ(gzclose(gz), Z_OK) << path;
 }
 
 Bytes read_file(const fs::path& path) {

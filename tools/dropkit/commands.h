@@ -15,5 +15,6 @@ Run add_bench(CLI::App& app);
 Run add_demo(CLI::App& app);
 Run add_train(CLI::App& app);
 Run add_eval(CLI::App& app);
+Run add_compare(CLI::App& app);
 
 }  // namespace dropkit::cli

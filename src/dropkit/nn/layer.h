@@ -37,6 +37,10 @@ struct Context {
 struct ParamSpec {
   std::string name;  // unique within the layer, e.g. "weight"
   Shape shape;
+  // Rows are hidden units' incoming weight vectors: the max-norm constraint applies to them.
+  bool max_norm_rows = false;
+  // L2 weight decay applies (weights yes, biases no).
+  bool decay = false;
 };
 
 class Layer {
@@ -50,6 +54,14 @@ class Layer {
   // Parameters this layer needs; the arena calls bind_params with one view per spec, in order.
   virtual std::vector<ParamSpec> param_specs() const { return {}; }
   virtual void bind_params(std::vector<float*> /*values*/, std::vector<float*> /*grads*/) {}
+  // Fills the parameters from the counter RNG (reproducible from the seed); no-op by default.
+  virtual void init_params(std::uint64_t /*seed*/, std::uint32_t /*stream*/) {}
+  // When false, backward may leave dx untouched (the first layer of a model: nobody needs it).
+  virtual void set_needs_input_grad(bool needed) { needs_input_grad_ = needed; }
+  bool needs_input_grad() const { return needs_input_grad_; }
+
+ protected:
+  bool needs_input_grad_ = true;
 };
 
 }  // namespace dropkit::nn

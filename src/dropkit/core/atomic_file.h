@@ -1,0 +1,31 @@
+// Whole-file reads and crash-safe whole-file writes.
+//
+// Everything dropkit saves (checkpoints, metrics, reports) is written with write_file_atomic, so a
+// reader never sees a half-written file and a crash or a full disk mid-write leaves the previous
+// version intact. Every failure is a std::runtime_error whose one-line message names the file and
+// the operating system's reason, e.g. "cannot write /x/y.json: Permission denied".
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace dropkit {
+
+// Writes `bytes` to a temporary file in the directory of `path` (".<filename>.tmp.<pid>.<n>"),
+// flushes and fsyncs it, then renames it over `path`, which is atomic on POSIX file systems. The
+// directory is fsynced afterwards on a best-effort basis. On failure the temporary file is
+// removed, `path` is left untouched, and std::runtime_error("cannot write <path>: <reason>") is
+// thrown. The new file gets mode 0666 minus the umask, like any freshly created file.
+void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
+
+// The whole content of a file; throws std::runtime_error("cannot read <path>: <reason>").
+std::string read_file(const std::filesystem::path& path);
+
+// Creates `dir` and its missing parents, then proves it writable by creating and removing a probe
+// file, so a long run fails at start-up rather than when it first saves. Throws
+// std::runtime_error("output directory <dir> is not writable: <reason>"), also when `dir` exists
+// but is not a directory. An empty path means the current directory.
+void ensure_writable_dir(const std::filesystem::path& dir);
+
+}  // namespace dropkit

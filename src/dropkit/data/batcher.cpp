@@ -1,0 +1,76 @@
+#include "dropkit/data/batcher.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "dropkit/kernels/table.h"
+#include "dropkit/rng/streams.h"
+
+namespace dropkit::data {
+
+Normalization compute_normalization(const Dataset& d, std::span<const std::uint32_t> rows) {
+  const std::size_t f = d.features();
+  std::uint64_t hist[256] = {};
+  for (std::uint32_t r : rows) {
+    const std::uint8_t* p = d.images.data() + static_cast<std::size_t>(r) * f;
+    for (std::size_t i = 0; i < f; ++i) ++hist[p[i]];
+  }
+  double n = 0, sum = 0, sq = 0;
+  for (int v = 0; v < 256; ++v) {
+    const double x = v / 255.0, c = static_cast<double>(hist[v]);
+    n += c;
+    sum += c * x;
+    sq += c * x * x;
+  }
+  if (n == 0) return {};
+  const double mean = sum / n, var = std::max(0.0, sq / n - mean * mean);
+  return {static_cast<float>(mean), static_cast<float>(var > 0 ? std::sqrt(var) : 1.0)};
+}
+
+Split split_train_val(std::size_t count, std::size_t val) {
+  if (val >= count) {
+    throw std::invalid_argument(
+        fmt::format("validation size {} must be below the {} training examples", val, count));
+  }
+  Split s;
+  s.train.resize(count - val);
+  s.val.resize(val);
+  std::iota(s.train.begin(), s.train.end(), 0u);
+  std::iota(s.val.begin(), s.val.end(), static_cast<std::uint32_t>(count - val));
+  return s;
+}
+
+std::vector<std::uint32_t> epoch_permutation(std::span<const std::uint32_t> rows,
+                                             std::uint64_t seed, std::uint64_t epoch) {
+  std::vector<std::uint32_t> keys(rows.size());
+  kernels::active_kernels().fill_bits({seed, rng::kShuffleStream, epoch}, 0, keys.data(),
+                                      keys.size());
+  std::vector<std::uint64_t> order(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) order[i] = (std::uint64_t{keys[i]} << 32) | i;
+  std::sort(order.begin(), order.end());  // ties in the key fall back to the position
+  std::vector<std::uint32_t> out(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) out[i] = rows[order[i] & 0xFFFFFFFFu];
+  return out;
+}
+
+void make_batch(const Dataset& d, std::span<const std::uint32_t> rows, const Normalization& norm,
+                Tensor& x, std::vector<std::uint8_t>& labels) {
+  const std::size_t f = d.features();
+  x.resize(Shape{static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(f)});
+  labels.resize(rows.size());
+  // One table lookup per pixel: the 256 possible values, standardized once.
+  float table[256];
+  for (int v = 0; v < 256; ++v) table[v] = (static_cast<float>(v) / 255.0f - norm.mean) / norm.std;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const std::uint8_t* p = d.images.data() + static_cast<std::size_t>(rows[i]) * f;
+    float* out = x.data() + i * f;
+    for (std::size_t j = 0; j < f; ++j) out[j] = table[p[j]];
+    labels[i] = d.labels[rows[i]];
+  }
+}
+
+}  // namespace dropkit::data

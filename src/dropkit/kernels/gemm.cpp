@@ -1,0 +1,52 @@
+#include "dropkit/kernels/gemm.h"
+
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace dropkit::kernels {
+
+void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+           const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+           std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  // A thread-local ICV: oneDNN sees one thread and opens no OpenMP team from this thread.
+  thread_local const bool single = [] {
+    omp_set_num_threads(1);
+    return true;
+  }();
+  (void)single;
+  const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a,
+                                      lda, b, ldb, beta, c, ldc);
+  if (st != dnnl_success) {
+    throw std::runtime_error("dnnl_sgemm failed with status " + std::to_string(st));
+  }
+}
+
+void linear_backward_weights(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
+                             std::int64_t out, const float* x, const float* dy, float* dw,
+                             float* db) {
+  parallel::parallel_for(
+      pool, static_cast<std::size_t>(out), 64, [&](std::size_t b, std::size_t e) {
+        const auto j0 = static_cast<std::int64_t>(b), j1 = static_cast<std::int64_t>(e);
+        sgemm(true, false, j1 - j0, in, rows, 1.0f, dy + j0, out, x, in, 1.0f, dw + j0 * in, in);
+        if (db != nullptr) {
+          for (std::int64_t r = 0; r < rows; ++r) {
+            const float* row = dy + r * out;
+            for (std::int64_t j = j0; j < j1; ++j) db[j] += row[j];
+          }
+        }
+      });
+}
+
+void linear_backward_input(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
+                           std::int64_t out, const float* dy, const float* w, float* dx) {
+  parallel::parallel_for(pool, static_cast<std::size_t>(in), 64, [&](std::size_t b, std::size_t e) {
+    const auto i0 = static_cast<std::int64_t>(b), i1 = static_cast<std::int64_t>(e);
+    sgemm(false, false, rows, i1 - i0, out, 1.0f, dy, out, w + i0, in, 0.0f, dx + i0, in);
+  });
+}
+
+}  // namespace dropkit::kernels

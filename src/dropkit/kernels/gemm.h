@@ -1,0 +1,46 @@
+// Matrix products: oneDNN's sgemm, called single-threaded from inside our thread pool.
+//
+// Why oneDNN: measured on this machine (bench/gemm_bench.cpp, docs/design.md) it runs the
+// training shapes at 130-165 GFLOP/s per core against OpenBLAS 0.3.21's 32.
+// Why single-threaded calls: oneDNN's OpenMP team and our pool would spin against each other
+// on two cores. Each pool thread takes a static block of the big matrix (W or dW), so nothing
+// is packed twice and each output element is reduced in one call, in one order, whatever the
+// thread count.
+#pragma once
+
+#include <cstdint>
+
+#include "dropkit/parallel/thread_pool.h"
+
+namespace dropkit::kernels {
+
+// C[m,n] = alpha * op(A) op(B) + beta * C, row-major, on the calling thread only.
+void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+           const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+           std::int64_t ldc);
+
+// Shapes: x [rows, in], w [out, in], y [rows, out].
+// y = x w^T, threads split the columns of y (the rows of w) in blocks of 64; then
+// epilogue(col_begin, col_end) runs on the same thread while its block is in cache.
+template <class Epilogue>
+void linear_forward(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
+                    std::int64_t out, const float* x, const float* w, float* y,
+                    Epilogue&& epilogue) {
+  parallel::parallel_for(
+      pool, static_cast<std::size_t>(out), 64, [&](std::size_t b, std::size_t e) {
+        const auto j0 = static_cast<std::int64_t>(b), j1 = static_cast<std::int64_t>(e);
+        sgemm(false, true, rows, j1 - j0, in, 1.0f, x, in, w + j0 * in, in, 0.0f, y + j0, out);
+        epilogue(j0, j1);
+      });
+}
+
+// dw [out, in] += dy^T x, threads split the rows of dw; db [out] += column sums of dy (rows
+// summed in order, so the result does not depend on the split either).
+void linear_backward_weights(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
+                             std::int64_t out, const float* x, const float* dy, float* dw,
+                             float* db);
+// dx [rows, in] = dy w, threads split the columns of dx (the columns of w).
+void linear_backward_input(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
+                           std::int64_t out, const float* dy, const float* w, float* dx);
+
+}  // namespace dropkit::kernels

@@ -1,0 +1,74 @@
+#include "dropkit/model/sequential.h"
+
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "dropkit/rng/streams.h"
+
+namespace dropkit::model {
+
+void Sequential::add(std::unique_ptr<nn::Layer> layer) {
+  if (arena_) throw std::logic_error("Sequential: cannot add layers after the parameters exist");
+  layers_.push_back(std::move(layer));
+}
+
+nn::ParamArena& Sequential::params() {
+  if (!arena_) {
+    std::vector<nn::Layer*> raw;
+    for (auto& l : layers_) raw.push_back(l.get());
+    arena_ = std::make_unique<nn::ParamArena>(raw);
+    first_param_layer_ = layers_.size();
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      if (!layers_[i]->param_specs().empty()) {
+        first_param_layer_ = i;
+        break;
+      }
+    }
+    if (first_param_layer_ < layers_.size()) {
+      layers_[first_param_layer_]->set_needs_input_grad(false);
+    }
+    outputs_.resize(layers_.size());
+    grads_.resize(2);
+  }
+  return *arena_;
+}
+
+void Sequential::init_params(std::uint64_t seed) {
+  params();
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->init_params(seed, rng::kInitStreamBase + static_cast<std::uint32_t>(i));
+  }
+}
+
+const Tensor& Sequential::forward(const Tensor& x, const nn::Context& ctx) {
+  params();
+  if (layers_.empty()) throw std::logic_error("Sequential: no layers");
+  const Tensor* in = &x;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->forward(*in, outputs_[i], ctx);
+    in = &outputs_[i];
+  }
+  trained_forward_ = ctx.mode == nn::Mode::kTrain;
+  return *in;
+}
+
+void Sequential::backward(const Tensor& dy) {
+  if (!trained_forward_) {
+    throw std::logic_error("Sequential: backward needs a preceding forward in Mode::kTrain");
+  }
+  const Tensor* g = &dy;
+  for (std::size_t i = layers_.size(); i-- > first_param_layer_;) {
+    Tensor& dx = grads_[i % 2];
+    layers_[i]->backward(*g, dx);
+    g = &dx;
+  }
+}
+
+std::string Sequential::describe() const {
+  std::string s;
+  for (const auto& l : layers_) s += (s.empty() ? "" : " -> ") + l->name();
+  return s;
+}
+
+}  // namespace dropkit::model

@@ -1,0 +1,47 @@
+// Sequential: a chain of layers that owns them, their parameters (one arena) and every
+// intermediate buffer, reused from step to step (no allocation, no page faults after the first).
+//
+// forward(x, ctx) returns the last layer's output; backward(dy) runs the chain backwards after a
+// Train forward, accumulating into the arena's gradients. Layers before the first one with
+// parameters get no backward at all (nothing needs their input gradient: the input dropout
+// then costs nothing in backward), and the first parameterised layer skips its dx.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dropkit/nn/layer.h"
+#include "dropkit/nn/params.h"
+
+namespace dropkit::model {
+
+class Sequential {
+ public:
+  Sequential() = default;
+  Sequential(const Sequential&) = delete;
+  Sequential& operator=(const Sequential&) = delete;
+
+  // Adds a layer; all layers must be added before the first forward (which builds the arena).
+  void add(std::unique_ptr<nn::Layer> layer);
+  // Builds the parameter arena (idempotent); init_params fills it from the seed.
+  nn::ParamArena& params();
+  void init_params(std::uint64_t seed);
+
+  const Tensor& forward(const Tensor& x, const nn::Context& ctx);
+  void backward(const Tensor& dy);
+
+  std::size_t size() const { return layers_.size(); }
+  nn::Layer& layer(std::size_t i) { return *layers_.at(i); }
+  std::string describe() const;  // "Dropout(0.2) -> Linear(784, 1024, relu) -> ..."
+
+ private:
+  std::vector<std::unique_ptr<nn::Layer>> layers_;
+  std::unique_ptr<nn::ParamArena> arena_;
+  std::vector<Tensor> outputs_;  // outputs_[i] = output of layer i
+  std::vector<Tensor> grads_;    // two ping-pong gradient buffers
+  std::size_t first_param_layer_ = 0;
+  bool trained_forward_ = false;
+};
+
+}  // namespace dropkit::model

@@ -1,0 +1,102 @@
+#include "dropkit/nn/activation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace dropkit::nn {
+
+std::string_view activation_name(Activation a) {
+  switch (a) {
+    case Activation::kIdentity:
+      return "identity";
+    case Activation::kReLU:
+      return "relu";
+    case Activation::kSigmoid:
+      return "sigmoid";
+    case Activation::kTanh:
+      return "tanh";
+    case Activation::kSELU:
+      return "selu";
+  }
+  return "?";
+}
+
+Activation parse_activation(std::string_view name) {
+  for (auto a : {Activation::kIdentity, Activation::kReLU, Activation::kSigmoid, Activation::kTanh,
+                 Activation::kSELU}) {
+    if (activation_name(a) == name) return a;
+  }
+  throw std::invalid_argument(
+      fmt::format("unknown activation '{}' (valid: identity, relu, sigmoid, tanh, selu)", name));
+}
+
+void activation_forward(Activation f, const float* z, float* a, std::size_t n) {
+  constexpr float l = static_cast<float>(kSeluLambda);
+  constexpr float la = static_cast<float>(kSeluLambda * kSeluAlpha);
+  switch (f) {
+    case Activation::kIdentity:
+      if (a != z) std::copy(z, z + n, a);
+      return;
+    case Activation::kReLU:
+      for (std::size_t i = 0; i < n; ++i) a[i] = z[i] > 0.0f ? z[i] : 0.0f;
+      return;
+    case Activation::kSigmoid:
+      for (std::size_t i = 0; i < n; ++i) {
+        const float e = std::exp(-std::fabs(z[i]));  // never overflows
+        a[i] = z[i] >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+      }
+      return;
+    case Activation::kTanh:
+      for (std::size_t i = 0; i < n; ++i) a[i] = std::tanh(z[i]);
+      return;
+    case Activation::kSELU:
+      for (std::size_t i = 0; i < n; ++i) a[i] = z[i] > 0.0f ? l * z[i] : la * std::expm1(z[i]);
+      return;
+  }
+}
+
+void activation_backward(Activation f, const float* a, const float* da, float* dz, std::size_t n) {
+  constexpr float l = static_cast<float>(kSeluLambda);
+  constexpr float la = static_cast<float>(kSeluLambda * kSeluAlpha);
+  switch (f) {
+    case Activation::kIdentity:
+      if (dz != da) std::copy(da, da + n, dz);
+      return;
+    case Activation::kReLU:
+      for (std::size_t i = 0; i < n; ++i) dz[i] = a[i] > 0.0f ? da[i] : 0.0f;
+      return;
+    case Activation::kSigmoid:
+      for (std::size_t i = 0; i < n; ++i) dz[i] = da[i] * (a[i] * (1.0f - a[i]));
+      return;
+    case Activation::kTanh:
+      for (std::size_t i = 0; i < n; ++i) dz[i] = da[i] * (1.0f - a[i] * a[i]);
+      return;
+    case Activation::kSELU:
+      for (std::size_t i = 0; i < n; ++i) dz[i] = da[i] * (a[i] > 0.0f ? l : a[i] + la);
+      return;
+  }
+}
+
+void ActivationLayer::forward(const Tensor& x, Tensor& y, const Context& ctx) {
+  if (&y != &x) y.resize(x.shape());
+  activation_forward(f_, x.data(), y.data(), x.numel());
+  y_ = ctx.mode == Mode::kTrain ? &y : nullptr;
+}
+
+void ActivationLayer::backward(const Tensor& dy, Tensor& dx) {
+  if (y_ == nullptr) {
+    throw std::logic_error(name() + ": backward needs a preceding forward in Mode::kTrain");
+  }
+  if (dy.shape() != y_->shape()) {
+    throw std::invalid_argument(
+        fmt::format("{}: gradient shape {} differs from the output shape {}", name(),
+                    dy.shape().str(), y_->shape().str()));
+  }
+  if (&dx != &dy) dx.resize(dy.shape());
+  activation_backward(f_, y_->data(), dy.data(), dx.data(), dy.numel());
+}
+
+}  // namespace dropkit::nn

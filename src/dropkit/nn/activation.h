@@ -1,0 +1,47 @@
+// Element-wise activations, as kernels over spans and as a Layer.
+//
+//   kIdentity  a = z
+//   kReLU      a = max(z, 0)                              a' = [a > 0]
+//   kSigmoid   a = 1 / (1 + e^-z)  (stable for both signs)  a' = a (1 - a)
+//   kTanh      a = tanh z                                 a' = 1 - a^2
+//   kSELU      a = l z (z > 0), l al (e^z - 1) otherwise  a' = l (z > 0), a + l al otherwise
+//              with l = 1.0507009873554805, al = 1.6732632423543772 (Klambauer et al. 2017)
+// Every derivative is written in terms of the output a, so backward needs only the output.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "dropkit/nn/layer.h"
+
+namespace dropkit::nn {
+
+enum class Activation { kIdentity, kReLU, kSigmoid, kTanh, kSELU };
+
+inline constexpr double kSeluLambda = 1.0507009873554805;
+inline constexpr double kSeluAlpha = 1.6732632423543772;
+
+std::string_view activation_name(Activation a);
+// Parses "identity", "relu", "sigmoid", "tanh", "selu"; throws std::invalid_argument listing them.
+Activation parse_activation(std::string_view name);
+
+// a[i] = f(z[i]); z and a may alias.
+void activation_forward(Activation f, const float* z, float* a, std::size_t n);
+// dz[i] = da[i] * f'(z[i]), computed from a[i] = f(z[i]); da and dz may alias.
+void activation_backward(Activation f, const float* a, const float* da, float* dz, std::size_t n);
+
+// The activation as a standalone layer (Linear can also apply it fused, see nn/linear.h).
+class ActivationLayer : public Layer {
+ public:
+  explicit ActivationLayer(Activation f) : f_(f) {}
+  std::string name() const override { return std::string(activation_name(f_)); }
+  void forward(const Tensor& x, Tensor& y, const Context& ctx) override;
+  void backward(const Tensor& dy, Tensor& dx) override;
+
+ private:
+  Activation f_;
+  const Tensor* y_ = nullptr;  // the output of the last Train forward
+};
+
+}  // namespace dropkit::nn

@@ -1,0 +1,111 @@
+#include "dropkit/nn/linear.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "dropkit/kernels/gemm.h"
+#include "dropkit/kernels/table.h"
+
+namespace dropkit::nn {
+
+Linear::Linear(std::int64_t in, std::int64_t out, Activation f, bool hidden)
+    : in_(in), out_(out), f_(f), hidden_(hidden) {
+  if (in <= 0 || out <= 0) {
+    throw std::invalid_argument(
+        fmt::format("Linear: sizes must be positive, got in = {}, out = {}", in, out));
+  }
+}
+
+std::string Linear::name() const {
+  return f_ == Activation::kIdentity
+             ? fmt::format("Linear({}, {})", in_, out_)
+             : fmt::format("Linear({}, {}, {})", in_, out_, activation_name(f_));
+}
+
+Shape Linear::output_shape(const Shape& in) const {
+  if (in.rank() != 2 || in[1] != in_) {
+    throw std::invalid_argument(
+        fmt::format("{}: input shape {} is not [rows, {}]", name(), in.str(), in_));
+  }
+  return Shape{in[0], out_};
+}
+
+std::vector<ParamSpec> Linear::param_specs() const {
+  return {{"weight", Shape{out_, in_}, hidden_, true}, {"bias", Shape{out_}, false, false}};
+}
+
+void Linear::bind_params(std::vector<float*> values, std::vector<float*> grads) {
+  w_ = values.at(0);
+  b_ = values.at(1);
+  dw_ = grads.at(0);
+  db_ = grads.at(1);
+}
+
+void Linear::init_params(std::uint64_t seed, std::uint32_t stream) {
+  const std::size_t n = static_cast<std::size_t>(in_ * out_);
+  const rng::StreamKey key{seed, stream, 0};
+  const auto& k = kernels::active_kernels();
+  if (f_ == Activation::kSigmoid || f_ == Activation::kTanh) {
+    const float a = static_cast<float>(std::sqrt(6.0 / static_cast<double>(in_ + out_)));
+    k.fill_uniform(key, 0, w_, n);
+    for (std::size_t i = 0; i < n; ++i) w_[i] = (2.0f * w_[i] - 1.0f) * a;
+  } else {
+    const double gain = f_ == Activation::kReLU ? 2.0 : 1.0;
+    const float sd = static_cast<float>(std::sqrt(gain / static_cast<double>(in_)));
+    k.fill_normal(key, 0, w_, n);
+    for (std::size_t i = 0; i < n; ++i) w_[i] *= sd;
+  }
+  std::fill(b_, b_ + out_, 0.0f);
+}
+
+void Linear::forward(const Tensor& x, Tensor& y, const Context& ctx) {
+  if (&x == &y) throw std::invalid_argument(name() + ": cannot run in place");
+  y.resize(output_shape(x.shape()));
+  const std::int64_t rows = x.shape()[0];
+  auto& pool = ctx.threads();
+  float* yd = y.data();
+  kernels::linear_forward(
+      pool, rows, in_, out_, x.data(), w_, yd, [&](std::int64_t j0, std::int64_t j1) {
+        for (std::int64_t r = 0; r < rows; ++r) {
+          float* row = yd + r * out_;
+          for (std::int64_t j = j0; j < j1; ++j) row[j] += b_[j];
+          activation_forward(f_, row + j0, row + j0, static_cast<std::size_t>(j1 - j0));
+        }
+      });
+  const bool train = ctx.mode == Mode::kTrain;
+  x_ = train ? &x : nullptr;
+  y_ = train ? &y : nullptr;
+  pool_ = &pool;
+}
+
+void Linear::backward(const Tensor& dy, Tensor& dx) {
+  if (x_ == nullptr) {
+    throw std::logic_error(name() + ": backward needs a preceding forward in Mode::kTrain");
+  }
+  if (dy.shape() != y_->shape()) {
+    throw std::invalid_argument(
+        fmt::format("{}: gradient shape {} differs from the output shape {}", name(),
+                    dy.shape().str(), y_->shape().str()));
+  }
+  const std::int64_t rows = x_->shape()[0];
+  const float* dz = dy.data();
+  if (f_ != Activation::kIdentity) {
+    dz_.resize(dy.shape());
+    parallel::parallel_for(*pool_, static_cast<std::size_t>(rows), 1,
+                           [&](std::size_t r0, std::size_t r1) {
+                             const std::size_t o = r0 * static_cast<std::size_t>(out_);
+                             activation_backward(f_, y_->data() + o, dy.data() + o, dz_.data() + o,
+                                                 (r1 - r0) * static_cast<std::size_t>(out_));
+                           });
+    dz = dz_.data();
+  }
+  kernels::linear_backward_weights(*pool_, rows, in_, out_, x_->data(), dz, dw_, db_);
+  if (needs_input_grad_) {
+    if (&dx != &dy) dx.resize(x_->shape());
+    kernels::linear_backward_input(*pool_, rows, in_, out_, dz, w_, dx.data());
+  }
+}
+
+}  // namespace dropkit::nn

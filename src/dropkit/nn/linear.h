@@ -1,0 +1,57 @@
+// Linear (fully connected) layer, with an optional activation fused into its epilogue.
+//
+// What it represents: y = f(x W^T + b), x [rows, in], W [out, in] (row j = the incoming weights
+// of unit j), b [out], y [rows, out]. With f = identity it is the plain affine map. The bias add
+// and f run on each thread's block of columns right after that thread's matrix product, while
+// the block is still in cache (the "fuse where it pays" of issue 3: a separate pass would read
+// and write the whole output once more).
+//
+// Backward (the convention of nn/layer.h): dz = dy * f'(from y); dW += dz^T x; db += sum_rows dz;
+// dx = dz W (skipped when set_needs_input_grad(false)).
+// Initialisation from the counter RNG: He normal (std sqrt(2/in)) for ReLU, LeCun normal
+// (sqrt(1/in)) for SELU and identity, Glorot uniform (+-sqrt(6/(in+out))) for sigmoid and
+// tanh; biases zero.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dropkit/nn/activation.h"
+#include "dropkit/nn/layer.h"
+
+namespace dropkit::nn {
+
+class Linear : public Layer {
+ public:
+  // hidden: the rows of W are hidden units' incoming weights (max-norm applies to them).
+  Linear(std::int64_t in, std::int64_t out, Activation f = Activation::kIdentity,
+         bool hidden = false);
+
+  std::string name() const override;
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& x, Tensor& y, const Context& ctx) override;
+  void backward(const Tensor& dy, Tensor& dx) override;
+  std::vector<ParamSpec> param_specs() const override;
+  void bind_params(std::vector<float*> values, std::vector<float*> grads) override;
+  void init_params(std::uint64_t seed, std::uint32_t stream) override;
+
+  std::int64_t in() const { return in_; }
+  std::int64_t out() const { return out_; }
+  Activation activation() const { return f_; }
+  const float* weight() const { return w_; }
+  float* weight() { return w_; }
+  float* bias() { return b_; }
+
+ private:
+  std::int64_t in_, out_;
+  Activation f_;
+  bool hidden_;
+  float *w_ = nullptr, *b_ = nullptr, *dw_ = nullptr, *db_ = nullptr;
+  const Tensor* x_ = nullptr;  // saved by a Train forward
+  const Tensor* y_ = nullptr;
+  parallel::ThreadPool* pool_ = nullptr;
+  Tensor dz_;  // reused across steps
+};
+
+}  // namespace dropkit::nn

@@ -1,0 +1,163 @@
+#include "dropkit/core/atomic_file.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace dropkit {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::HasSubstr;
+
+class AtomicFileTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    std::string templ = (fs::temp_directory_path() / "dropkit_atomic_file_test_XXXXXX").string();
+    ASSERT_NE(mkdtemp(templ.data()), nullptr);
+    dir_ = templ;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  std::vector<std::string> entries() const {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(dir_)) {
+      names.push_back(entry.path().filename().string());
+    }
+    return names;
+  }
+
+  // A regular file, so that any path below it cannot be created, even by root (for whom chmod
+  // would not make a directory unwritable).
+  fs::path regular_file() {
+    const fs::path file = dir_ / "file";
+    std::ofstream(file) << "i am a file";
+    return file;
+  }
+
+  fs::path dir_;
+};
+
+// Returns the runtime_error message, recording a failure if nothing (or something else) is thrown.
+template <typename Action>
+std::string error_of(Action action) {
+  try {
+    action();
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a std::runtime_error";
+  return "";
+}
+
+TEST_F(AtomicFileTest, RoundTripsTextAndBinary) {
+  const fs::path path = dir_ / "a.bin";
+  std::string bytes = "hello\n";
+  bytes.push_back('\0');
+  for (int i = 0; i < 300000; ++i) bytes.push_back(static_cast<char>(i * 31));
+  write_file_atomic(path, bytes);
+  EXPECT_EQ(read_file(path), bytes);
+}
+
+TEST_F(AtomicFileTest, RoundTripsEmptyFile) {
+  const fs::path path = dir_ / "empty";
+  write_file_atomic(path, "");
+  EXPECT_TRUE(fs::is_regular_file(path));
+  EXPECT_EQ(read_file(path), "");
+}
+
+TEST_F(AtomicFileTest, OverwriteReplacesContent) {
+  const fs::path path = dir_ / "metrics.json";
+  write_file_atomic(path, "a much longer first version of the file");
+  write_file_atomic(path, "short");
+  EXPECT_EQ(read_file(path), "short");
+}
+
+TEST_F(AtomicFileTest, LeavesNoTemporaryFilesBehind) {
+  write_file_atomic(dir_ / "one.json", "1");
+  write_file_atomic(dir_ / "one.json", "11");
+  write_file_atomic(dir_ / "two.json", "2");
+  EXPECT_THAT(entries(), testing::UnorderedElementsAre("one.json", "two.json"));
+}
+
+TEST_F(AtomicFileTest, WritesRelativeToCurrentDirectory) {
+  const fs::path old_cwd = fs::current_path();
+  fs::current_path(dir_);
+  write_file_atomic("relative.txt", "here");
+  fs::current_path(old_cwd);
+  EXPECT_EQ(read_file(dir_ / "relative.txt"), "here");
+  EXPECT_THAT(entries(), testing::ElementsAre("relative.txt"));
+}
+
+TEST_F(AtomicFileTest, UnwritableDirectoryThrowsNamingPathAndReason) {
+  const fs::path path = regular_file() / "sub" / "y.json";
+  const std::string message = error_of([&] { write_file_atomic(path, "x"); });
+  EXPECT_THAT(message, HasSubstr("cannot write " + path.string() + ": "));
+  EXPECT_THAT(message, HasSubstr("Not a directory"));
+}
+
+TEST_F(AtomicFileTest, FailedWriteKeepsOldFileAndLeavesNoTemporary) {
+  // Renaming a file over a non-empty directory fails after the temporary file has been written,
+  // which exercises the clean-up path.
+  const fs::path path = dir_ / "target";
+  fs::create_directories(path / "child");
+  const std::string message = error_of([&] { write_file_atomic(path, "new"); });
+  EXPECT_THAT(message, HasSubstr("cannot write " + path.string() + ": "));
+  EXPECT_TRUE(fs::is_directory(path / "child"));
+  EXPECT_THAT(entries(), testing::ElementsAre("target"));
+
+  const fs::path file = regular_file();
+  EXPECT_THROW(write_file_atomic(file / "x", "new"), std::runtime_error);
+  EXPECT_EQ(read_file(file), "i am a file");
+}
+
+TEST_F(AtomicFileTest, DirectoryPathIsRejected) {
+  const fs::path path = dir_ / "";
+  EXPECT_THAT(error_of([&] { write_file_atomic(path, "x"); }), HasSubstr("cannot write"));
+}
+
+TEST_F(AtomicFileTest, ReadOfMissingFileNamesThePath) {
+  const fs::path path = dir_ / "missing.json";
+  EXPECT_EQ(error_of([&] { read_file(path); }),
+            "cannot read " + path.string() + ": No such file or directory");
+}
+
+TEST_F(AtomicFileTest, ReadOfDirectoryThrows) {
+  EXPECT_THAT(error_of([&] { read_file(dir_); }), HasSubstr("cannot read " + dir_.string()));
+}
+
+TEST_F(AtomicFileTest, EnsureWritableDirCreatesNestedDirectories) {
+  const fs::path nested = dir_ / "a" / "b" / "c";
+  ensure_writable_dir(nested);
+  EXPECT_TRUE(fs::is_directory(nested));
+  EXPECT_TRUE(fs::is_empty(nested)) << "the probe file must be removed";
+  ensure_writable_dir(nested);  // an existing directory is fine
+  write_file_atomic(nested / "ok", "ok");
+  EXPECT_EQ(read_file(nested / "ok"), "ok");
+}
+
+TEST_F(AtomicFileTest, EnsureWritableDirRejectsRegularFile) {
+  const fs::path file = regular_file();
+  EXPECT_EQ(
+      error_of([&] { ensure_writable_dir(file); }),
+      "output directory " + file.string() + " is not writable: it exists and is not a directory");
+  EXPECT_EQ(read_file(file), "i am a file");
+}
+
+TEST_F(AtomicFileTest, EnsureWritableDirRejectsPathBelowRegularFile) {
+  const fs::path below = regular_file() / "sub";
+  EXPECT_THAT(error_of([&] { ensure_writable_dir(below); }),
+              HasSubstr("output directory " + below.string() + " is not writable: "));
+}
+
+}  // namespace
+}  // namespace dropkit

@@ -1,0 +1,226 @@
+#include "svg.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <string_view>
+
+#include <fmt/format.h>
+
+namespace dropkit::cli {
+namespace {
+
+constexpr double kWidth = 800;
+constexpr double kHeight = 500;
+// The plot area, inside the margins that hold the title, tick labels and axis labels.
+constexpr double kLeft = 80;
+constexpr double kRight = kWidth - 30;
+constexpr double kTop = 60;
+constexpr double kBottom = kHeight - 60;
+constexpr char kFont[] = "font-family=\"sans-serif\"";
+
+std::string escape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+// 1, 2 or 5 times a power of ten, the smallest such step >= raw.
+double nice_step(double raw) {
+  if (!(raw > 0)) return 1;
+  const double magnitude = std::pow(10.0, std::floor(std::log10(raw)));
+  for (const double m : {1.0, 2.0, 5.0, 10.0}) {
+    if (m * magnitude >= raw * (1 - 1e-9)) return m * magnitude;
+  }
+  return 10 * magnitude;
+}
+
+// A linear map from data range [lo, hi] to pixel range [a, b].
+struct Axis {
+  double lo, hi, a, b;
+  double operator()(double v) const { return a + (v - lo) / (hi - lo) * (b - a); }
+};
+
+struct Range {
+  double lo = std::numeric_limits<double>::infinity();
+  double hi = -std::numeric_limits<double>::infinity();
+  bool empty() const { return lo > hi; }
+};
+
+Range finite_range(const std::vector<Series>& series) {
+  Range r;
+  for (const Series& s : series) {
+    for (const double v : s.y) {
+      if (!std::isfinite(v)) continue;
+      r.lo = std::min(r.lo, v);
+      r.hi = std::max(r.hi, v);
+    }
+  }
+  return r;
+}
+
+// The data range padded by 5% of its span (or of its value when flat), clamped at zero below.
+Range padded(Range r) {
+  const double span = r.hi - r.lo;
+  const double pad = span > 0 ? 0.05 * span : (r.hi != 0 ? 0.05 * std::abs(r.hi) : 1.0);
+  Range out{std::max(0.0, r.lo - pad), r.hi + pad};
+  if (!(out.hi > out.lo)) out.hi = out.lo + 1;
+  return out;
+}
+
+// A <text> element; `extra` holds further attributes, e.g. `fill="red"`.
+std::string text(double x, double y, std::string_view anchor, int size, std::string_view content,
+                 std::string_view extra = "") {
+  return fmt::format(
+      "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"{}\" font-size=\"{}\" {}{}{}>{}</text>\n", x,
+      y, anchor, size, kFont, extra.empty() ? "" : " ", extra, escape(content));
+}
+
+std::string line(double x1, double y1, double x2, double y2, std::string_view style) {
+  return fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" {}/>\n", x1, y1,
+                     x2, y2, style);
+}
+
+std::string dash_attribute(bool dashed) {
+  return dashed ? " stroke-dasharray=\"6 4\"" : "";
+}
+
+void draw_y_ticks(std::string& out, const Axis& y) {
+  const double step = nice_step((y.hi - y.lo) / 6);
+  const int decimals = std::max(0, -static_cast<int>(std::floor(std::log10(step) + 1e-9)));
+  const auto first = static_cast<long long>(std::ceil(y.lo / step - 1e-9));
+  const auto last = static_cast<long long>(std::floor(y.hi / step + 1e-9));
+  for (long long k = first; k <= last; ++k) {
+    const double v = static_cast<double>(k) * step;
+    const double py = y(v);
+    out += line(kLeft, py, kRight, py, "stroke=\"#e0e0e0\" stroke-width=\"1\"");
+    out += line(kLeft - 5, py, kLeft, py, "stroke=\"black\" stroke-width=\"1\"");
+    out += text(kLeft - 8, py + 4, "end", 12, fmt::format("{:.{}f}", v, decimals));
+  }
+}
+
+void draw_x_ticks(std::string& out, const Axis& x, std::size_t epochs) {
+  // Whole epochs only: a fractional step (few epochs) becomes 1.
+  const auto step = std::max<std::size_t>(
+      1, static_cast<std::size_t>(std::llround(nice_step(static_cast<double>(epochs - 1) / 10))));
+  std::vector<std::size_t> ticks = {1};
+  for (std::size_t e = step; e <= epochs; e += step) {
+    // Epoch 1 always gets a tick; a multiple of the step too close to it would collide.
+    if (2 * (e - 1) >= step && e != 1) ticks.push_back(e);
+  }
+  for (const std::size_t e : ticks) {
+    const double px = x(static_cast<double>(e));
+    out += line(px, kBottom, px, kBottom + 5, "stroke=\"black\" stroke-width=\"1\"");
+    out += text(px, kBottom + 20, "middle", 12, fmt::format("{}", e));
+  }
+}
+
+void draw_legend(std::string& out, const std::vector<Series>& series) {
+  if (series.empty()) return;
+  std::size_t longest = 0;
+  for (const Series& s : series) longest = std::max(longest, s.label.size());
+  constexpr double kRow = 18;
+  const double width = 44 + 7.0 * static_cast<double>(longest);
+  const double height = 10 + kRow * static_cast<double>(series.size());
+  const double x0 = kRight - 10 - width;
+  const double y0 = kTop + 10;
+  out += fmt::format(
+      "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"white\" "
+      "fill-opacity=\"0.85\" stroke=\"#999999\" stroke-width=\"1\"/>\n",
+      x0, y0, width, height);
+  for (std::size_t i = 0; i < series.size(); ++i) {
+    const Series& s = series[i];
+    const double cy = y0 + 5 + kRow * (static_cast<double>(i) + 0.5);
+    out += line(x0 + 8, cy, x0 + 32, cy,
+                fmt::format("stroke=\"{}\" stroke-width=\"2\"{}", escape(s.color),
+                            dash_attribute(s.dashed)));
+    out += text(x0 + 38, cy + 4, "start", 12, s.label);
+  }
+}
+
+}  // namespace
+
+std::string line_chart_svg(const std::string& title, const std::string& y_label,
+                           const std::vector<Series>& series) {
+  std::string out = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" "
+      "viewBox=\"0 0 {0} {1}\">\n",
+      kWidth, kHeight);
+  out += fmt::format("<rect x=\"0\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"white\"/>\n", kWidth,
+                     kHeight);
+  out += text(kWidth / 2, 30, "middle", 18, title, "font-weight=\"bold\"");
+  out += text(kLeft + (kRight - kLeft) / 2, kHeight - 15, "middle", 14, "epoch");
+  const double mid_y = kTop + (kBottom - kTop) / 2;
+  out += text(22, mid_y, "middle", 14, y_label,
+              fmt::format("transform=\"rotate(-90 22 {:.1f})\"", mid_y));
+
+  const Range data = finite_range(series);
+  if (data.empty()) {
+    out += text(kLeft + (kRight - kLeft) / 2, mid_y, "middle", 16, "no data", "fill=\"#777777\"");
+  } else {
+    std::size_t epochs = 0;
+    for (const Series& s : series) epochs = std::max(epochs, s.y.size());
+    // A single epoch is drawn in the middle rather than on the y axis.
+    const Axis x = epochs > 1 ? Axis{1, static_cast<double>(epochs), kLeft, kRight}
+                              : Axis{0, 2, kLeft, kRight};
+    const Range yr = padded(data);
+    const Axis y{yr.lo, yr.hi, kBottom, kTop};
+    draw_y_ticks(out, y);
+    draw_x_ticks(out, x, epochs);
+
+    for (const Series& s : series) {
+      std::string points;
+      std::size_t count = 0;
+      double last_x = 0, last_y = 0;
+      for (std::size_t i = 0; i < s.y.size(); ++i) {
+        if (!std::isfinite(s.y[i])) continue;
+        last_x = x(static_cast<double>(i + 1));
+        // Clamped, so a (meaningless) negative error cannot draw outside the plot.
+        last_y = std::clamp(y(s.y[i]), kTop, kBottom);
+        if (count++ > 0) points += ' ';
+        points += fmt::format("{:.1f},{:.1f}", last_x, last_y);
+      }
+      if (count == 0) continue;
+      out += fmt::format(
+          "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-linejoin=\"round\"{} "
+          "points=\"{}\"/>\n",
+          escape(s.color), dash_attribute(s.dashed), points);
+      // A one-point polyline is invisible; mark the point.
+      if (count == 1) {
+        out += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"/>\n", last_x,
+                           last_y, escape(s.color));
+      }
+    }
+  }
+
+  // Axes last, so grid lines and curves do not paint over them.
+  out += line(kLeft, kBottom, kRight, kBottom, "stroke=\"black\" stroke-width=\"1\"");
+  out += line(kLeft, kTop, kLeft, kBottom, "stroke=\"black\" stroke-width=\"1\"");
+  draw_legend(out, series);
+  out += "</svg>\n";
+  return out;
+}
+
+}  // namespace dropkit::cli

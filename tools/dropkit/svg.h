@@ -1,0 +1,31 @@
+// Line charts as standalone SVG, for the error curves that `dropkit` writes next to its metrics.
+//
+// SVG rather than PNG because it needs no image library, is a few kilobytes, diffs as text and
+// opens in any browser; the chart is fixed-size (800x500) and self-contained (no scripts, no
+// external fonts or stylesheets).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace dropkit::cli {
+
+// One curve. y[i] is the value at epoch i+1; NaN (and infinite) values are skipped, the line
+// joining the points on either side. `color` is any SVG color ("#1f77b4", "red").
+struct Series {
+  std::string label;
+  std::string color;
+  bool dashed = false;
+  std::vector<double> y;
+};
+
+// An 800x500 SVG line chart: x is the epoch (1 .. the longest series), y the error in percent.
+// It has the title on top, both axes with ticks, tick labels and axis labels, light grid lines,
+// and a legend with every series. The y range comes from the data, padded by 5% of its span, and
+// never goes below zero. A series with no finite value is drawn only in the legend; if no series
+// has one, the chart shows empty axes and "no data". Text is XML-escaped; the result ends in
+// "</svg>\n".
+std::string line_chart_svg(const std::string& title, const std::string& y_label,
+                           const std::vector<Series>& series);
+
+}  // namespace dropkit::cli

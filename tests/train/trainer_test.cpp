@@ -295,6 +295,24 @@ TEST(OptimizerTest, MaxNormProjectsLongHiddenRowsOnly) {
   EXPECT_EQ(output.weight()[0], 10.0f);       // the output layer has no hidden units
 }
 
+TEST(OptimizerTest, FusedMaxNormEqualsUpdateThenProject) {
+  nn::Linear a(300, 70, nn::Activation::kReLU, true), b(300, 70, nn::Activation::kReLU, true);
+  nn::ParamArena pa({&a}), pb({&b});
+  a.init_params(1, 1);
+  b.init_params(1, 1);
+  for (std::size_t i = 0; i < pa.size(); ++i) {
+    pa.grads()[i] = pb.grads()[i] = 0.05f * static_cast<float>(i % 17) - 0.4f;
+  }
+  OptimizerConfig with, without;
+  with.max_norm = 1.0;  // He init rows have norm ~1.4: most get projected
+  Optimizer oa(with, pa.size()), ob(without, pb.size());
+  parallel::ThreadPool pool(2);
+  oa.step(pa, 0, pool);
+  ob.step(pb, 0, pool);
+  EXPECT_GT(apply_max_norm(pb, 1.0, pool), 10u);
+  EXPECT_TRUE(std::equal(pa.values().begin(), pa.values().end(), pb.values().begin()));
+}
+
 TEST(OptimizerTest, AdamFirstStepIsLrTimesSign) {
   nn::Linear layer(1, 2);
   nn::ParamArena arena({&layer});

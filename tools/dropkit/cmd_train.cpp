@@ -109,12 +109,13 @@ int run_train(CLI::App& app, TrainOpts& o) {
   }
   o.config.validate();
   const fs::path out = o.out;
-  if (!out.empty()) ensure_writable_dir(out);
   const auto data = data::load_mnist_dir(o.data);
   const int threads = resolve_threads(o.threads);
   parallel::ThreadPool pool(threads);
   train::Trainer trainer(o.config, data, pool);
   if (!o.resume.empty()) trainer.load_checkpoint(fs::path(o.resume) / kCheckpoint);
+  // Only now, with config, data and checkpoint all valid, may --out be created.
+  if (!out.empty()) ensure_writable_dir(out);
   if (!out.empty()) write_file_atomic(out / "config.json", o.config.to_json().dump(2) + "\n");
 
   std::FILE* log = o.json ? stderr : stdout;

@@ -66,7 +66,12 @@ void activation_backward(Activation f, const float* a, const float* da, float* d
       if (dz != da) std::copy(da, da + n, dz);
       return;
     case Activation::kReLU:
-      for (std::size_t i = 0; i < n; ++i) dz[i] = a[i] > 0.0f ? da[i] : 0.0f;
+      // Load da[i] unconditionally: a load under the condition blocks if-conversion, and a
+      // branch on a ReLU pattern is a coin flip for the predictor.
+      for (std::size_t i = 0; i < n; ++i) {
+        const float d = da[i];
+        dz[i] = a[i] > 0.0f ? d : 0.0f;
+      }
       return;
     case Activation::kSigmoid:
       for (std::size_t i = 0; i < n; ++i) dz[i] = da[i] * (a[i] * (1.0f - a[i]));
@@ -75,7 +80,10 @@ void activation_backward(Activation f, const float* a, const float* da, float* d
       for (std::size_t i = 0; i < n; ++i) dz[i] = da[i] * (1.0f - a[i] * a[i]);
       return;
     case Activation::kSELU:
-      for (std::size_t i = 0; i < n; ++i) dz[i] = da[i] * (a[i] > 0.0f ? l : a[i] + la);
+      for (std::size_t i = 0; i < n; ++i) {
+        const float ai = a[i];
+        dz[i] = da[i] * (ai > 0.0f ? l : ai + la);
+      }
       return;
   }
 }

@@ -46,8 +46,67 @@ double Optimizer::momentum_at(int epoch) const {
 }
 
 namespace {
+
 constexpr std::size_t kChunk = 4096;  // elements per unit of the static split
+
+// The update loops as plain functions over restrict pointers, so that they vectorize (inside a
+// lambda that captures the pointers by reference the compiler must assume every store may
+// change them). Each consumes the gradient: g is zeroed in the same pass.
+struct SgdParams {
+  float momentum, step, decay;
+};
+
+// Classic (w += v) or Nesterov (w += m v - step g) momentum.
+template <bool kNesterov>
+void sgd_update(float* __restrict w, float* __restrict g, float* __restrict v, std::size_t n,
+                SgdParams p) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const float gi = g[i] + p.decay * w[i];
+    g[i] = 0.0f;
+    v[i] = p.momentum * v[i] - p.step * gi;
+    w[i] += kNesterov ? p.momentum * v[i] - p.step * gi : v[i];
+  }
 }
+
+struct AdamParams {
+  float lr, beta1, beta2, eps, correction1, correction2, decay;
+};
+
+void adam_update(float* __restrict w, float* __restrict g, float* __restrict m, float* __restrict v,
+                 std::size_t n, AdamParams p) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const float gi = g[i] + p.decay * w[i];
+    g[i] = 0.0f;
+    m[i] = p.beta1 * m[i] + (1.0f - p.beta1) * gi;
+    v[i] = p.beta2 * v[i] + (1.0f - p.beta2) * gi * gi;
+    w[i] -= p.lr * (m[i] / p.correction1) / (std::sqrt(v[i] / p.correction2) + p.eps);
+  }
+}
+
+// Squared L2 norm in double, summed in eight interleaved lanes and then lane 0..7 in order: a
+// fixed order (so the same bits on every machine) that the compiler can vectorize.
+double squared_norm(const float* __restrict w, std::size_t n) {
+  double lane[8] = {};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int k = 0; k < 8; ++k) lane[k] += static_cast<double>(w[i + k]) * w[i + k];
+  }
+  for (; i < n; ++i) lane[i % 8] += static_cast<double>(w[i]) * w[i];
+  double sum = 0;
+  for (double l : lane) sum += l;
+  return sum;
+}
+
+// Scales w[0, n) to norm c if it is longer. Returns whether it did.
+bool project_row(float* w, std::size_t n, double c) {
+  const double norm = std::sqrt(squared_norm(w, n));
+  if (norm <= c) return false;
+  const auto f = static_cast<float>(c / norm);
+  for (std::size_t i = 0; i < n; ++i) w[i] *= f;
+  return true;
+}
+
+}  // namespace
 
 void Optimizer::step(nn::ParamArena& arena, int epoch, parallel::ThreadPool& pool) {
   const auto lr = static_cast<float>(lr_at(epoch));
@@ -55,46 +114,47 @@ void Optimizer::step(nn::ParamArena& arena, int epoch, parallel::ThreadPool& poo
   const bool adam = config_.kind == "adam";
   if (adam) ++adam_t_;
   const auto m = static_cast<float>(momentum_at(epoch));
-  const float b1 = static_cast<float>(config_.adam_beta1);
-  const float b2 = static_cast<float>(config_.adam_beta2);
-  const float eps = static_cast<float>(config_.adam_eps);
-  const float c1 = static_cast<float>(1.0 - std::pow(config_.adam_beta1, adam_t_));
-  const float c2 = static_cast<float>(1.0 - std::pow(config_.adam_beta2, adam_t_));
-  const float step = (1.0f - m) * lr;
-  const bool nesterov = config_.nesterov;
+  const double c = config_.max_norm;
   for (const auto& e : arena.entries()) {
-    float* __restrict wv = arena.values().data() + e.offset;
-    float* __restrict gv = arena.grads().data() + e.offset;
-    float* __restrict s0 = slots_[0].data() + e.offset;
-    float* __restrict s1 = adam ? slots_[1].data() + e.offset : nullptr;
+    float* w = arena.values().data() + e.offset;
+    float* g = arena.grads().data() + e.offset;
+    float* s0 = slots_[0].data() + e.offset;
+    float* s1 = adam ? slots_[1].data() + e.offset : nullptr;
     const float decay = e.spec.decay ? wd : 0.0f;
-    parallel::parallel_for(pool, e.numel(), kChunk, [&](std::size_t b, std::size_t end) {
+    const SgdParams sgd{m, (1.0f - m) * lr, decay};
+    const AdamParams ap{lr,
+                        static_cast<float>(config_.adam_beta1),
+                        static_cast<float>(config_.adam_beta2),
+                        static_cast<float>(config_.adam_eps),
+                        static_cast<float>(1.0 - std::pow(config_.adam_beta1, adam_t_)),
+                        static_cast<float>(1.0 - std::pow(config_.adam_beta2, adam_t_)),
+                        decay};
+    const bool nesterov = config_.nesterov;
+    auto update = [=](std::size_t b, std::size_t n) {
       if (adam) {
-        for (std::size_t i = b; i < end; ++i) {
-          const float gi = gv[i] + decay * wv[i];
-          gv[i] = 0.0f;
-          s0[i] = b1 * s0[i] + (1.0f - b1) * gi;
-          s1[i] = b2 * s1[i] + (1.0f - b2) * gi * gi;
-          wv[i] -= lr * (s0[i] / c1) / (std::sqrt(s1[i] / c2) + eps);
-        }
+        adam_update(w + b, g + b, s0 + b, s1 + b, n, ap);
       } else if (nesterov) {
-        for (std::size_t i = b; i < end; ++i) {
-          const float gi = gv[i] + decay * wv[i];
-          gv[i] = 0.0f;
-          s0[i] = m * s0[i] - step * gi;
-          wv[i] += m * s0[i] - step * gi;
-        }
+        sgd_update<true>(w + b, g + b, s0 + b, n, sgd);
       } else {
-        for (std::size_t i = b; i < end; ++i) {
-          const float gi = gv[i] + decay * wv[i];
-          gv[i] = 0.0f;
-          s0[i] = m * s0[i] - step * gi;
-          wv[i] += s0[i];
-        }
+        sgd_update<false>(w + b, g + b, s0 + b, n, sgd);
       }
-    });
+    };
+    if (c > 0 && e.spec.max_norm_rows) {
+      // Update a row, then project it while it is still in L1: one sweep over the weights
+      // instead of two. Rows are independent, so this equals update-all-then-project.
+      const auto rows = static_cast<std::size_t>(e.spec.shape[0]);
+      const std::size_t cols = e.numel() / rows;
+      parallel::parallel_for(pool, rows, 8, [=](std::size_t r0, std::size_t r1) {
+        for (std::size_t r = r0; r < r1; ++r) {
+          update(r * cols, cols);
+          project_row(w + r * cols, cols, c);
+        }
+      });
+    } else {
+      parallel::parallel_for(pool, e.numel(), kChunk,
+                             [=](std::size_t b, std::size_t end) { update(b, end - b); });
+    }
   }
-  if (config_.max_norm > 0) apply_max_norm(arena, config_.max_norm, pool);
 }
 
 std::size_t apply_max_norm(nn::ParamArena& arena, double c, parallel::ThreadPool& pool) {
@@ -106,17 +166,7 @@ std::size_t apply_max_norm(nn::ParamArena& arena, double c, parallel::ThreadPool
     float* values = arena.values().data() + e.offset;
     parallel::parallel_for(pool, rows, 8, [&](std::size_t r0, std::size_t r1) {
       std::size_t mine = 0;
-      for (std::size_t r = r0; r < r1; ++r) {
-        float* w = values + r * cols;
-        double sq = 0;
-        for (std::size_t i = 0; i < cols; ++i) sq += static_cast<double>(w[i]) * w[i];
-        const double norm = std::sqrt(sq);
-        if (norm > c) {
-          const auto f = static_cast<float>(c / norm);
-          for (std::size_t i = 0; i < cols; ++i) w[i] *= f;
-          ++mine;
-        }
-      }
+      for (std::size_t r = r0; r < r1; ++r) mine += project_row(values + r * cols, cols, c);
       scaled += mine;
     });
   }

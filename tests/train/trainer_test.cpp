@@ -305,6 +305,7 @@ TEST(OptimizerTest, FusedMaxNormEqualsUpdateThenProject) {
   }
   OptimizerConfig with, without;
   with.max_norm = 1.0;  // He init rows have norm ~1.4: most get projected
+  without.max_norm = 0.0;
   Optimizer oa(with, pa.size()), ob(without, pb.size());
   parallel::ThreadPool pool(2);
   oa.step(pa, 0, pool);

@@ -68,8 +68,8 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale) {
   const auto& k = kernels::active_kernels();
 
   for (std::size_t n : sizes) {
-    const int reps = std::max(
-        3, reps_scale * static_cast<int>(std::max<std::size_t>(1, (16u << 20) / n)) / 4 + 5);
+    // Repetitions: more for small sizes, where one run is short and noisy.
+    const int reps = 3 + reps_scale * (n <= (1u << 20) ? 8 : n <= (16u << 20) ? 3 : 1);
     Tensor xs(Shape{static_cast<std::int64_t>(n)}), ys(xs.shape()), dxs(xs.shape());
     std::memcpy(xs.data(), x.data(), n * sizeof(float));
     for (int threads : thread_counts) {

@@ -84,11 +84,7 @@ void Dropout::backward(const Tensor& dy, Tensor& dx) {
   }
   if (&dx != &dy) dx.resize(dy.shape());
   if (storage_ == MaskStorage::kBits) {
-    if (keep_.drops_all()) {
-      std::fill(dx.span().begin(), dx.span().end(), 0.0f);
-    } else {
-      apply_stored_mask(*saved_pool_, bits_, saved_first_, train_scale_, dy.span(), dx.span());
-    }
+    apply_stored_mask(*saved_pool_, bits_, saved_first_, train_scale_, dy.span(), dx.span());
   } else {
     apply_keep_mask(*saved_pool_, saved_stream_, saved_first_, keep_, train_scale_, dy.span(),
                     dx.span());

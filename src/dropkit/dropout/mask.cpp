@@ -68,8 +68,7 @@ void apply_keep_mask(parallel::ThreadPool& pool, const rng::StreamKey& s, std::u
       for (std::size_t i = 0; i < n;) {
         const std::uint64_t idx = first + i, word = idx / kG - first / kG, lo = idx % kG;
         const std::uint64_t hi = std::min<std::uint64_t>(kG, lo + (n - i));
-        const std::uint64_t range = (hi == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << hi) - 1) &
-                                    ~((std::uint64_t{1} << lo) - 1);
+        const std::uint64_t range = kernels::bit_range(lo, hi);
         bits[word] = (bits[word] & ~range) | (fill & range);
         i += hi - lo;
       }

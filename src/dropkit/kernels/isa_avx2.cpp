@@ -1,5 +1,6 @@
 // The avx2 instantiation of the kernels (compile flags set in CMakeLists.txt).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 

@@ -12,6 +12,15 @@
 
 namespace dropkit::kernels {
 
+// Parameters of the optimizer updates (train/optimizer.h says what they mean).
+struct SgdUpdate {
+  float momentum, step, decay;  // step = (1 - momentum) * lr
+  bool nesterov;
+};
+struct AdamUpdate {
+  float lr, beta1, beta2, eps, correction1, correction2, decay;
+};
+
 struct KernelTable {
   const char* name;
   // out[i] = bits_at(s, first + i)
@@ -32,7 +41,22 @@ struct KernelTable {
   // y = x with non-temporal (streaming) stores where the ISA has them: half of the bandwidth
   // reference (the other half is memcpy; the benchmark takes the faster).
   void (*copy_streaming)(const float* x, float* y, std::size_t n);
+
+  // Optimizer updates over one range; each consumes the gradient (g is zeroed in the same pass):
+  //   gi = g + decay w;  v = momentum v - step gi;  w += nesterov ? momentum v - step gi : v
+  void (*sgd_update)(float* w, float* g, float* v, std::size_t n, const SgdUpdate& p);
+  //   gi = g + decay w;  m = b1 m + (1-b1) gi;  v = b2 v + (1-b2) gi^2;
+  //   w -= lr (m / c1) / (sqrt(v / c2) + eps)
+  void (*adam_update)(float* w, float* g, float* m, float* v, std::size_t n, const AdamUpdate& p);
+  // sum of w[i]^2 in double, accumulated in eight lanes (lane i % 8) then lanes 0..7 in order.
+  double (*squared_norm)(const float* w, std::size_t n);
 };
+
+// The bits lo .. hi-1 of a 64-bit mask word (0 <= lo <= hi <= 64).
+constexpr std::uint64_t bit_range(std::uint64_t lo, std::uint64_t hi) {
+  const std::uint64_t below_hi = hi == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << hi) - 1;
+  return below_hi & ~((std::uint64_t{1} << lo) - 1);
+}
 
 enum class Isa { kScalar, kAvx2, kAvx512 };
 

@@ -1,5 +1,7 @@
 #include "dropkit/train/optimizer.h"
 
+#include "dropkit/kernels/table.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -49,57 +51,9 @@ namespace {
 
 constexpr std::size_t kChunk = 4096;  // elements per unit of the static split
 
-// The update loops as plain functions over restrict pointers, so that they vectorize (inside a
-// lambda that captures the pointers by reference the compiler must assume every store may
-// change them). Each consumes the gradient: g is zeroed in the same pass.
-struct SgdParams {
-  float momentum, step, decay;
-};
-
-// Classic (w += v) or Nesterov (w += m v - step g) momentum.
-template <bool kNesterov>
-void sgd_update(float* __restrict w, float* __restrict g, float* __restrict v, std::size_t n,
-                SgdParams p) {
-  for (std::size_t i = 0; i < n; ++i) {
-    const float gi = g[i] + p.decay * w[i];
-    g[i] = 0.0f;
-    v[i] = p.momentum * v[i] - p.step * gi;
-    w[i] += kNesterov ? p.momentum * v[i] - p.step * gi : v[i];
-  }
-}
-
-struct AdamParams {
-  float lr, beta1, beta2, eps, correction1, correction2, decay;
-};
-
-void adam_update(float* __restrict w, float* __restrict g, float* __restrict m, float* __restrict v,
-                 std::size_t n, AdamParams p) {
-  for (std::size_t i = 0; i < n; ++i) {
-    const float gi = g[i] + p.decay * w[i];
-    g[i] = 0.0f;
-    m[i] = p.beta1 * m[i] + (1.0f - p.beta1) * gi;
-    v[i] = p.beta2 * v[i] + (1.0f - p.beta2) * gi * gi;
-    w[i] -= p.lr * (m[i] / p.correction1) / (std::sqrt(v[i] / p.correction2) + p.eps);
-  }
-}
-
-// Squared L2 norm in double, summed in eight interleaved lanes and then lane 0..7 in order: a
-// fixed order (so the same bits on every machine) that the compiler can vectorize.
-double squared_norm(const float* __restrict w, std::size_t n) {
-  double lane[8] = {};
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) lane[k] += static_cast<double>(w[i + k]) * w[i + k];
-  }
-  for (; i < n; ++i) lane[i % 8] += static_cast<double>(w[i]) * w[i];
-  double sum = 0;
-  for (double l : lane) sum += l;
-  return sum;
-}
-
 // Scales w[0, n) to norm c if it is longer. Returns whether it did.
 bool project_row(float* w, std::size_t n, double c) {
-  const double norm = std::sqrt(squared_norm(w, n));
+  const double norm = std::sqrt(kernels::active_kernels().squared_norm(w, n));
   if (norm <= c) return false;
   const auto f = static_cast<float>(c / norm);
   for (std::size_t i = 0; i < n; ++i) w[i] *= f;
@@ -121,22 +75,20 @@ void Optimizer::step(nn::ParamArena& arena, int epoch, parallel::ThreadPool& poo
     float* s0 = slots_[0].data() + e.offset;
     float* s1 = adam ? slots_[1].data() + e.offset : nullptr;
     const float decay = e.spec.decay ? wd : 0.0f;
-    const SgdParams sgd{m, (1.0f - m) * lr, decay};
-    const AdamParams ap{lr,
-                        static_cast<float>(config_.adam_beta1),
-                        static_cast<float>(config_.adam_beta2),
-                        static_cast<float>(config_.adam_eps),
-                        static_cast<float>(1.0 - std::pow(config_.adam_beta1, adam_t_)),
-                        static_cast<float>(1.0 - std::pow(config_.adam_beta2, adam_t_)),
-                        decay};
-    const bool nesterov = config_.nesterov;
-    auto update = [=](std::size_t b, std::size_t n) {
+    const kernels::SgdUpdate sgd{m, (1.0f - m) * lr, decay, config_.nesterov};
+    const kernels::AdamUpdate ap{lr,
+                                 static_cast<float>(config_.adam_beta1),
+                                 static_cast<float>(config_.adam_beta2),
+                                 static_cast<float>(config_.adam_eps),
+                                 static_cast<float>(1.0 - std::pow(config_.adam_beta1, adam_t_)),
+                                 static_cast<float>(1.0 - std::pow(config_.adam_beta2, adam_t_)),
+                                 decay};
+    const auto& k = kernels::active_kernels();
+    auto update = [=, &k](std::size_t b, std::size_t n) {
       if (adam) {
-        adam_update(w + b, g + b, s0 + b, s1 + b, n, ap);
-      } else if (nesterov) {
-        sgd_update<true>(w + b, g + b, s0 + b, n, sgd);
+        k.adam_update(w + b, g + b, s0 + b, s1 + b, n, ap);
       } else {
-        sgd_update<false>(w + b, g + b, s0 + b, n, sgd);
+        k.sgd_update(w + b, g + b, s0 + b, n, sgd);
       }
     };
     if (c > 0 && e.spec.max_norm_rows) {

@@ -20,16 +20,19 @@
 
 namespace dropkit::train {
 
+// The defaults are the paper's MNIST recipe (momentum ramped from 0.5 to 0.99, max-norm,
+// decaying learning rate) with the rate and schedule measured on Fashion-MNIST (README):
+// 150 epochs reach 90.2 % test accuracy with dropout.
 struct OptimizerConfig {
   std::string kind = "sgd";  // "sgd" or "adam"
-  double lr = 1.0;
-  double lr_decay = 1.0;  // per epoch, in (0, 1]
+  double lr = 0.1;
+  double lr_decay = 0.99;  // per epoch, in (0, 1]
   double momentum = 0.99;
   double momentum_start = 0.5;
-  int momentum_ramp_epochs = 0;
+  int momentum_ramp_epochs = 30;
   bool nesterov = false;
   double weight_decay = 0.0;
-  double max_norm = 0.0;
+  double max_norm = 3.0;
   double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
 
   void validate() const;  // throws std::invalid_argument naming the field and its range

@@ -36,7 +36,7 @@ struct TrainConfig {
   std::string scaling = "inverted";  // or "inference"
   OptimizerConfig optimizer;
   int batch = 128;
-  int epochs = 50;
+  int epochs = 150;
   std::size_t val = 5000;
   std::uint64_t seed = 1;
   // Examples of the training split evaluated (eval mode) each epoch for train_accuracy.

@@ -33,15 +33,16 @@ int resolve_threads(int threads) {
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
-// Train and test error (percent) per epoch.
-std::string curves_svg(const std::vector<train::EpochRecord>& h, const std::string& title) {
-  Series train{"train error (eval mode)", "#1f77b4", true, {}};
-  Series test{"test error", "#1f77b4", false, {}};
+// A run's train error (dashed) and test error (solid), in percent per epoch.
+std::vector<Series> error_series(const std::vector<train::EpochRecord>& h,
+                                 const std::string& prefix, const std::string& color) {
+  Series train{prefix + "train error (eval mode)", color, true, {}};
+  Series test{prefix + "test error", color, false, {}};
   for (const auto& r : h) {
     train.y.push_back(100.0 * (1.0 - r.train_accuracy));
     test.y.push_back(100.0 * (1.0 - r.test_accuracy));
   }
-  return line_chart_svg(title, "error (%)", {train, test});
+  return {train, test};
 }
 
 void write_outputs(const fs::path& out, const train::Trainer& t) {
@@ -50,7 +51,8 @@ void write_outputs(const fs::path& out, const train::Trainer& t) {
   t.save_checkpoint(out / kCheckpoint);
   write_file_atomic(out / "metrics.jsonl", lines);
   write_file_atomic(out / "curves.svg",
-                    curves_svg(t.history(), t.config().arch + " on " + "Fashion-MNIST"));
+                    line_chart_svg(t.config().arch + ": train and test error", "error (%)",
+                                   error_series(t.history(), "", "#1f77b4")));
 }
 
 double median(std::vector<double> v) {
@@ -299,18 +301,11 @@ Run add_compare(CLI::App& app) {
       fmt::print("{:<28} {:>7} {:>9.4f} {:>9.4f} {:>9.4f} {:>9.4f}\n", dir.filename().string(),
                  last.epoch, last.train_accuracy, last.test_accuracy,
                  last.train_accuracy - last.test_accuracy, best);
-      Series train{dir.filename().string() + ": train error", colors[i % 8], true, {}};
-      Series test{dir.filename().string() + ": test error", colors[i % 8], false, {}};
-      for (const auto& r : h) {
-        train.y.push_back(100.0 * (1.0 - r.train_accuracy));
-        test.y.push_back(100.0 * (1.0 - r.test_accuracy));
-      }
-      series.push_back(train);
-      series.push_back(test);
+      for (auto& series_i : error_series(h, dir.filename().string() + ": ", colors[i % 8]))
+        series.push_back(std::move(series_i));
     }
     if (!o->svg.empty()) {
-      write_file_atomic(o->svg,
-                        line_chart_svg("Fashion-MNIST: train and test error", "error (%)", series));
+      write_file_atomic(o->svg, line_chart_svg("train and test error", "error (%)", series));
       fmt::print("wrote {}\n", o->svg);
     }
     return 0;

@@ -75,13 +75,7 @@ void Dropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
 }
 
 void Dropout::backward(const Tensor& dy, Tensor& dx) {
-  if (!has_train_forward_) {
-    throw std::logic_error(name() + ": backward needs a preceding forward in Mode::kTrain");
-  }
-  if (dy.shape() != saved_shape_) {
-    throw std::invalid_argument(fmt::format("{}: gradient shape {} differs from the input shape {}",
-                                            name(), dy.shape().str(), saved_shape_.str()));
-  }
+  nn::check_backward(*this, has_train_forward_ ? &saved_shape_ : nullptr, dy.shape());
   if (&dx != &dy) dx.resize(dy.shape());
   if (storage_ == MaskStorage::kBits) {
     apply_stored_mask(*saved_pool_, bits_, saved_first_, train_scale_, dy.span(), dx.span());

@@ -95,14 +95,7 @@ void ActivationLayer::forward(const Tensor& x, Tensor& y, const Context& ctx) {
 }
 
 void ActivationLayer::backward(const Tensor& dy, Tensor& dx) {
-  if (y_ == nullptr) {
-    throw std::logic_error(name() + ": backward needs a preceding forward in Mode::kTrain");
-  }
-  if (dy.shape() != y_->shape()) {
-    throw std::invalid_argument(
-        fmt::format("{}: gradient shape {} differs from the output shape {}", name(),
-                    dy.shape().str(), y_->shape().str()));
-  }
+  check_backward(*this, y_ ? &y_->shape() : nullptr, dy.shape());
   if (&dx != &dy) dx.resize(dy.shape());
   activation_backward(f_, y_->data(), dy.data(), dx.data(), dy.numel());
 }

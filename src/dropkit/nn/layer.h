@@ -43,6 +43,14 @@ struct ParamSpec {
   bool decay = false;
 };
 
+class Layer;
+
+// The errors every backward raises, in one place: std::logic_error when there was no forward in
+// Mode::kTrain to take the gradient of (forward_shape == nullptr), std::invalid_argument when
+// the gradient's shape differs from the shape dy must have (the forward's output shape; equal to
+// its input shape for element-wise layers). Both name the layer and change nothing.
+void check_backward(const Layer& layer, const Shape* forward_shape, const Shape& grad_shape);
+
 class Layer {
  public:
   virtual ~Layer() = default;

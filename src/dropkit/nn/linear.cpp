@@ -81,14 +81,7 @@ void Linear::forward(const Tensor& x, Tensor& y, const Context& ctx) {
 }
 
 void Linear::backward(const Tensor& dy, Tensor& dx) {
-  if (x_ == nullptr) {
-    throw std::logic_error(name() + ": backward needs a preceding forward in Mode::kTrain");
-  }
-  if (dy.shape() != y_->shape()) {
-    throw std::invalid_argument(
-        fmt::format("{}: gradient shape {} differs from the output shape {}", name(),
-                    dy.shape().str(), y_->shape().str()));
-  }
+  check_backward(*this, y_ ? &y_->shape() : nullptr, dy.shape());
   const std::int64_t rows = x_->shape()[0];
   const float* dz = dy.data();
   if (f_ != Activation::kIdentity) {

@@ -205,7 +205,8 @@ Run add_train(CLI::App& app) {
       ->capture_default_str();
   app.add_flag("--nesterov", opt.nesterov, "Nesterov momentum");
   app.add_option("--batch", c.batch, "examples per step, in [1, 65536]")->capture_default_str();
-  app.add_option("--epochs", c.epochs, "epochs to train (with --resume: the new total)")
+  app.add_option("--epochs", c.epochs,
+                 "epochs to train, in [1, 100000] (with --resume: the new total)")
       ->capture_default_str();
   app.add_option("--val", c.val, "training examples held out for validation (the last ones)")
       ->capture_default_str();

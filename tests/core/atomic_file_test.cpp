@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_dir.h"
+
 namespace dropkit {
 namespace {
 
@@ -18,16 +20,6 @@ using testing::HasSubstr;
 
 class AtomicFileTest : public testing::Test {
  protected:
-  void SetUp() override {
-    std::string templ = (fs::temp_directory_path() / "dropkit_atomic_file_test_XXXXXX").string();
-    ASSERT_NE(mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
   std::vector<std::string> entries() const {
     std::vector<std::string> names;
     for (const auto& entry : fs::directory_iterator(dir_)) {
@@ -44,7 +36,8 @@ class AtomicFileTest : public testing::Test {
     return file;
   }
 
-  fs::path dir_;
+  test::TempDir tmp_{"dropkit_atomic_file_test"};
+  const fs::path dir_ = tmp_.path();
 };
 
 // Returns the runtime_error message, recording a failure if nothing (or something else) is thrown.

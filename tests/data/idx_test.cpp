@@ -15,6 +15,8 @@
 
 #include "support/idx_files.h"
 
+#include "support/temp_dir.h"
+
 namespace dropkit::data {
 namespace {
 
@@ -65,16 +67,6 @@ std::string read_error(const fs::path& path) {
 
 class IdxTest : public testing::Test {
  protected:
-  void SetUp() override {
-    std::string templ = (fs::temp_directory_path() / "dropkit_idx_test_XXXXXX").string();
-    ASSERT_NE(mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
   fs::path plain(const std::string& name, const Bytes& bytes) {
     write_plain(dir_ / name, bytes);
     return dir_ / name;
@@ -84,7 +76,8 @@ class IdxTest : public testing::Test {
     return dir_ / name;
   }
 
-  fs::path dir_;
+  test::TempDir tmp_{"dropkit_idx_test"};
+  const fs::path dir_ = tmp_.path();
 };
 
 TEST_F(IdxTest, RoundTripsOneToFourDimsPlainAndGz) {

@@ -12,6 +12,7 @@
 #include "dropkit/model/mlp.h"
 #include "dropkit/nn/linear.h"
 #include "support/idx_files.h"
+#include "support/temp_dir.h"
 
 namespace dropkit::train {
 namespace {
@@ -44,13 +45,6 @@ TrainConfig toy_config() {
 std::vector<float> params_of(Trainer& t) {
   auto v = t.model().params().values();
   return {v.begin(), v.end()};
-}
-
-fs::path temp_dir(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("dropkit_trainer_test_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
 }
 
 TEST(Trainer, FitsTheTrainingSetToNearZeroLoss) {
@@ -113,7 +107,8 @@ TEST(Trainer, ResumedRunEndsBitwiseIdenticalToAnUninterruptedOne) {
     Trainer straight(c, data, pool);
     for (int e = 0; e < 4; ++e) straight.run_epoch();
 
-    const fs::path dir = temp_dir(optimizer);
+    const test::TempDir tmp("dropkit_trainer_test");
+    const fs::path& dir = tmp.path();
     {
       Trainer first(c, data, pool);
       first.run_epoch();
@@ -130,14 +125,14 @@ TEST(Trainer, ResumedRunEndsBitwiseIdenticalToAnUninterruptedOne) {
     ASSERT_EQ(resumed.history().size(), 4u);
     EXPECT_EQ(resumed.history()[3].test_loss, straight.history()[3].test_loss);
     EXPECT_EQ(resumed.history()[1].train_loss, straight.history()[1].train_loss);
-    fs::remove_all(dir);
   }
 }
 
 TEST(Trainer, CheckpointOfAnotherConfigIsRejectedAndChangesNothing) {
   const auto data = toy_data();
   parallel::ThreadPool pool(1);
-  const fs::path dir = temp_dir("mismatch");
+  const test::TempDir tmp("dropkit_trainer_test");
+  const fs::path& dir = tmp.path();
   Trainer a(toy_config(), data, pool);
   a.run_epoch();
   a.save_checkpoint(dir / "c.safetensors");
@@ -153,7 +148,6 @@ TEST(Trainer, CheckpointOfAnotherConfigIsRejectedAndChangesNothing) {
   }
   EXPECT_EQ(params_of(b), before);
   EXPECT_EQ(b.epochs_done(), 0);
-  fs::remove_all(dir);
 }
 
 TEST(Trainer, DivergenceStopsWithTheStepBeforeAnyUpdate) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <numeric>
 
 #include <fmt/format.h>
 
@@ -168,6 +169,8 @@ Trainer::Trainer(TrainConfig config, const data::TrainTest& data, parallel::Thre
         fmt::format("--arch ends with {} outputs but labels go up to {}", sizes.back(), max_label));
   }
   split_ = data::split_train_val(data.train.count, config_.val);
+  test_rows_.resize(data.test.count);
+  std::iota(test_rows_.begin(), test_rows_.end(), 0u);
   norm_ = data::compute_normalization(data.train, split_.train);
   model_ = model::make_mlp(config_.mlp_options());
   model_->init_params(config_.seed);
@@ -223,13 +226,12 @@ EvalResult Trainer::evaluate(const data::Dataset& d, std::span<const std::uint32
   EvalResult out;
   double loss = 0;
   std::size_t correct = 0;
-  Tensor x;
-  std::vector<std::uint8_t> labels;
+  // The training batch buffers, reused: a fresh 3 MB tensor per call would page-fault anew.
   for (std::size_t b = 0; b < rows.size(); b += kEvalChunk) {
     const auto chunk = rows.subspan(b, std::min(kEvalChunk, rows.size() - b));
-    data::make_batch(d, chunk, norm_, x, labels);
-    const Tensor& logits = model_->forward(x, {.mode = nn::Mode::kEval, .pool = &pool_});
-    const LossResult r = softmax_cross_entropy(logits, labels, nullptr);
+    data::make_batch(d, chunk, norm_, x_, labels_);
+    const Tensor& logits = model_->forward(x_, {.mode = nn::Mode::kEval, .pool = &pool_});
+    const LossResult r = softmax_cross_entropy(logits, labels_, nullptr);
     loss += r.loss * static_cast<double>(chunk.size());
     correct += r.correct;
   }
@@ -242,9 +244,7 @@ EvalResult Trainer::evaluate(const data::Dataset& d, std::span<const std::uint32
 }
 
 EvalResult Trainer::evaluate_test() {
-  std::vector<std::uint32_t> all(data_.test.count);
-  for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::uint32_t>(i);
-  return evaluate(data_.test, all);
+  return evaluate(data_.test, test_rows_);
 }
 
 void Trainer::save_checkpoint(const std::filesystem::path& file) const {

@@ -118,6 +118,7 @@ class Trainer {
   const data::TrainTest& data_;
   parallel::ThreadPool& pool_;
   data::Split split_;
+  std::vector<std::uint32_t> test_rows_;  // 0 .. test count - 1
   data::Normalization norm_;
   std::unique_ptr<model::Sequential> model_;
   std::unique_ptr<Optimizer> optimizer_;

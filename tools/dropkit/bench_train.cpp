@@ -18,22 +18,10 @@
 #include "dropkit/model/mlp.h"
 #include "dropkit/nn/linear.h"
 #include "dropkit/train/trainer.h"
+#include "measure.h"
 
 namespace dropkit::cli {
-namespace {
-
-double seconds_of(auto&& fn) {
-  const auto a = std::chrono::steady_clock::now();
-  fn();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-}  // namespace
+namespace {}  // namespace
 
 void add_bench_train_options(CLI::App& app, BenchTrainOptions& o) {
   app.add_option("--arch", o.arch, "network for `bench train`")->capture_default_str();
@@ -49,9 +37,7 @@ void add_bench_train_options(CLI::App& app, BenchTrainOptions& o) {
 }
 
 int run_bench_train(const BenchTrainOptions& o, bool json) {
-  const int threads = o.threads > 0
-                          ? o.threads
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = resolve_threads(o.threads);
   parallel::ThreadPool pool(threads);
   parallel::ScopedFlushDenormals flush;
   const auto sizes = model::parse_arch(o.arch);

@@ -21,6 +21,7 @@
 #include "dropkit/dropout/dropout.h"
 #include "dropkit/dropout/mask.h"
 #include "dropkit/kernels/table.h"
+#include "measure.h"
 
 namespace dropkit::cli {
 namespace {
@@ -37,13 +38,8 @@ template <class Fn>
 double median_seconds(int reps, Fn&& fn) {
   fn();  // warm-up
   std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
-    const auto a = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
-  }
-  std::nth_element(t.begin(), t.begin() + reps / 2, t.end());
-  return t[reps / 2];
+  for (int r = 0; r < reps; ++r) t.push_back(seconds_of(fn));
+  return median(std::move(t));
 }
 
 struct Row {
@@ -56,7 +52,7 @@ struct Row {
 };
 
 int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale) {
-  const int all = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int all = resolve_threads(0);
   std::vector<int> thread_counts{1};
   if (all > 1) thread_counts.push_back(all);
   std::vector<Row> rows;

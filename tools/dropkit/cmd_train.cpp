@@ -20,6 +20,7 @@
 #include "dropkit/core/atomic_file.h"
 #include "dropkit/kernels/table.h"
 #include "dropkit/train/trainer.h"
+#include "measure.h"
 #include "svg.h"
 
 namespace dropkit::cli {
@@ -27,11 +28,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kCheckpoint = "checkpoint.safetensors";
-
-int resolve_threads(int threads) {
-  if (threads > 0) return threads;
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-}
 
 // A run's train error (dashed) and test error (solid), in percent per epoch.
 std::vector<Series> error_series(const std::vector<train::EpochRecord>& h,
@@ -53,12 +49,6 @@ void write_outputs(const fs::path& out, const train::Trainer& t) {
   write_file_atomic(out / "curves.svg",
                     line_chart_svg(t.config().arch + ": train and test error", "error (%)",
                                    error_series(t.history(), "", "#1f77b4")));
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
 class ProgressBar {

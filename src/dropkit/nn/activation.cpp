@@ -25,12 +25,14 @@ std::string_view activation_name(Activation a) {
 }
 
 Activation parse_activation(std::string_view name) {
-  for (auto a : {Activation::kIdentity, Activation::kReLU, Activation::kSigmoid, Activation::kTanh,
-                 Activation::kSELU}) {
+  constexpr Activation kAll[] = {Activation::kIdentity, Activation::kReLU, Activation::kSigmoid,
+                                 Activation::kTanh, Activation::kSELU};
+  std::string valid;
+  for (auto a : kAll) {
     if (activation_name(a) == name) return a;
+    valid += (valid.empty() ? "" : ", ") + std::string(activation_name(a));
   }
-  throw std::invalid_argument(
-      fmt::format("unknown activation '{}' (valid: identity, relu, sigmoid, tanh, selu)", name));
+  throw std::invalid_argument(fmt::format("unknown activation '{}' (valid: {})", name, valid));
 }
 
 void activation_forward(Activation f, const float* z, float* a, std::size_t n) {

@@ -21,7 +21,6 @@
 #include "measure.h"
 
 namespace dropkit::cli {
-namespace {}  // namespace
 
 void add_bench_train_options(CLI::App& app, BenchTrainOptions& o) {
   app.add_option("--arch", o.arch, "network for `bench train`")->capture_default_str();
@@ -75,8 +74,11 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
     train::train_step(*v.net, *v.opt, 0, x, labels, ctx, v.dlogits);
   };
 
-  // The products of one step alone, on the same buffers shapes: forward y = x W^T per layer,
-  // backward dW += dy^T x per layer and dx = dy W for every layer but the first.
+  // The products of one step alone, on buffers of the same shapes: forward y = x W^T per layer,
+  // backward dW = dy^T x per layer and dx = dy W for every layer but the first. dW is computed
+  // two ways, and the faster one is the reference (a slow reference would flatter the ratio):
+  // into a full buffer, as a plain training loop would store it, and block by block into an
+  // L2-resident scratch, as the fused update does (kernels::linear_weight_grads).
   std::vector<Tensor> acts;
   acts.push_back(x.clone());
   std::vector<Tensor> weights, grads;
@@ -87,31 +89,45 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
   }
   std::vector<Tensor> dacts;
   for (const auto& a : acts) dacts.emplace_back(a.shape());
-  auto products = [&] {
+  auto products = [&](bool blocked) {
     for (std::size_t l = 0; l + 1 < sizes.size(); ++l)
       kernels::linear_forward(pool, b, sizes[l], sizes[l + 1], acts[l].data(), weights[l].data(),
                               acts[l + 1].data(), [](std::int64_t, std::int64_t) {});
     for (std::size_t l = sizes.size() - 1; l-- > 0;) {
-      kernels::linear_backward_weights(pool, b, sizes[l], sizes[l + 1], acts[l].data(),
-                                       dacts[l + 1].data(), grads[l].data(), nullptr);
+      const std::int64_t in = sizes[l], out = sizes[l + 1];
       if (l > 0)
-        kernels::linear_backward_input(pool, b, sizes[l], sizes[l + 1], dacts[l + 1].data(),
-                                       weights[l].data(), dacts[l].data());
+        kernels::linear_backward_input(pool, b, in, out, dacts[l + 1].data(), weights[l].data(),
+                                       dacts[l].data());
+      if (blocked) {
+        kernels::linear_weight_grads(pool, b, in, out, acts[l].data(), dacts[l + 1].data(), false,
+                                     [](std::int64_t, std::int64_t, const float*, const float*) {});
+      } else {
+        parallel::parallel_for(
+            pool, static_cast<std::size_t>(out), 64, [&](std::size_t j0, std::size_t j1) {
+              const auto a = static_cast<std::int64_t>(j0);
+              kernels::weight_grad_block(b, in, out, acts[l].data(), dacts[l + 1].data(), a,
+                                         static_cast<std::int64_t>(j1), grads[l].data() + a * in,
+                                         nullptr, false);
+            });
+      }
     }
   };
 
   for (int w = 0; w < 5; ++w) {  // warm-up: buffers faulted in, oneDNN kernels generated
-    products();
+    products(false);
+    products(true);
     run_step(with);
     run_step(without);
   }
-  std::vector<double> tp, tw, tn;
+  std::vector<double> tf, tb, tw, tn;
   for (int r = 0; r < o.steps; ++r) {
-    tp.push_back(seconds_of(products));
+    tf.push_back(seconds_of([&] { products(false); }));
+    tb.push_back(seconds_of([&] { products(true); }));
     tw.push_back(seconds_of([&] { run_step(with); }));
     tn.push_back(seconds_of([&] { run_step(without); }));
   }
-  const double p = median(tp), sw = median(tw), sn = median(tn);
+  const double pf = median(tf), pb = median(tb), p = std::min(pf, pb);
+  const double sw = median(tw), sn = median(tn);
   double flops = 0;
   for (std::size_t l = 0; l + 1 < sizes.size(); ++l)
     flops += 2.0 * b * sizes[l] * sizes[l + 1] * (l > 0 ? 3 : 2);
@@ -122,6 +138,8 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
                                       {"threads", threads},
                                       {"isa", kernels::active_kernels().name},
                                       {"products_seconds", p},
+                                      {"products_full_dw_seconds", pf},
+                                      {"products_blocked_dw_seconds", pb},
                                       {"products_gflops", flops / p / 1e9},
                                       {"step_dropout_seconds", sw},
                                       {"step_no_dropout_seconds", sn},
@@ -133,8 +151,10 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
   }
   fmt::print("bench train: {} batch {}, {} threads, {} kernels, median of {} rounds\n", o.arch, b,
              threads, kernels::active_kernels().name, o.steps);
-  fmt::print("  matrix products alone      {:8.3f} ms  ({:.0f} GFLOP/s)\n", p * 1e3,
-             flops / p / 1e9);
+  fmt::print(
+      "  matrix products alone      {:8.3f} ms  ({:.0f} GFLOP/s; dW stored {:.3f} ms, "
+      "dW blocked {:.3f} ms)\n",
+      p * 1e3, flops / p / 1e9, pf * 1e3, pb * 1e3);
   fmt::print("  step without dropout       {:8.3f} ms  {:.3f} x products\n", sn * 1e3, sn / p);
   fmt::print("  step with dropout          {:8.3f} ms  {:.3f} x products, {:.3f} x no dropout\n",
              sw * 1e3, sw / p, sw / sn);

@@ -1,10 +1,13 @@
 #include "dropkit/kernels/gemm.h"
 
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 
-#include <stdexcept>
-#include <string>
+#include "dropkit/core/tensor.h"
 
 namespace dropkit::kernels {
 
@@ -25,20 +28,33 @@ void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int6
   }
 }
 
+void weight_grad_block(std::int64_t rows, std::int64_t in, std::int64_t out, const float* x,
+                       const float* dy, std::int64_t j0, std::int64_t j1, float* dw, float* db,
+                       bool accumulate) {
+  sgemm(true, false, j1 - j0, in, rows, 1.0f, dy + j0, out, x, in, accumulate ? 1.0f : 0.0f, dw,
+        in);
+  if (db == nullptr) return;
+  if (!accumulate) std::fill(db, db + (j1 - j0), 0.0f);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* row = dy + r * out + j0;
+    for (std::int64_t j = 0; j < j1 - j0; ++j) db[j] += row[j];
+  }
+}
+
 void linear_backward_weights(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                              std::int64_t out, const float* x, const float* dy, float* dw,
                              float* db) {
   parallel::parallel_for(
       pool, static_cast<std::size_t>(out), 64, [&](std::size_t b, std::size_t e) {
         const auto j0 = static_cast<std::int64_t>(b), j1 = static_cast<std::int64_t>(e);
-        sgemm(true, false, j1 - j0, in, rows, 1.0f, dy + j0, out, x, in, 1.0f, dw + j0 * in, in);
-        if (db != nullptr) {
-          for (std::int64_t r = 0; r < rows; ++r) {
-            const float* row = dy + r * out;
-            for (std::int64_t j = j0; j < j1; ++j) db[j] += row[j];
-          }
-        }
+        weight_grad_block(rows, in, out, x, dy, j0, j1, dw + j0 * in, db ? db + j0 : nullptr, true);
       });
+}
+
+float* thread_scratch(std::size_t floats) {
+  thread_local Tensor scratch;
+  if (scratch.numel() < floats) scratch.resize(Shape{static_cast<std::int64_t>(floats)});
+  return scratch.data();
 }
 
 void linear_backward_input(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,

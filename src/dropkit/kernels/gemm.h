@@ -8,6 +8,8 @@
 // thread count.
 #pragma once
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 
 #include "dropkit/parallel/thread_pool.h"
@@ -34,11 +36,48 @@ void linear_forward(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t 
       });
 }
 
+// One block of a linear layer's weight gradient, on the calling thread: rows [j0, j1) of
+// dy^T x into dw (leading dimension in), and when db is not null the same columns' sums of dy
+// (rows summed in order) into db. accumulate: dw += ..., db += ...; otherwise dw = ..., db = ....
+// Each element is one sgemm dot product over the batch, so the bits do not depend on [j0, j1).
+void weight_grad_block(std::int64_t rows, std::int64_t in, std::int64_t out, const float* x,
+                       const float* dy, std::int64_t j0, std::int64_t j1, float* dw, float* db,
+                       bool accumulate);
+
 // dw [out, in] += dy^T x, threads split the rows of dw; db [out] += column sums of dy (rows
 // summed in order, so the result does not depend on the split either).
 void linear_backward_weights(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                              std::int64_t out, const float* x, const float* dy, float* dw,
                              float* db);
+
+// Rows of the weight gradient per block of linear_weight_grads: 128 x 1024 floats is 512 KiB,
+// which stays in a 2 MiB L2 between the product that writes it and the consumer that reads it.
+inline constexpr std::int64_t kGradBlockRows = 128;
+
+// The weight gradient handed out instead of stored: threads split the rows of dW as
+// linear_backward_weights does, and compute them kGradBlockRows at a time into a per-thread
+// scratch; consume(j0, j1, dw, db) then gets rows [j0, j1) of dW = dy^T x (dw, [j1 - j0, in])
+// and db = their column sums of dy (nullptr unless with_bias) while they are in cache.
+// The same bits as linear_backward_weights into zeroed buffers, for any thread count.
+float* thread_scratch(std::size_t floats);  // this thread's buffer, reused from call to call
+template <class Consume>
+void linear_weight_grads(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
+                         std::int64_t out, const float* x, const float* dy, bool with_bias,
+                         Consume&& consume) {
+  parallel::parallel_for(
+      pool, static_cast<std::size_t>(out), 64, [&](std::size_t b, std::size_t e) {
+        const std::int64_t block = std::min<std::int64_t>(kGradBlockRows, out);
+        float* dw = thread_scratch(static_cast<std::size_t>(block * (in + 1)));
+        float* db = with_bias ? dw + block * in : nullptr;
+        for (auto j0 = static_cast<std::int64_t>(b); j0 < static_cast<std::int64_t>(e);
+             j0 += block) {
+          const std::int64_t j1 = std::min(j0 + block, static_cast<std::int64_t>(e));
+          weight_grad_block(rows, in, out, x, dy, j0, j1, dw, db, false);
+          consume(j0, j1, static_cast<const float*>(dw), static_cast<const float*>(db));
+        }
+      });
+}
+
 // dx [rows, in] = dy w, threads split the columns of dx (the columns of w).
 void linear_backward_input(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                            std::int64_t out, const float* dy, const float* w, float* dx);

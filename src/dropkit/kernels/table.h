@@ -42,13 +42,15 @@ struct KernelTable {
   // reference (the other half is memcpy; the benchmark takes the faster).
   void (*copy_streaming)(const float* x, float* y, std::size_t n);
 
-  // Optimizer updates over one range; each consumes the gradient (g is zeroed in the same pass):
+  // Optimizer updates over one range (g is only read). Each returns squared_norm of the updated
+  // w[0, n), bit for bit, for max-norm without a second pass:
   //   gi = g + decay w;  v = momentum v - step gi;  w += nesterov ? momentum v - step gi : v
-  void (*sgd_update)(float* w, float* g, float* v, std::size_t n, const SgdUpdate& p);
+  double (*sgd_update)(float* w, const float* g, float* v, std::size_t n, const SgdUpdate& p);
   //   gi = g + decay w;  m = b1 m + (1-b1) gi;  v = b2 v + (1-b2) gi^2;
   //   w -= lr (m / c1) / (sqrt(v / c2) + eps)
-  void (*adam_update)(float* w, float* g, float* m, float* v, std::size_t n, const AdamUpdate& p);
-  // sum of w[i]^2 in double, accumulated in eight lanes (lane i % 8) then lanes 0..7 in order.
+  double (*adam_update)(float* w, const float* g, float* m, float* v, std::size_t n,
+                        const AdamUpdate& p);
+  // sum of w[i]^2 in double, accumulated in 32 lanes (lane i % 32) then lanes 0..31 in order.
   double (*squared_norm)(const float* w, std::size_t n);
 };
 

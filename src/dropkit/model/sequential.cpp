@@ -53,14 +53,18 @@ const Tensor& Sequential::forward(const Tensor& x, const nn::Context& ctx) {
   return *in;
 }
 
-void Sequential::backward(const Tensor& dy) {
+void Sequential::backward(const Tensor& dy, nn::GradientSink* sink) {
   if (!trained_forward_) {
     throw std::logic_error("Sequential: backward needs a preceding forward in Mode::kTrain");
   }
   const Tensor* g = &dy;
   for (std::size_t i = layers_.size(); i-- > first_param_layer_;) {
     Tensor& dx = grads_[i % 2];
-    layers_[i]->backward(*g, dx);
+    if (sink != nullptr) {
+      layers_[i]->backward_to(*g, dx, *sink);
+    } else {
+      layers_[i]->backward(*g, dx);
+    }
     g = &dx;
   }
 }

@@ -2,9 +2,10 @@
 // intermediate buffer, reused from step to step (no allocation, no page faults after the first).
 //
 // forward(x, ctx) returns the last layer's output; backward(dy) runs the chain backwards after a
-// Train forward, accumulating into the arena's gradients. Layers before the first one with
-// parameters get no backward at all (nothing needs their input gradient: the input dropout
-// then costs nothing in backward), and the first parameterised layer skips its dx.
+// Train forward, accumulating into the arena's gradients (or handing them to a GradientSink).
+// Layers before the first one with parameters get no backward at all (nothing needs their input
+// gradient: the input dropout then costs nothing in backward), and the first parameterised layer
+// skips its dx.
 #pragma once
 
 #include <memory>
@@ -29,7 +30,9 @@ class Sequential {
   void init_params(std::uint64_t seed);
 
   const Tensor& forward(const Tensor& x, const nn::Context& ctx);
-  void backward(const Tensor& dy);
+  // With a sink, each layer runs backward_to(sink) (nn/layer.h): the gradients of layers that
+  // support it go to the sink instead of the arena.
+  void backward(const Tensor& dy, nn::GradientSink* sink = nullptr);
 
   std::size_t size() const { return layers_.size(); }
   nn::Layer& layer(std::size_t i) { return *layers_.at(i); }

@@ -4,9 +4,16 @@
 //   forward(x, y, ctx)  writes y = f(x); in Mode::kTrain the layer keeps what backward needs
 //                       (a pointer to x must stay valid until backward).
 //   backward(dy, dx)    OVERWRITES dx with (df/dx)^T dy and ACCUMULATES into parameter gradients.
+//   backward_to(dy, dx, sink)
+//                       the same, except that each parameter's gradient goes to the sink as it is
+//                       produced, and the arena's gradients are not touched. An optimizer is such
+//                       a sink: it updates a block of weights while that block's gradient is
+//                       still in cache, and the gradients never travel to memory (issue 3's
+//                       training-step target; train/optimizer.h).
 // Parameters live in the model's arena (nn/params.h); layers hold views.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -45,6 +52,21 @@ struct ParamSpec {
 
 class Layer;
 
+// Receives parameter gradients from Layer::backward_to. A parameter of shape [r, ...] is seen as
+// r rows (a bias of shape [r] has rows of one element). consume() gets the complete gradient of
+// rows [row_begin, row_end) of the parameter whose values start at `param`, contiguous in
+// `grad`. It is called from the pool's threads, concurrently for disjoint rows; every row of a
+// parameter exactly once per backward, after the layer's last read of those rows' values (the
+// sink may change them at once).
+class GradientSink {
+ public:
+  virtual void consume(float* param, std::size_t row_begin, std::size_t row_end,
+                       const float* grad) = 0;
+
+ protected:
+  ~GradientSink() = default;
+};
+
 // The errors every backward raises, in one place: std::logic_error when there was no forward in
 // Mode::kTrain to take the gradient of (forward_shape == nullptr), std::invalid_argument when
 // the gradient's shape differs from the shape dy must have (the forward's output shape; equal to
@@ -59,6 +81,12 @@ class Layer {
   virtual Shape output_shape(const Shape& in) const { return in; }
   virtual void forward(const Tensor& x, Tensor& y, const Context& ctx) = 0;
   virtual void backward(const Tensor& dy, Tensor& dx) = 0;
+  // backward with the parameter gradients given to `sink` (see GradientSink). This default
+  // accumulates into the arena as backward does, and gives the sink nothing: a sink must take
+  // any parameter it was not given from the arena (train::Optimizer::finish_step does).
+  virtual void backward_to(const Tensor& dy, Tensor& dx, GradientSink& /*sink*/) {
+    backward(dy, dx);
+  }
   // Parameters this layer needs; the arena calls bind_params with one view per spec, in order.
   virtual std::vector<ParamSpec> param_specs() const { return {}; }
   virtual void bind_params(std::vector<float*> /*values*/, std::vector<float*> /*grads*/) {}

@@ -80,25 +80,42 @@ void Linear::forward(const Tensor& x, Tensor& y, const Context& ctx) {
   pool_ = &pool;
 }
 
-void Linear::backward(const Tensor& dy, Tensor& dx) {
+const float* Linear::output_grad(const Tensor& dy, const Tensor& dx) {
   check_backward(*this, y_ ? &y_->shape() : nullptr, dy.shape());
+  if (&dx == &dy) throw std::invalid_argument(name() + ": cannot run backward in place");
+  if (f_ == Activation::kIdentity) return dy.data();
   const std::int64_t rows = x_->shape()[0];
-  const float* dz = dy.data();
-  if (f_ != Activation::kIdentity) {
-    dz_.resize(dy.shape());
-    parallel::parallel_for(*pool_, static_cast<std::size_t>(rows), 1,
-                           [&](std::size_t r0, std::size_t r1) {
-                             const std::size_t o = r0 * static_cast<std::size_t>(out_);
-                             activation_backward(f_, y_->data() + o, dy.data() + o, dz_.data() + o,
-                                                 (r1 - r0) * static_cast<std::size_t>(out_));
-                           });
-    dz = dz_.data();
-  }
-  kernels::linear_backward_weights(*pool_, rows, in_, out_, x_->data(), dz, dw_, db_);
-  if (needs_input_grad_) {
-    if (&dx != &dy) dx.resize(x_->shape());
-    kernels::linear_backward_input(*pool_, rows, in_, out_, dz, w_, dx.data());
-  }
+  dz_.resize(dy.shape());
+  parallel::parallel_for(*pool_, static_cast<std::size_t>(rows), 1,
+                         [&](std::size_t r0, std::size_t r1) {
+                           const std::size_t o = r0 * static_cast<std::size_t>(out_);
+                           activation_backward(f_, y_->data() + o, dy.data() + o, dz_.data() + o,
+                                               (r1 - r0) * static_cast<std::size_t>(out_));
+                         });
+  return dz_.data();
+}
+
+void Linear::input_grad(const float* dz, Tensor& dx) const {
+  if (!needs_input_grad_) return;
+  dx.resize(x_->shape());
+  kernels::linear_backward_input(*pool_, x_->shape()[0], in_, out_, dz, w_, dx.data());
+}
+
+void Linear::backward(const Tensor& dy, Tensor& dx) {
+  const float* dz = output_grad(dy, dx);
+  kernels::linear_backward_weights(*pool_, x_->shape()[0], in_, out_, x_->data(), dz, dw_, db_);
+  input_grad(dz, dx);
+}
+
+void Linear::backward_to(const Tensor& dy, Tensor& dx, GradientSink& sink) {
+  const float* dz = output_grad(dy, dx);
+  input_grad(dz, dx);  // first: it reads W, which the sink may change
+  kernels::linear_weight_grads(
+      *pool_, x_->shape()[0], in_, out_, x_->data(), dz, true,
+      [&](std::int64_t j0, std::int64_t j1, const float* dw, const float* db) {
+        sink.consume(w_, static_cast<std::size_t>(j0), static_cast<std::size_t>(j1), dw);
+        sink.consume(b_, static_cast<std::size_t>(j0), static_cast<std::size_t>(j1), db);
+      });
 }
 
 }  // namespace dropkit::nn

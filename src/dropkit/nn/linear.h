@@ -7,7 +7,9 @@
 // and write the whole output once more).
 //
 // Backward (the convention of nn/layer.h): dz = dy * f'(from y); dW += dz^T x; db += sum_rows dz;
-// dx = dz W (skipped when set_needs_input_grad(false)).
+// dx = dz W (skipped when set_needs_input_grad(false)). backward_to computes dx first, then dW and
+// db block by block (kernels::linear_weight_grads), giving each block to the sink while it is in
+// cache: the sink may then update W, which dx no longer needs.
 // Initialisation from the counter RNG: He normal (std sqrt(2/in)) for ReLU, LeCun normal
 // (sqrt(1/in)) for SELU and identity, Glorot uniform (+-sqrt(6/(in+out))) for sigmoid and
 // tanh; biases zero.
@@ -32,6 +34,7 @@ class Linear : public Layer {
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const Context& ctx) override;
   void backward(const Tensor& dy, Tensor& dx) override;
+  void backward_to(const Tensor& dy, Tensor& dx, GradientSink& sink) override;
   std::vector<ParamSpec> param_specs() const override;
   void bind_params(std::vector<float*> values, std::vector<float*> grads) override;
   void init_params(std::uint64_t seed, std::uint32_t stream) override;
@@ -52,6 +55,10 @@ class Linear : public Layer {
   const Tensor* y_ = nullptr;
   parallel::ThreadPool* pool_ = nullptr;
   Tensor dz_;  // reused across steps
+
+  // Checks, then returns dz = dy * f'(y) (dy itself for the identity).
+  const float* output_grad(const Tensor& dy, const Tensor& dx);
+  void input_grad(const float* dz, Tensor& dx) const;
 };
 
 }  // namespace dropkit::nn

@@ -51,62 +51,124 @@ namespace {
 
 constexpr std::size_t kChunk = 4096;  // elements per unit of the static split
 
-// Scales w[0, n) to norm c if it is longer. Returns whether it did.
-bool project_row(float* w, std::size_t n, double c) {
-  const double norm = std::sqrt(kernels::active_kernels().squared_norm(w, n));
+// Scales w[0, n), whose squared norm is `squared`, to norm c if it is longer. Returns whether it
+// did.
+bool project_row(float* w, std::size_t n, double squared, double c) {
+  const double norm = std::sqrt(squared);
   if (norm <= c) return false;
   const auto f = static_cast<float>(c / norm);
   for (std::size_t i = 0; i < n; ++i) w[i] *= f;
   return true;
 }
 
+std::size_t rows_of(const nn::ParamArena::Entry& e) {
+  return e.spec.shape.rank() == 0 ? 1 : static_cast<std::size_t>(e.spec.shape[0]);
+}
+
 }  // namespace
 
-void Optimizer::step(nn::ParamArena& arena, int epoch, parallel::ThreadPool& pool) {
-  const auto lr = static_cast<float>(lr_at(epoch));
-  const auto wd = static_cast<float>(config_.weight_decay);
-  const bool adam = config_.kind == "adam";
-  if (adam) ++adam_t_;
-  const auto m = static_cast<float>(momentum_at(epoch));
-  const double c = config_.max_norm;
-  for (const auto& e : arena.entries()) {
-    float* w = arena.values().data() + e.offset;
-    float* g = arena.grads().data() + e.offset;
-    float* s0 = slots_[0].data() + e.offset;
-    float* s1 = adam ? slots_[1].data() + e.offset : nullptr;
-    const float decay = e.spec.decay ? wd : 0.0f;
-    const kernels::SgdUpdate sgd{m, (1.0f - m) * lr, decay, config_.nesterov};
-    const kernels::AdamUpdate ap{lr,
-                                 static_cast<float>(config_.adam_beta1),
-                                 static_cast<float>(config_.adam_beta2),
-                                 static_cast<float>(config_.adam_eps),
-                                 static_cast<float>(1.0 - std::pow(config_.adam_beta1, adam_t_)),
-                                 static_cast<float>(1.0 - std::pow(config_.adam_beta2, adam_t_)),
-                                 decay};
-    const auto& k = kernels::active_kernels();
-    auto update = [=, &k](std::size_t b, std::size_t n) {
-      if (adam) {
-        k.adam_update(w + b, g + b, s0 + b, s1 + b, n, ap);
-      } else {
-        k.sgd_update(w + b, g + b, s0 + b, n, sgd);
-      }
-    };
-    if (c > 0 && e.spec.max_norm_rows) {
-      // Update a row, then project it while it is still in L1: one sweep over the weights
-      // instead of two. Rows are independent, so this equals update-all-then-project.
-      const auto rows = static_cast<std::size_t>(e.spec.shape[0]);
-      const std::size_t cols = e.numel() / rows;
-      parallel::parallel_for(pool, rows, 8, [=](std::size_t r0, std::size_t r1) {
-        for (std::size_t r = r0; r < r1; ++r) {
-          update(r * cols, cols);
-          project_row(w + r * cols, cols, c);
-        }
-      });
-    } else {
-      parallel::parallel_for(pool, e.numel(), kChunk,
-                             [=](std::size_t b, std::size_t end) { update(b, end - b); });
-    }
+void Optimizer::begin_step(nn::ParamArena& arena, int epoch) {
+  if (arena.size() != slots_[0].size()) {
+    throw std::invalid_argument(fmt::format("optimizer: built for {} parameters, the model has {}",
+                                            slots_[0].size(), arena.size()));
   }
+  const auto lr = static_cast<float>(lr_at(epoch));
+  const auto m = static_cast<float>(momentum_at(epoch));
+  sgd_ = {m, (1.0f - m) * lr, 0.0f, config_.nesterov};
+  if (config_.kind == "adam") {
+    ++adam_t_;
+    adam_ = {lr,
+             static_cast<float>(config_.adam_beta1),
+             static_cast<float>(config_.adam_beta2),
+             static_cast<float>(config_.adam_eps),
+             static_cast<float>(1.0 - std::pow(config_.adam_beta1, adam_t_)),
+             static_cast<float>(1.0 - std::pow(config_.adam_beta2, adam_t_)),
+             0.0f};
+  }
+  if (covered_.size() != arena.entries().size()) {
+    covered_ = std::vector<std::atomic<std::size_t>>(arena.entries().size());
+  }
+  for (auto& c : covered_) c.store(0, std::memory_order_relaxed);
+  arena_ = &arena;
+}
+
+void Optimizer::update_rows(const nn::ParamArena::Entry& e, std::size_t r0, std::size_t r1,
+                            const float* g) {
+  const std::size_t cols = e.numel() / rows_of(e);
+  const std::size_t off = e.offset + r0 * cols, n = (r1 - r0) * cols;
+  float* w = arena_->values().data() + off;
+  float* s0 = slots_[0].data() + off;
+  const float decay = e.spec.decay ? static_cast<float>(config_.weight_decay) : 0.0f;
+  const auto& k = kernels::active_kernels();
+  // Returns the squared norm of the updated w[b, b + len).
+  auto update = [&](std::size_t b, std::size_t len) {
+    if (config_.kind == "adam") {
+      kernels::AdamUpdate p = adam_;
+      p.decay = decay;
+      return k.adam_update(w + b, g + b, s0 + b, slots_[1].data() + off + b, len, p);
+    }
+    kernels::SgdUpdate p = sgd_;
+    p.decay = decay;
+    return k.sgd_update(w + b, g + b, s0 + b, len, p);
+  };
+  if (config_.max_norm > 0 && e.spec.max_norm_rows) {
+    // Update a row, then project it while it is still in L1 (the update returns its norm):
+    // one sweep over the weights instead of two. Rows are independent, so this equals
+    // update-all-then-project.
+    for (std::size_t r = 0; r < r1 - r0; ++r) {
+      project_row(w + r * cols, cols, update(r * cols, cols), config_.max_norm);
+    }
+  } else {
+    update(0, n);
+  }
+}
+
+void Optimizer::consume(float* param, std::size_t row_begin, std::size_t row_end,
+                        const float* grad) {
+  if (arena_ == nullptr) throw std::logic_error("optimizer: consume() outside a step");
+  const auto& entries = arena_->entries();
+  const auto offset = static_cast<std::size_t>(param - arena_->values().data());
+  const auto it = std::partition_point(entries.begin(), entries.end(),
+                                       [&](const auto& e) { return e.offset < offset; });
+  if (param < arena_->values().data() || it == entries.end() || it->offset != offset) {
+    throw std::invalid_argument(
+        "optimizer: consume() was given a pointer that starts no parameter");
+  }
+  if (row_begin >= row_end || row_end > rows_of(*it)) {
+    throw std::invalid_argument(fmt::format("optimizer: rows [{}, {}) of {} are outside [0, {})",
+                                            row_begin, row_end, it->name, rows_of(*it)));
+  }
+  update_rows(*it, row_begin, row_end, grad);
+  covered_[static_cast<std::size_t>(it - entries.begin())].fetch_add(row_end - row_begin,
+                                                                     std::memory_order_relaxed);
+}
+
+void Optimizer::finish_step(parallel::ThreadPool& pool) {
+  if (arena_ == nullptr) throw std::logic_error("optimizer: finish_step() outside a step");
+  const auto& entries = arena_->entries();
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const auto& e = entries[i];
+    const std::size_t rows = rows_of(e), covered = covered_[i].load();
+    if (covered == rows) continue;
+    if (covered != 0) {
+      arena_ = nullptr;
+      throw std::logic_error(fmt::format(
+          "optimizer: parameter {} got the gradient of {} of its {} rows", e.name, covered, rows));
+    }
+    const std::size_t cols = e.numel() / rows;
+    float* g = arena_->grads().data() + e.offset;
+    parallel::parallel_for(pool, rows, std::max<std::size_t>(1, kChunk / cols),
+                           [&](std::size_t r0, std::size_t r1) {
+                             update_rows(e, r0, r1, g + r0 * cols);
+                             std::fill(g + r0 * cols, g + r1 * cols, 0.0f);
+                           });
+  }
+  arena_ = nullptr;
+}
+
+void Optimizer::step(nn::ParamArena& arena, int epoch, parallel::ThreadPool& pool) {
+  begin_step(arena, epoch);
+  finish_step(pool);
 }
 
 std::size_t apply_max_norm(nn::ParamArena& arena, double c, parallel::ThreadPool& pool) {
@@ -118,7 +180,10 @@ std::size_t apply_max_norm(nn::ParamArena& arena, double c, parallel::ThreadPool
     float* values = arena.values().data() + e.offset;
     parallel::parallel_for(pool, rows, 8, [&](std::size_t r0, std::size_t r1) {
       std::size_t mine = 0;
-      for (std::size_t r = r0; r < r1; ++r) mine += project_row(values + r * cols, cols, c);
+      for (std::size_t r = r0; r < r1; ++r) {
+        float* row = values + r * cols;
+        mine += project_row(row, cols, kernels::active_kernels().squared_norm(row, cols), c);
+      }
       scaled += mine;
     });
   }

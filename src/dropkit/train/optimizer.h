@@ -11,10 +11,12 @@
 // layer's W) is scaled down to ||w||_2 <= max_norm when longer (0 disables it).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "dropkit/kernels/table.h"
 #include "dropkit/nn/params.h"
 #include "dropkit/parallel/thread_pool.h"
 
@@ -38,16 +40,32 @@ struct OptimizerConfig {
   void validate() const;  // throws std::invalid_argument naming the field and its range
 };
 
-class Optimizer {
+// An update runs in three parts, so that most of it can happen inside backward: a layer's
+// backward_to (nn/layer.h) hands each block of its gradient to consume() while the block is in
+// cache, and the gradient never travels to memory. That is what keeps a training step near the
+// cost of its matrix products (issue 3; measured in docs/design.md).
+//   begin_step   fixes the step's learning rate, momentum and Adam step count;
+//   consume      updates the rows it is given, then applies max-norm to them;
+//   finish_step  updates every parameter that consume() did not cover from the arena's
+//                gradients, and zeroes those, ready for the next backward to accumulate into.
+// step() is begin_step + finish_step: the whole update from the arena's gradients. Both paths
+// give the same bits, for any thread count (the update is element-wise, max-norm row-wise).
+class Optimizer final : public nn::GradientSink {
  public:
   Optimizer(OptimizerConfig config, std::size_t size);
 
   double lr_at(int epoch) const;
   double momentum_at(int epoch) const;
-  // Applies one update from arena.grads() (epoch is 0-based), then max-norm. Consumes the
-  // gradients: each is zeroed in the same pass that reads it (one sweep over the arena instead
-  // of a separate memset), ready for the next backward to accumulate into.
-  // Multi-threaded over static ranges; element-wise, so the same bits for any thread count.
+
+  // epoch is 0-based. A begin_step during an unfinished step abandons that step.
+  void begin_step(nn::ParamArena& arena, int epoch);
+  // Thread-safe for disjoint rows. Throws std::invalid_argument if `param` does not start a
+  // parameter of the arena or the rows are out of its range, std::logic_error outside a step.
+  void consume(float* param, std::size_t row_begin, std::size_t row_end,
+               const float* grad) override;
+  // Throws std::logic_error if consume() covered only some rows of a parameter (a layer that
+  // broke the GradientSink contract), or outside a step.
+  void finish_step(parallel::ThreadPool& pool);
   void step(nn::ParamArena& arena, int epoch, parallel::ThreadPool& pool);
 
   // State for checkpoints: the slots (velocity, or Adam's m and v) and Adam's step count.
@@ -58,9 +76,17 @@ class Optimizer {
   const OptimizerConfig& config() const { return config_; }
 
  private:
+  // Rows [r0, r1) of entry e from their gradient g, then max-norm on them.
+  void update_rows(const nn::ParamArena::Entry& e, std::size_t r0, std::size_t r1, const float* g);
+
   OptimizerConfig config_;
   std::vector<float> slots_[2];
   std::uint64_t adam_t_ = 0;
+  // The step in progress (arena_ == nullptr between steps).
+  nn::ParamArena* arena_ = nullptr;
+  kernels::SgdUpdate sgd_{};
+  kernels::AdamUpdate adam_{};
+  std::vector<std::atomic<std::size_t>> covered_;  // rows consumed, per arena entry
 };
 
 // Scales every row of each max_norm_rows parameter to norm <= c. Returns how many rows it

@@ -148,9 +148,10 @@ LossResult train_step(model::Sequential& model, Optimizer& optimizer, int epoch,
   const Tensor& logits = model.forward(x, ctx);
   const LossResult r = softmax_cross_entropy(logits, labels, &dlogits);
   if (!std::isfinite(r.loss)) throw TrainingDiverged(ctx.step, r.loss);
-  auto& arena = model.params();  // gradients are zero: the previous step consumed them
-  model.backward(dlogits);
-  optimizer.step(arena, epoch, ctx.threads());
+  // The update runs inside backward, block by block (train/optimizer.h).
+  optimizer.begin_step(model.params(), epoch);
+  model.backward(dlogits, &optimizer);
+  optimizer.finish_step(ctx.threads());
   return r;
 }
 

@@ -107,6 +107,12 @@ TEST(FusedUpdate, WeightGradBlocksEqualTheAccumulatedGradient) {
     std::vector<float> dw(out * in, 0.0f), db(out, 0.0f);
     kernels::linear_backward_weights(pool, rows, in, out, x.data(), dy.data(), dw.data(),
                                      db.data());
+    // accumulate = false overwrites whatever was there.
+    std::vector<float> ow(out * in, 7.0f), ob(out, 7.0f);
+    kernels::linear_backward_weights(pool, rows, in, out, x.data(), dy.data(), ow.data(), ob.data(),
+                                     false);
+    EXPECT_TRUE(same_bits(dw, ow)) << threads << " threads";
+    EXPECT_TRUE(same_bits(db, ob)) << threads << " threads";
     std::vector<float> bw(out * in, -1.0f), bb(out, -1.0f);
     std::vector<int> seen(out, 0);
     kernels::linear_weight_grads(

@@ -1,8 +1,8 @@
 // `dropkit bench train`: one training step of the default network against its own matrix
 // products, all measured in one run, interleaved round by round so that drift in the machine's
-// speed hits every variant alike. Reported: medians, and the two ratios of issue 3 (medians of
-// per-round ratios) --
-// step with dropout / products alone, and step with dropout / step without dropout.
+// speed hits every variant alike. Reported: medians of the times, and the two ratios of issue 3
+// (step with dropout / products alone, step with dropout / step without dropout) as medians of
+// per-round ratios.
 #include "bench_train.h"
 
 #include <algorithm>
@@ -103,13 +103,8 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
         kernels::linear_weight_grads(pool, b, in, out, acts[l].data(), dacts[l + 1].data(), false,
                                      [](std::int64_t, std::int64_t, const float*, const float*) {});
       } else {
-        parallel::parallel_for(
-            pool, static_cast<std::size_t>(out), 64, [&](std::size_t j0, std::size_t j1) {
-              const auto a = static_cast<std::int64_t>(j0);
-              kernels::weight_grad_block(b, in, out, acts[l].data(), dacts[l + 1].data(), a,
-                                         static_cast<std::int64_t>(j1), grads[l].data() + a * in,
-                                         nullptr, false);
-            });
+        kernels::linear_backward_weights(pool, b, in, out, acts[l].data(), dacts[l + 1].data(),
+                                         grads[l].data(), nullptr, false);
       }
     }
   };

@@ -43,11 +43,12 @@ void weight_grad_block(std::int64_t rows, std::int64_t in, std::int64_t out, con
 
 void linear_backward_weights(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                              std::int64_t out, const float* x, const float* dy, float* dw,
-                             float* db) {
+                             float* db, bool accumulate) {
   parallel::parallel_for(
       pool, static_cast<std::size_t>(out), 64, [&](std::size_t b, std::size_t e) {
         const auto j0 = static_cast<std::int64_t>(b), j1 = static_cast<std::int64_t>(e);
-        weight_grad_block(rows, in, out, x, dy, j0, j1, dw + j0 * in, db ? db + j0 : nullptr, true);
+        weight_grad_block(rows, in, out, x, dy, j0, j1, dw + j0 * in, db ? db + j0 : nullptr,
+                          accumulate);
       });
 }
 

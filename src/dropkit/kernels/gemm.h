@@ -45,21 +45,24 @@ void weight_grad_block(std::int64_t rows, std::int64_t in, std::int64_t out, con
                        bool accumulate);
 
 // dw [out, in] += dy^T x, threads split the rows of dw; db [out] += column sums of dy (rows
-// summed in order, so the result does not depend on the split either).
+// summed in order, so the result does not depend on the split either). With accumulate false,
+// dw = ... and db = ... instead.
 void linear_backward_weights(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                              std::int64_t out, const float* x, const float* dy, float* dw,
-                             float* db);
+                             float* db, bool accumulate = true);
 
 // Rows of the weight gradient per block of linear_weight_grads: 128 x 1024 floats is 512 KiB,
 // which stays in a 2 MiB L2 between the product that writes it and the consumer that reads it.
 inline constexpr std::int64_t kGradBlockRows = 128;
+
+// This thread's scratch buffer of at least `floats` floats, reused from call to call.
+float* thread_scratch(std::size_t floats);
 
 // The weight gradient handed out instead of stored: threads split the rows of dW as
 // linear_backward_weights does, and compute them kGradBlockRows at a time into a per-thread
 // scratch; consume(j0, j1, dw, db) then gets rows [j0, j1) of dW = dy^T x (dw, [j1 - j0, in])
 // and db = their column sums of dy (nullptr unless with_bias) while they are in cache.
 // The same bits as linear_backward_weights into zeroed buffers, for any thread count.
-float* thread_scratch(std::size_t floats);  // this thread's buffer, reused from call to call
 template <class Consume>
 void linear_weight_grads(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                          std::int64_t out, const float* x, const float* dy, bool with_bias,

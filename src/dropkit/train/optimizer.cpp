@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <functional>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -30,7 +31,8 @@ void OptimizerConfig::validate() const {
   check(adam_eps > 0, "adam_eps", adam_eps, "(0, inf)");
 }
 
-Optimizer::Optimizer(OptimizerConfig config, std::size_t size) : config_(std::move(config)) {
+Optimizer::Optimizer(OptimizerConfig config, std::size_t size)
+    : config_(std::move(config)), adam_(config_.kind == "adam") {
   config_.validate();
   for (int i = 0; i < num_slots(); ++i) slots_[i].assign(size, 0.0f);
 }
@@ -75,15 +77,15 @@ void Optimizer::begin_step(nn::ParamArena& arena, int epoch) {
   const auto lr = static_cast<float>(lr_at(epoch));
   const auto m = static_cast<float>(momentum_at(epoch));
   sgd_ = {m, (1.0f - m) * lr, 0.0f, config_.nesterov};
-  if (config_.kind == "adam") {
+  if (adam_) {
     ++adam_t_;
-    adam_ = {lr,
-             static_cast<float>(config_.adam_beta1),
-             static_cast<float>(config_.adam_beta2),
-             static_cast<float>(config_.adam_eps),
-             static_cast<float>(1.0 - std::pow(config_.adam_beta1, adam_t_)),
-             static_cast<float>(1.0 - std::pow(config_.adam_beta2, adam_t_)),
-             0.0f};
+    adam_params_ = {lr,
+                    static_cast<float>(config_.adam_beta1),
+                    static_cast<float>(config_.adam_beta2),
+                    static_cast<float>(config_.adam_eps),
+                    static_cast<float>(1.0 - std::pow(config_.adam_beta1, adam_t_)),
+                    static_cast<float>(1.0 - std::pow(config_.adam_beta2, adam_t_)),
+                    0.0f};
   }
   if (covered_.size() != arena.entries().size()) {
     covered_ = std::vector<std::atomic<std::size_t>>(arena.entries().size());
@@ -102,8 +104,8 @@ void Optimizer::update_rows(const nn::ParamArena::Entry& e, std::size_t r0, std:
   const auto& k = kernels::active_kernels();
   // Returns the squared norm of the updated w[b, b + len).
   auto update = [&](std::size_t b, std::size_t len) {
-    if (config_.kind == "adam") {
-      kernels::AdamUpdate p = adam_;
+    if (adam_) {
+      kernels::AdamUpdate p = adam_params_;
       p.decay = decay;
       return k.adam_update(w + b, g + b, s0 + b, slots_[1].data() + off + b, len, p);
     }
@@ -127,10 +129,14 @@ void Optimizer::consume(float* param, std::size_t row_begin, std::size_t row_end
                         const float* grad) {
   if (arena_ == nullptr) throw std::logic_error("optimizer: consume() outside a step");
   const auto& entries = arena_->entries();
-  const auto offset = static_cast<std::size_t>(param - arena_->values().data());
+  const std::span<float> values = arena_->values();
+  if (std::less<>{}(param, values.data()) || !std::less<>{}(param, values.data() + values.size())) {
+    throw std::invalid_argument("optimizer: consume() was given a pointer outside the parameters");
+  }
+  const auto offset = static_cast<std::size_t>(param - values.data());
   const auto it = std::partition_point(entries.begin(), entries.end(),
                                        [&](const auto& e) { return e.offset < offset; });
-  if (param < arena_->values().data() || it == entries.end() || it->offset != offset) {
+  if (it == entries.end() || it->offset != offset) {
     throw std::invalid_argument(
         "optimizer: consume() was given a pointer that starts no parameter");
   }

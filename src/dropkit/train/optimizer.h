@@ -72,7 +72,7 @@ class Optimizer final : public nn::GradientSink {
   std::vector<float>& slot(int i) { return slots_[i]; }
   std::uint64_t adam_steps() const { return adam_t_; }
   void set_adam_steps(std::uint64_t t) { adam_t_ = t; }
-  int num_slots() const { return config_.kind == "adam" ? 2 : 1; }
+  int num_slots() const { return adam_ ? 2 : 1; }
   const OptimizerConfig& config() const { return config_; }
 
  private:
@@ -80,12 +80,13 @@ class Optimizer final : public nn::GradientSink {
   void update_rows(const nn::ParamArena::Entry& e, std::size_t r0, std::size_t r1, const float* g);
 
   OptimizerConfig config_;
+  bool adam_;  // config_.kind == "adam", decided once
   std::vector<float> slots_[2];
   std::uint64_t adam_t_ = 0;
   // The step in progress (arena_ == nullptr between steps).
   nn::ParamArena* arena_ = nullptr;
   kernels::SgdUpdate sgd_{};
-  kernels::AdamUpdate adam_{};
+  kernels::AdamUpdate adam_params_{};
   std::vector<std::atomic<std::size_t>> covered_;  // rows consumed, per arena entry
 };
 

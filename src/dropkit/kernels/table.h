@@ -44,13 +44,14 @@ struct KernelTable {
 
   // Optimizer updates over one range (g is only read). Each returns squared_norm of the updated
   // w[0, n), bit for bit, for max-norm without a second pass:
-  //   gi = g + decay w;  v = momentum v - step gi;  w += nesterov ? momentum v - step gi : v
+  //   gi = g + decay w (g itself when decay = 0: they differ at most in the sign of a zero)
+  //   v = momentum v - step gi;  w += nesterov ? momentum v - step gi : v
   double (*sgd_update)(float* w, const float* g, float* v, std::size_t n, const SgdUpdate& p);
-  //   gi = g + decay w;  m = b1 m + (1-b1) gi;  v = b2 v + (1-b2) gi^2;
+  //   gi = g + decay w (as above);  m = b1 m + (1-b1) gi;  v = b2 v + (1-b2) gi^2;
   //   w -= lr (m / c1) / (sqrt(v / c2) + eps)
   double (*adam_update)(float* w, const float* g, float* m, float* v, std::size_t n,
                         const AdamUpdate& p);
-  // sum of w[i]^2 in double, accumulated in 32 lanes (lane i % 32) then lanes 0..31 in order.
+  // sum of w[i]^2: fma into 32 float lanes (lane i % 32), then lanes 0..31 in order in double.
   double (*squared_norm)(const float* w, std::size_t n);
 };
 

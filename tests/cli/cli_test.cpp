@@ -195,6 +195,18 @@ TEST_F(Cli, CompareAndBenchRun) {
     for (const char* key : {"op", "n", "threads", "seconds_median", "gb_per_s", "ratio_to_copy"})
       EXPECT_TRUE(row.contains(key)) << key;
   }
+
+  const auto t = run("bench train --json --arch 20-16-16-4 --batch 8 --steps 3");
+  ASSERT_EQ(t.code, 0) << t.err;
+  const auto tj = nlohmann::json::parse(t.out);
+  for (const char* key : {"products_seconds", "step_dropout_seconds", "step_no_dropout_seconds",
+                          "update_alone_seconds", "masks_seconds"}) {
+    ASSERT_TRUE(tj.contains(key)) << key;
+    EXPECT_GT(tj[key].get<double>(), 0.0) << key;
+  }
+  // The parts measured alone are the products plus two positive times.
+  EXPECT_GT(tj["products_update_masks_over_products"].get<double>(), 1.0);
+  EXPECT_GT(tj["dropout_over_products"].get<double>(), 0.0);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "dropkit/dropout/mask.h"
 #include "dropkit/kernels/gemm.h"
 #include "dropkit/kernels/table.h"
 #include "dropkit/model/mlp.h"
@@ -109,18 +110,60 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
     }
   };
 
+  // Two costs that a step pays outside its products however it is arranged, each measured on
+  // its own, to show how much of the step's excess over its products they explain. The update: the
+  // optimizer's SGD kernel over every weight and velocity with a zero gradient that stays in L1, so
+  // what it measures is the weights and velocities read and written once, with the kernel's
+  // software prefetch (a bare loop without it measured slower than the real update). The masks: the
+  // dropout forward of the step's inputs and hidden units, Philox4x32-10 and a 32-bit compare per
+  // element as SPEC 2 demands, with the mask bits stored.
+  std::vector<Tensor> velocities;
+  for (const auto& w : weights) velocities.emplace_back(w.shape());
+  constexpr std::size_t kChunk = 1024;
+  const std::vector<float> zero_grad(kChunk, 0.0f);
+  auto update_alone = [&] {
+    const auto& k = kernels::active_kernels();
+    for (std::size_t l = 0; l < weights.size(); ++l) {
+      float* w = weights[l].data();
+      float* v = velocities[l].data();
+      const std::size_t n = weights[l].numel();
+      parallel::parallel_for(pool, n, kChunk, [&](std::size_t i0, std::size_t i1) {
+        for (std::size_t i = i0; i < i1; i += kChunk) {
+          k.sgd_update(w + i, zero_grad.data(), v + i, std::min(kChunk, i1 - i),
+                       {0.5f, 0.01f, 0.0f, false});
+        }
+      });
+    }
+  };
+  std::vector<Tensor> dropped;  // the inputs and the hidden layers' outputs
+  for (std::size_t l = 0; l + 1 < sizes.size(); ++l) dropped.emplace_back(acts[l].shape());
+  std::vector<std::uint64_t> bits;
+  auto masks = [&] {
+    for (std::size_t l = 0; l < dropped.size(); ++l) {
+      const double p = l == 0 ? 0.2 : 0.5;
+      bits.resize(dropout::mask_words(0, acts[l].numel()));
+      dropout::apply_keep_mask(pool, {1, static_cast<std::uint32_t>(l), step}, 0,
+                               rng::KeepThreshold(p), static_cast<float>(1.0 / (1.0 - p)),
+                               acts[l].span(), dropped[l].span(), bits);
+    }
+  };
+
   for (int w = 0; w < 5; ++w) {  // warm-up: buffers faulted in, oneDNN kernels generated
     products(false);
     products(true);
     run_step(with);
     run_step(without);
+    update_alone();
+    masks();
   }
-  std::vector<double> tf, tb, tw, tn;
+  std::vector<double> tf, tb, tw, tn, to, tm;
   for (int r = 0; r < o.steps; ++r) {
     tf.push_back(seconds_of([&] { products(false); }));
     tb.push_back(seconds_of([&] { products(true); }));
     tw.push_back(seconds_of([&] { run_step(with); }));
     tn.push_back(seconds_of([&] { run_step(without); }));
+    to.push_back(seconds_of(update_alone));
+    tm.push_back(seconds_of(masks));
   }
   const double pf = median(tf), pb = median(tb), p = std::min(pf, pb);
   const double sw = median(tw), sn = median(tn);
@@ -133,6 +176,7 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
     over_plain.push_back(tw[r] / tn[r]);
   }
   const double rp = median(over_products), rn = median(over_plain);
+  const double update = median(to), mask_time = median(tm), parts = (p + update + mask_time) / p;
   double flops = 0;
   for (std::size_t l = 0; l + 1 < sizes.size(); ++l)
     flops += 2.0 * b * sizes[l] * sizes[l + 1] * (l > 0 ? 3 : 2);
@@ -150,6 +194,9 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
                                       {"step_no_dropout_seconds", sn},
                                       {"dropout_over_products", rp},
                                       {"dropout_over_no_dropout", rn},
+                                      {"update_alone_seconds", update},
+                                      {"masks_seconds", mask_time},
+                                      {"products_update_masks_over_products", parts},
                                       {"epoch_seconds_estimate", steps_per_epoch * sw}}
                            .dump(2));
     return 0;
@@ -164,6 +211,13 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
   fmt::print("  step with dropout          {:8.3f} ms\n", sw * 1e3);
   fmt::print("  step with dropout / products      {:.3f}  (median of per-round ratios)\n", rp);
   fmt::print("  step with dropout / no dropout    {:.3f}\n", rn);
+  fmt::print(
+      "  update alone, zero gradient {:7.3f} ms  (weights and velocities read, written once)\n",
+      update * 1e3);
+  fmt::print("  dropout masks alone        {:8.3f} ms  (Philox4x32-10, 32 bits per element)\n",
+             mask_time * 1e3);
+  fmt::print("  (products + those two) / products {:.3f}  (the step if nothing else cost)\n",
+             parts);
   fmt::print("  epoch of 55000 (estimate)  {:8.2f} s\n", steps_per_epoch * sw);
   return 0;
 }

@@ -39,18 +39,20 @@ std::unique_ptr<Sequential> make_mlp(const MlpOptions& o) {
   dropout::checked_drop_prob(o.input_drop_prob, "input drop_prob");
   dropout::checked_drop_prob(o.hidden_drop_prob, "hidden drop_prob");
   auto net = std::make_unique<Sequential>();
-  auto add_dropout = [&](double p) {
+  auto add_dropout = [&](double p, dropout::MaskStorage storage) {
     if (p == 0.0) return;
     const auto stream = rng::kDropoutStreamBase + static_cast<std::uint32_t>(net->size());
-    net->add(std::make_unique<dropout::Dropout>(p, o.scaling, o.storage, stream));
+    net->add(std::make_unique<dropout::Dropout>(p, o.scaling, storage, stream));
   };
-  add_dropout(o.input_drop_prob);
+  // The input's dropout never runs backward (nothing needs the gradient of the data), so it
+  // keeps no mask bits: kRecompute stores nothing and draws the same mask.
+  add_dropout(o.input_drop_prob, dropout::MaskStorage::kRecompute);
   for (std::size_t i = 0; i + 1 < o.sizes.size(); ++i) {
     const bool output = i + 2 == o.sizes.size();
     net->add(std::make_unique<nn::Linear>(o.sizes[i], o.sizes[i + 1],
                                           output ? nn::Activation::kIdentity : o.activation,
                                           /*hidden=*/!output));
-    if (!output) add_dropout(o.hidden_drop_prob);
+    if (!output) add_dropout(o.hidden_drop_prob, o.storage);
   }
   return net;
 }

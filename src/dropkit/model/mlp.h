@@ -23,7 +23,8 @@ struct MlpOptions {
   double input_drop_prob = 0.0;   // on the input units
   double hidden_drop_prob = 0.0;  // after every hidden layer
   dropout::Scaling scaling = dropout::Scaling::kInverted;
-  // Bits: backward reads 1 bit per element instead of regenerating it (cheaper in training).
+  // Of the hidden layers' dropout. Bits: backward reads 1 bit per element instead of regenerating
+  // it (cheaper in training). The input's dropout never runs backward and stores nothing.
   dropout::MaskStorage storage = dropout::MaskStorage::kBits;
 };
 

@@ -15,6 +15,7 @@
 #include "dropkit/core/atomic_file.h"
 #include "dropkit/model/safetensors.h"
 #include "support/idx_files.h"
+#include "support/temp_dir.h"
 
 namespace dropkit {
 namespace {
@@ -28,18 +29,15 @@ struct Result {
   std::string out, err;
 };
 
+// Every test gets its own directory (and data set), so tests run in parallel (ctest -j).
 class Cli : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    root_ = fs::temp_directory_path() / "dropkit_cli_test";
-    fs::remove_all(root_);
-    fs::create_directories(root_);
+  void SetUp() override {
     test::write_mnist_dir(root_ / "data", {test::synthetic_dataset(300, 8, 4, 1),
                                            test::synthetic_dataset(80, 8, 4, 2)});
   }
-  static void TearDownTestSuite() { fs::remove_all(root_); }
 
-  static Result run(const std::string& args) {
+  Result run(const std::string& args) const {
     const fs::path err = root_ / "stderr.txt";
     const std::string cmd = std::string(DROPKIT_CLI) + " " + args + " 2>" + err.string();
     FILE* p = popen(cmd.c_str(), "r");
@@ -52,8 +50,8 @@ class Cli : public ::testing::Test {
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, e};
   }
   // A flag may be given once (CLI11 rejects repeats), so tests override arch and lr here.
-  static std::string train_args(const std::string& extra, const std::string& arch = "64-96-4",
-                                const std::string& lr = "0.3") {
+  std::string train_args(const std::string& extra, const std::string& arch = "64-96-4",
+                         const std::string& lr = "0.3") const {
     return "train --data " + (root_ / "data").string() + " --arch " + arch + " --lr " + lr +
            " --val 40 --batch 25 --momentum 0.9 " + extra;
   }
@@ -63,7 +61,8 @@ class Cli : public ::testing::Test {
     for (std::string l; std::getline(in, l);) ++n;
     return n;
   }
-  static inline fs::path root_;
+  const test::TempDir tmp_{"dropkit_cli_test"};
+  const fs::path root_ = tmp_.path();
 };
 
 void expect_one_line_error(const Result& r, const std::string& what) {

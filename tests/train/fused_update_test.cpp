@@ -10,7 +10,8 @@
 
 #include "dropkit/kernels/gemm.h"
 #include "dropkit/kernels/table.h"
-#include "dropkit/model/mlp.h"
+#include "dropkit/model/model.h"
+#include "dropkit/model/spec.h"
 #include "dropkit/nn/linear.h"
 #include "dropkit/train/loss.h"
 #include "dropkit/train/optimizer.h"
@@ -30,18 +31,18 @@ bool same_bits(std::span<const float> a, std::span<const float> b) {
 }
 
 struct Run {
-  std::unique_ptr<model::Sequential> net;
+  std::unique_ptr<model::Model> model;
+  model::Sequential* net;
   std::unique_ptr<Optimizer> opt;
 };
 
 // sizes: 130 hidden units give blocks of the weight gradient that do not divide evenly (128 per
 // block, 64-row thread ranges); 200 -> 130 rows of 200 floats do not fill whole cache lines.
 Run make_run(const OptimizerConfig& oc) {
-  model::MlpOptions m;
-  m.sizes = {200, 130, 70, 10};
-  m.input_drop_prob = 0.2;
-  m.hidden_drop_prob = 0.5;
-  Run r{model::make_mlp(m), nullptr};
+  auto m = std::make_unique<model::Model>(
+      model::mlp_layers({200, 130, 70, 10}, "relu", 0.2, 0.5, "inverted"), Shape{200});
+  Run r{std::move(m), nullptr, nullptr};
+  r.net = &r.model->net();
   r.net->init_params(7);
   r.opt = std::make_unique<Optimizer>(oc, r.net->params().size());
   return r;
@@ -133,7 +134,8 @@ TEST(FusedUpdate, WeightGradBlocksEqualTheAccumulatedGradient) {
 // and finish_step must update it from there.
 class Scale final : public nn::Layer {
  public:
-  std::string name() const override { return "Scale"; }
+  std::string kind() const override { return "scale"; }
+  nlohmann::json config() const override { return nlohmann::json::object(); }
   void forward(const Tensor& x, Tensor& y, const nn::Context&) override {
     y.resize(x.shape());
     for (std::size_t i = 0; i < x.numel(); ++i) y[i] = x[i] * *s_;

@@ -1,8 +1,8 @@
-// `dropkit bench train`: one training step of the default network against its own matrix
-// products, all measured in one run, interleaved round by round so that drift in the machine's
-// speed hits every variant alike. Reported: medians of the times, and the two ratios of issue 3
-// (step with dropout / products alone, step with dropout / step without dropout) as medians of
-// per-round ratios.
+// `dropkit bench train`: one training step of a network (the default one, or --net) against its
+// own matrix products, all measured in one run, interleaved round by round so that drift in the
+// machine's speed hits every variant alike. Reported: medians of the times, and the two ratios of
+// issue 3 (step with dropout / products alone, step with dropout / step without dropout) as medians
+// of per-round ratios.
 #include "bench_train.h"
 
 #include <algorithm>
@@ -17,7 +17,8 @@
 #include "dropkit/dropout/dropout.h"
 #include "dropkit/kernels/gemm.h"
 #include "dropkit/kernels/table.h"
-#include "dropkit/model/mlp.h"
+#include "dropkit/model/model.h"
+#include "dropkit/model/spec.h"
 #include "dropkit/nn/linear.h"
 #include "dropkit/train/trainer.h"
 #include "measure.h"
@@ -25,7 +26,11 @@
 namespace dropkit::cli {
 
 void add_bench_train_options(CLI::App& app, BenchTrainOptions& o) {
-  app.add_option("--arch", o.arch, "network for `bench train`")->capture_default_str();
+  app.add_option("--arch", o.arch,
+                 "fully connected net for `bench train` (dropout 0.2 on the "
+                 "input, 0.5 on hidden units)")
+      ->capture_default_str();
+  app.add_option("--net", o.net, "layer list for `bench train` instead of --arch (model/spec.h)");
   app.add_option("--batch", o.batch, "batch size for `bench train`")
       ->check(CLI::Range(1, 65536))
       ->capture_default_str();
@@ -41,27 +46,26 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
   const int threads = resolve_threads(o.threads);
   parallel::ThreadPool pool(threads);
   parallel::ScopedFlushDenormals flush;
-  const auto sizes = model::parse_arch(o.arch);
   const std::int64_t b = o.batch;
-
-  // Random inputs and labels (the data do not change the cost of dense products).
-  Tensor x(Shape{b, sizes.front()});
-  kernels::active_kernels().fill_normal({1, 1, 1}, 0, x.data(), x.numel());
-  std::vector<std::uint8_t> labels(static_cast<std::size_t>(b));
-  for (std::size_t i = 0; i < labels.size(); ++i)
-    labels[i] = static_cast<std::uint8_t>(i % static_cast<std::size_t>(sizes.back()));
-
+  // The net with its stochastic layers, and the same net without them. --arch gives the input
+  // size; a --net is measured on Fashion-MNIST-shaped examples (1x28x28).
+  nlohmann::json layers;
+  Shape input;
+  if (o.net.empty()) {
+    const auto sizes = model::parse_arch(o.arch);
+    layers = model::mlp_layers(sizes, "relu", 0.2, 0.5, "inverted");
+    input = Shape{sizes.front()};
+  } else {
+    layers = model::resolve_net(o.net);
+    input = Shape{1, 28, 28};
+  }
   struct Variant {
-    std::unique_ptr<model::Sequential> net;
+    std::unique_ptr<model::Model> net;
     std::unique_ptr<train::Optimizer> opt;
     Tensor dlogits;
   };
-  auto make = [&](double input_drop, double hidden_drop) {
-    model::MlpOptions m;
-    m.sizes = sizes;
-    m.input_drop_prob = input_drop;
-    m.hidden_drop_prob = hidden_drop;
-    Variant v{model::make_mlp(m), nullptr, {}};
+  auto make = [&](const nlohmann::json& list) {
+    Variant v{std::make_unique<model::Model>(list, input), nullptr, {}};
     v.net->init_params(1);
     train::OptimizerConfig oc;
     oc.lr = 0.01;  // small: the weights must stay sane over the timed steps
@@ -69,42 +73,66 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
     v.opt = std::make_unique<train::Optimizer>(oc, v.net->params().size());
     return v;
   };
-  Variant with = make(0.2, 0.5), without = make(0.0, 0.0);
+  Variant with = make(layers);
+  nlohmann::json deterministic = nlohmann::json::array();
+  for (std::size_t i = 0; i < with.net->size(); ++i)
+    if (!with.net->layer(i).stochastic()) deterministic.push_back(with.net->layers()[i]);
+  Variant without = make(deterministic);
+  if (with.net->output_shape().rank() != 1) {
+    throw std::invalid_argument("bench train: the net must end in one output per class");
+  }
+  const auto classes = static_cast<std::size_t>(with.net->output_shape()[0]);
+
+  // Random inputs and labels (the data do not change the cost of dense products).
+  Tensor x(input.with_batch(b));
+  kernels::active_kernels().fill_normal({1, 1, 1}, 0, x.data(), x.numel());
+  std::vector<std::uint8_t> labels(static_cast<std::size_t>(b));
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    labels[i] = static_cast<std::uint8_t>(i % std::min<std::size_t>(classes, 256));
   std::uint64_t step = 0;
   auto run_step = [&](Variant& v) {
     const nn::Context ctx{.mode = nn::Mode::kTrain, .seed = 1, .step = step++, .pool = &pool};
-    train::train_step(*v.net, *v.opt, 0, x, labels, ctx, v.dlogits);
+    train::train_step(v.net->net(), *v.opt, 0, x, labels, ctx, v.dlogits);
   };
 
-  // The products of one step alone, on buffers of the same shapes: forward y = x W^T per layer,
-  // backward dW = dy^T x per layer and dx = dy W for every layer but the first. dW is computed
-  // two ways, and the faster one is the reference (a slow reference would flatter the ratio):
-  // into a full buffer, as a plain training loop would store it, and block by block into an
-  // L2-resident scratch, as the fused update does (kernels::linear_weight_grads).
-  std::vector<Tensor> acts;
-  acts.push_back(x.clone());
-  std::vector<Tensor> weights, grads;
-  for (std::size_t l = 0; l + 1 < sizes.size(); ++l) {
-    acts.emplace_back(Shape{b, sizes[l + 1]});
-    weights.emplace_back(Shape{sizes[l + 1], sizes[l]});
-    grads.emplace_back(Shape{sizes[l + 1], sizes[l]});
+  // The dense layers' sizes, (in, out) each, from the model's own shapes.
+  std::vector<std::pair<std::int64_t, std::int64_t>> dense;
+  for (std::size_t i = 0; i < with.net->size(); ++i) {
+    if (with.net->layer(i).kind() != "dense") continue;
+    const Shape in = with.net->layer_input_shape(i, b);
+    dense.emplace_back(static_cast<std::int64_t>(in.row_size()),
+                       with.net->layer(i).output_shape(in)[1]);
   }
-  std::vector<Tensor> dacts;
-  for (const auto& a : acts) dacts.emplace_back(a.shape());
+
+  // The products of one step alone, on buffers of the same shapes: forward y = x W^T per dense
+  // layer, backward dW = dy^T x per layer and dx = dy W for every layer but the first. dW is
+  // computed two ways, and the faster one is the reference (a slow reference would flatter the
+  // ratio): into a full buffer, as a plain training loop would store it, and block by block into
+  // an L2-resident scratch, as the fused update does (kernels::linear_weight_grads).
+  std::vector<Tensor> acts, weights, grads, dacts;
+  for (const auto& [in, out] : dense) {
+    acts.emplace_back(Shape{b, in});
+    kernels::active_kernels().fill_normal({3, 3, 3}, 0, acts.back().data(), acts.back().numel());
+    dacts.emplace_back(Shape{b, out});
+    weights.emplace_back(Shape{out, in});
+    grads.emplace_back(Shape{out, in});
+  }
+  std::vector<Tensor> outs;
+  for (const auto& [in, out] : dense) outs.emplace_back(Shape{b, out});
   auto products = [&](bool blocked) {
-    for (std::size_t l = 0; l + 1 < sizes.size(); ++l)
-      kernels::linear_forward(pool, b, sizes[l], sizes[l + 1], acts[l].data(), weights[l].data(),
-                              acts[l + 1].data(), [](std::int64_t, std::int64_t) {});
-    for (std::size_t l = sizes.size() - 1; l-- > 0;) {
-      const std::int64_t in = sizes[l], out = sizes[l + 1];
+    for (std::size_t l = 0; l < dense.size(); ++l)
+      kernels::linear_forward(pool, b, dense[l].first, dense[l].second, acts[l].data(),
+                              weights[l].data(), outs[l].data(), [](std::int64_t, std::int64_t) {});
+    for (std::size_t l = dense.size(); l-- > 0;) {
+      const auto [in, out] = dense[l];
       if (l > 0)
-        kernels::linear_backward_input(pool, b, in, out, dacts[l + 1].data(), weights[l].data(),
-                                       dacts[l].data());
+        kernels::linear_backward_input(pool, b, in, out, dacts[l].data(), weights[l].data(),
+                                       dacts[l - 1].data());  // [b, in] is the dy of layer l-1
       if (blocked) {
-        kernels::linear_weight_grads(pool, b, in, out, acts[l].data(), dacts[l + 1].data(), false,
+        kernels::linear_weight_grads(pool, b, in, out, acts[l].data(), dacts[l].data(), false,
                                      [](std::int64_t, std::int64_t, const float*, const float*) {});
       } else {
-        kernels::linear_backward_weights(pool, b, in, out, acts[l].data(), dacts[l + 1].data(),
+        kernels::linear_backward_weights(pool, b, in, out, acts[l].data(), dacts[l].data(),
                                          grads[l].data(), nullptr, false);
       }
     }
@@ -135,22 +163,19 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
       });
     }
   };
-  // The masks are timed on the dropout layers of the step itself, on inputs of their shapes, so
-  // they store bits exactly where the step does (not for the input: make_mlp).
+  // The masks are timed on the stochastic layers of the step itself, on inputs of their shapes,
+  // so they store bits exactly where the step does (not before the first parameter).
   struct MaskLayer {
     nn::Layer* layer;
     Tensor in, out;
   };
   std::vector<MaskLayer> mask_layers;
-  Shape shape = x.shape();
   for (std::size_t i = 0; i < with.net->size(); ++i) {
     nn::Layer& layer = with.net->layer(i);
-    if (dynamic_cast<dropout::Dropout*>(&layer) != nullptr) {
-      mask_layers.push_back({&layer, Tensor(shape), Tensor(shape)});
-      kernels::active_kernels().fill_normal({2, 2, 2}, 0, mask_layers.back().in.data(),
-                                            mask_layers.back().in.numel());
-    }
-    shape = layer.output_shape(shape);
+    if (!layer.stochastic()) continue;
+    mask_layers.push_back({&layer, Tensor(with.net->layer_input_shape(i, b)), Tensor()});
+    kernels::active_kernels().fill_normal({2, 2, 2}, 0, mask_layers.back().in.data(),
+                                          mask_layers.back().in.numel());
   }
   auto masks = [&] {
     const nn::Context ctx{.mode = nn::Mode::kTrain, .seed = 1, .step = step, .pool = &pool};
@@ -187,11 +212,12 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
   const double rp = median(over_products), rn = median(over_plain);
   const double update = median(to), mask_time = median(tm), parts = (p + update + mask_time) / p;
   double flops = 0;
-  for (std::size_t l = 0; l + 1 < sizes.size(); ++l)
-    flops += 2.0 * b * sizes[l] * sizes[l + 1] * (l > 0 ? 3 : 2);
+  for (std::size_t l = 0; l < dense.size(); ++l)
+    flops += 2.0 * b * dense[l].first * dense[l].second * (l > 0 ? 3 : 2);
+  const std::string net = with.net->spec();
   const double steps_per_epoch = std::ceil(55000.0 / static_cast<double>(b));
   if (json) {
-    fmt::print("{}\n", nlohmann::json{{"arch", o.arch},
+    fmt::print("{}\n", nlohmann::json{{"net", net},
                                       {"batch", b},
                                       {"threads", threads},
                                       {"isa", kernels::active_kernels().name},
@@ -210,7 +236,7 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
                            .dump(2));
     return 0;
   }
-  fmt::print("bench train: {} batch {}, {} threads, {} kernels, median of {} rounds\n", o.arch, b,
+  fmt::print("bench train: {} batch {}, {} threads, {} kernels, median of {} rounds\n", net, b,
              threads, kernels::active_kernels().name, o.steps);
   fmt::print(
       "  matrix products alone      {:8.3f} ms  ({:.0f} GFLOP/s; dW stored {:.3f} ms, "

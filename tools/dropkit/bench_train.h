@@ -10,6 +10,7 @@ namespace dropkit::cli {
 
 struct BenchTrainOptions {
   std::string arch = "784-1024-1024-10";
+  std::string net;  // a layer list instead of arch
   int batch = 128;
   int steps = 50;
   int threads = 0;  // 0: all

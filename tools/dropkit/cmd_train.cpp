@@ -1,6 +1,8 @@
 // `dropkit train`, `dropkit eval` and `dropkit compare`.
 //
-// train writes into --out DIR: config.json (at the start), and after every epoch
+// train's flags are TrainConfig's options (train/config.h), one loop; --net takes a layer list
+// (model/spec.h). It writes into --out DIR: config.json (the options and the model, at the
+// start), and after every epoch
 // checkpoint.safetensors, metrics.jsonl and curves.svg, each replaced atomically (temporary file,
 // then rename), so an interrupted run leaves the last complete epoch on disk.
 // Exit codes: 0 done; 2 bad input (one line on stderr, nothing half-written); 3 the loss
@@ -11,6 +13,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <numeric>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -19,6 +24,7 @@
 #include "commands.h"
 #include "dropkit/core/atomic_file.h"
 #include "dropkit/kernels/table.h"
+#include "dropkit/model/registry.h"
 #include "dropkit/train/trainer.h"
 #include "measure.h"
 #include "svg.h"
@@ -41,14 +47,50 @@ std::vector<Series> error_series(const std::vector<train::EpochRecord>& h,
   return {train, test};
 }
 
-void write_outputs(const fs::path& out, const train::Trainer& t) {
+// metrics.jsonl: one line per epoch. Epoch times are not in the checkpoint (they would make it
+// depend on the clock), so a resumed run takes them for its earlier epochs from the
+// metrics.jsonl it continues (`earlier_seconds`, by epoch).
+void write_outputs(const fs::path& out, const train::Trainer& t,
+                   const std::map<int, double>& earlier_seconds) {
   std::string lines;
-  for (const auto& r : t.history()) lines += r.to_json().dump() + "\n";
+  for (auto r : t.history()) {
+    const auto it = earlier_seconds.find(r.epoch);
+    if (r.seconds == 0 && it != earlier_seconds.end()) r.seconds = it->second;
+    lines += r.to_json().dump() + "\n";
+  }
   t.save_checkpoint(out / kCheckpoint);
   write_file_atomic(out / "metrics.jsonl", lines);
   write_file_atomic(out / "curves.svg",
-                    line_chart_svg(t.config().arch + ": train and test error", "error (%)",
+                    line_chart_svg(t.model().spec() + ": train and test error", "error (%)",
                                    error_series(t.history(), "", "#1f77b4")));
+}
+
+// Epoch times of the epochs already in `dir`/metrics.jsonl that match `history` (same epoch and
+// step); a missing or unreadable file gives none.
+std::map<int, double> earlier_epoch_seconds(const fs::path& dir,
+                                            const std::vector<train::EpochRecord>& history) {
+  std::map<int, double> seconds;
+  std::string text;
+  try {
+    text = read_file(dir / "metrics.jsonl");
+  } catch (const std::exception&) {
+    return seconds;
+  }
+  for (std::size_t pos = 0; pos < text.size();) {
+    const std::size_t end = std::min(text.find('\n', pos), text.size());
+    try {
+      const auto r =
+          train::EpochRecord::from_json(nlohmann::json::parse(text.substr(pos, end - pos)));
+      if (r.epoch >= 1 && static_cast<std::size_t>(r.epoch) <= history.size() &&
+          history[static_cast<std::size_t>(r.epoch) - 1].step == r.step) {
+        seconds[r.epoch] = r.seconds;
+      }
+    } catch (const std::exception&) {
+      // A damaged line only loses its time.
+    }
+    pos = end + 1;
+  }
+  return seconds;
 }
 
 class ProgressBar {
@@ -73,7 +115,8 @@ class ProgressBar {
 };
 
 struct TrainOpts {
-  train::TrainConfig config;
+  std::map<std::string, std::string> values;  // option name -> text given on the command line
+  std::map<std::string, bool> flags;          // boolean options
   std::string data = data::default_data_dir().string();
   std::string out;
   std::string resume;
@@ -81,52 +124,97 @@ struct TrainOpts {
   bool json = false;
 };
 
+// The options given on the command line, as (name, JSON value), checked.
+std::vector<std::pair<std::string, nlohmann::json>> given_options(CLI::App& app,
+                                                                  const TrainOpts& o) {
+  std::vector<std::pair<std::string, nlohmann::json>> given;
+  for (const auto& f : train::TrainConfig::fields()) {
+    const Option& opt = f.option;
+    if (app.count(opt.flag()) == 0) continue;
+    nlohmann::json v = opt.type == Option::Type::kBool
+                           ? nlohmann::json(o.flags.at(opt.name))
+                           : parse_option_text(opt, o.values.at(opt.name), "--");
+    opt.check(v, "--");
+    given.emplace_back(opt.name, std::move(v));
+  }
+  return given;
+}
+
 int run_train(CLI::App& app, TrainOpts& o) {
-  if (!o.resume.empty()) {
-    // The run's config comes from its checkpoint; only these may change on resume.
-    for (const char* flag :
-         {"--arch", "--activation", "--dropout", "--input-dropout", "--scaling", "--max-norm",
-          "--weight-decay", "--optimizer", "--lr", "--lr-decay", "--momentum", "--momentum-start",
-          "--momentum-ramp", "--nesterov", "--batch", "--val", "--seed", "--train-eval"}) {
-      if (app.count(flag) > 0) {
+  const auto given = given_options(app, o);
+  std::optional<train::Checkpoint> resumed;
+  train::TrainConfig config;
+  if (app.count("--resume") > 0) {
+    if (o.resume.empty()) throw std::invalid_argument("--resume needs a run directory");
+    // The run's config comes from its checkpoint; only options not fixed on resume may change.
+    for (const auto& [name, value] : given) {
+      if (train::TrainConfig::field(name).fixed_on_resume) {
         throw std::invalid_argument(fmt::format(
             "{} cannot be combined with --resume (the run's config comes from its checkpoint)",
-            flag));
+            train::TrainConfig::field(name).option.flag()));
       }
     }
-    const int epochs = o.config.epochs;
-    o.config = train::Trainer::read_checkpoint_config(fs::path(o.resume) / kCheckpoint);
-    if (app.count("--epochs") > 0) o.config.epochs = epochs;
+    resumed = train::read_checkpoint(fs::path(o.resume) / kCheckpoint);
+    config = resumed->config;
     if (o.out.empty()) o.out = o.resume;
+  } else {
+    bool net_given = false;
+    std::vector<std::string> arch_options;
+    for (const auto& [name, value] : given) {
+      net_given |= name == "net";
+      if (name == "arch" || name == "activation" || name == "dropout" || name == "input_dropout" ||
+          name == "scaling") {
+        arch_options.push_back(train::TrainConfig::field(name).option.flag());
+      }
+    }
+    if (net_given && !arch_options.empty()) {
+      throw std::invalid_argument(
+          fmt::format("--net gives the whole layer list; {} apply only to the --arch net (give one "
+                      "or the other)",
+                      fmt::join(arch_options, ", ")));
+    }
   }
-  o.config.validate();
+  for (const auto& [name, value] : given) config.set(name, value);
+  config.validate();
   const fs::path out = o.out;
   const auto data = data::load_mnist_dir(o.data);
   const int threads = resolve_threads(o.threads);
   parallel::ThreadPool pool(threads);
-  train::Trainer trainer(o.config, data, pool);
-  if (!o.resume.empty()) trainer.load_checkpoint(fs::path(o.resume) / kCheckpoint);
+  std::unique_ptr<train::Trainer> made;
+  if (resumed) {
+    resumed->config = config;
+    made = std::make_unique<train::Trainer>(std::move(*resumed), data, pool);
+  } else {
+    made = std::make_unique<train::Trainer>(config, data, pool);
+  }
+  train::Trainer& trainer = *made;
   // Only now, with config, data and checkpoint all valid, may --out be created.
-  if (!out.empty()) ensure_writable_dir(out);
-  if (!out.empty()) write_file_atomic(out / "config.json", o.config.to_json().dump(2) + "\n");
+  std::map<int, double> earlier_seconds;
+  if (!out.empty()) {
+    ensure_writable_dir(out);
+    earlier_seconds = earlier_epoch_seconds(out, trainer.history());
+    nlohmann::json cj = config.to_json();
+    cj["model"] = trainer.model().to_json();
+    write_file_atomic(out / "config.json", cj.dump(2) + "\n");
+  }
 
   std::FILE* log = o.json ? stderr : stdout;
   fmt::print(log, "dropkit train: {} | {} train, {} val, {} test | {} threads, {} kernels\n",
-             trainer.model().describe(), data.train.count - o.config.val, o.config.val,
-             data.test.count, threads, kernels::active_kernels().name);
+             trainer.model().describe(), data.train.count - config.val, config.val, data.test.count,
+             threads, kernels::active_kernels().name);
   std::fflush(log);
   try {
-    while (trainer.epochs_done() < o.config.epochs) {
-      ProgressBar bar(log, trainer.epochs_done() + 1, o.config.epochs);
+    while (trainer.epochs_done() < config.epochs) {
+      ProgressBar bar(log, trainer.epochs_done() + 1, config.epochs);
       const auto r = trainer.run_epoch(std::ref(bar));
       bar.finish();
       fmt::print(log,
                  "epoch {:>3}/{}  train loss {:.4f} acc {:.4f}  val loss {:.4f} acc {:.4f}  "
                  "test loss {:.4f} acc {:.4f}  {:.1f}s\n",
-                 r.epoch, o.config.epochs, r.train_loss, r.train_accuracy, r.val_loss,
-                 r.val_accuracy, r.test_loss, r.test_accuracy, r.seconds);
+                 r.epoch, config.epochs, r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy,
+                 r.test_loss, r.test_accuracy, r.seconds);
       std::fflush(log);
-      if (!out.empty()) write_outputs(out, trainer);
+      if (!out.empty()) write_outputs(out, trainer, earlier_seconds);
     }
   } catch (const train::TrainingDiverged& e) {
     fmt::print(stderr, "dropkit train: error: {}\n", e.what());
@@ -135,9 +223,10 @@ int run_train(CLI::App& app, TrainOpts& o) {
   if (o.json) {
     const auto& h = trainer.history();
     std::vector<double> secs;
-    for (const auto& r : h) secs.push_back(r.seconds);
+    for (const auto& r : h)
+      if (r.seconds > 0) secs.push_back(r.seconds);
     const double med = median(secs);
-    const double train_n = static_cast<double>(data.train.count - o.config.val);
+    const double train_n = static_cast<double>(data.train.count - config.val);
     const auto last = h.empty() ? train::EpochRecord{} : h.back();
     nlohmann::json j{{"test_accuracy", last.test_accuracy},
                      {"test_loss", last.test_loss},
@@ -149,7 +238,8 @@ int run_train(CLI::App& app, TrainOpts& o) {
                      {"steps", trainer.steps_done()},
                      {"epoch_seconds_median", med},
                      {"samples_per_second", med > 0 ? train_n / med : 0.0},
-                     {"seed", o.config.seed},
+                     {"seed", config.seed},
+                     {"net", trainer.model().spec()},
                      {"threads", threads},
                      {"isa", kernels::active_kernels().name},
                      {"out", o.out}};
@@ -158,53 +248,44 @@ int run_train(CLI::App& app, TrainOpts& o) {
   return 0;
 }
 
+// The layer kinds and their options, for the end of `train --help`.
+std::string layer_help() {
+  std::string s = "\nLayers for --net (kind:positional...:name=value; README 'Network specs'):\n";
+  for (const auto& k : model::layer_kinds()) {
+    s += fmt::format("  {:<11} {}\n", k.kind, k.summary);
+    for (const auto& opt : k.options) {
+      const bool positional =
+          std::find(k.positional.begin(), k.positional.end(), opt.name) != k.positional.end();
+      s += fmt::format(
+          "      {:<13} {}; {}{}{}\n", opt.name, opt.help, opt.range_text(),
+          opt.default_value.is_null()
+              ? ", required"
+              : ", default " + (opt.default_value.is_string() ? opt.default_value.get<std::string>()
+                                                              : opt.default_value.dump()),
+          positional ? "" : " (by name only)");
+    }
+  }
+  return s;
+}
+
 }  // namespace
 
 Run add_train(CLI::App& app) {
   auto o = std::make_shared<TrainOpts>();
-  auto& c = o->config;
-  auto& opt = c.optimizer;
   app.add_option("--data", o->data, "directory with MNIST-style IDX files (.gz or not)")
       ->capture_default_str();
-  app.add_option("--arch", c.arch, "layer sizes, input to output")->capture_default_str();
-  app.add_option("--activation", c.activation, "hidden activation: relu, sigmoid, tanh, selu")
-      ->capture_default_str();
-  app.add_option("--dropout", c.dropout, "hidden drop rate (probability to DROP), in [0, 1]")
-      ->capture_default_str();
-  app.add_option("--input-dropout", c.input_dropout, "input drop rate, in [0, 1]")
-      ->capture_default_str();
-  app.add_option("--scaling", c.scaling,
-                 "inverted (scale kept units by 1/(1-p) in training) or inference (scale by "
-                 "1-p at test time, as in the paper)")
-      ->capture_default_str();
-  app.add_option("--max-norm", opt.max_norm,
-                 "max-norm c for hidden units' incoming weights, >= 0 (0 = off)")
-      ->capture_default_str();
-  app.add_option("--weight-decay", opt.weight_decay, "L2 weight decay on weights, >= 0")
-      ->capture_default_str();
-  app.add_option("--optimizer", opt.kind, "sgd (momentum, the paper's form) or adam")
-      ->capture_default_str();
-  app.add_option("--lr", opt.lr, "learning rate, > 0")->capture_default_str();
-  app.add_option("--lr-decay", opt.lr_decay, "learning-rate factor per epoch, in (0, 1]")
-      ->capture_default_str();
-  app.add_option("--momentum", opt.momentum, "final momentum, in [0, 1)")->capture_default_str();
-  app.add_option("--momentum-start", opt.momentum_start, "momentum at epoch 1, in [0, 1)")
-      ->capture_default_str();
-  app.add_option("--momentum-ramp", opt.momentum_ramp_epochs,
-                 "epochs to ramp momentum linearly from --momentum-start to --momentum (0 = none)")
-      ->capture_default_str();
-  app.add_flag("--nesterov", opt.nesterov, "Nesterov momentum");
-  app.add_option("--batch", c.batch, "examples per step, in [1, 65536]")->capture_default_str();
-  app.add_option("--epochs", c.epochs,
-                 "epochs to train, in [1, 100000] (with --resume: the new total)")
-      ->capture_default_str();
-  app.add_option("--val", c.val, "training examples held out for validation (the last ones)")
-      ->capture_default_str();
-  app.add_option("--train-eval", c.train_eval,
-                 "training examples evaluated in eval mode per epoch for train_accuracy")
-      ->capture_default_str();
-  app.add_option("--seed", c.seed, "seed of initialisation, shuffling and masks")
-      ->capture_default_str();
+  for (const auto& f : train::TrainConfig::fields()) {
+    const Option& opt = f.option;
+    const std::string help = fmt::format("{} ({}{})", opt.help, opt.range_text(),
+                                         f.fixed_on_resume ? "" : "; may change on --resume");
+    if (opt.type == Option::Type::kBool) {
+      app.add_flag(opt.flag(), o->flags[opt.name], help);
+      continue;
+    }
+    const std::string shown = opt.default_value.is_string() ? opt.default_value.get<std::string>()
+                                                            : opt.default_value.dump();
+    app.add_option(opt.flag(), o->values[opt.name], help)->default_str(shown);
+  }
   app.add_option("--threads", o->threads, "threads (0 = all cores); results do not depend on it")
       ->check(CLI::Range(0, 256))
       ->capture_default_str();
@@ -212,6 +293,7 @@ Run add_train(CLI::App& app) {
                  "directory for config.json, metrics.jsonl, checkpoint.safetensors, curves.svg");
   app.add_option("--resume", o->resume, "continue the run saved in this directory");
   app.add_flag("--json", o->json, "print one JSON object on stdout at the end; progress to stderr");
+  app.footer(layer_help());
   return [o, &app] { return run_train(app, *o); };
 }
 
@@ -230,23 +312,27 @@ Run add_eval(CLI::App& app) {
       ->capture_default_str();
   app.add_flag("--json", o->json, "print one JSON object on stdout");
   return [o] {
-    const fs::path file = fs::path(o->model) / kCheckpoint;
-    auto config = train::Trainer::read_checkpoint_config(file);
-    const auto data = data::load_mnist_dir(o->data);
+    // The model comes whole from the checkpoint; only the test split is read.
+    const auto ck = train::read_checkpoint(fs::path(o->model) / kCheckpoint);
+    const auto test = data::load_mnist_split(o->data, data::MnistSplit::kTest);
+    train::check_model_fits(*ck.model, test, "test");
     parallel::ThreadPool pool(resolve_threads(o->threads));
-    train::Trainer trainer(config, data, pool);
-    trainer.load_checkpoint(file);
-    const auto r = trainer.evaluate_test();
+    std::vector<std::uint32_t> rows(test.count);
+    std::iota(rows.begin(), rows.end(), 0u);
+    Tensor x;
+    std::vector<std::uint8_t> labels;
+    const auto r = train::evaluate(*ck.model, test, rows, pool, x, labels);
     if (o->json) {
       fmt::print("{}\n", nlohmann::json{{"test_accuracy", r.accuracy},
                                         {"test_loss", r.loss},
                                         {"examples", r.count},
-                                        {"epochs", trainer.epochs_done()},
+                                        {"epochs", ck.state.epoch},
+                                        {"net", ck.model->spec()},
                                         {"model", o->model}}
                              .dump());
     } else {
       fmt::print("{}: {} examples, eval mode: loss {:.4f}, accuracy {:.4f} (after {} epochs)\n",
-                 o->model, r.count, r.loss, r.accuracy, trainer.epochs_done());
+                 o->model, r.count, r.loss, r.accuracy, ck.state.epoch);
     }
     return 0;
   };

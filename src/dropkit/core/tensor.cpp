@@ -28,6 +28,22 @@ std::string Shape::str() const {
   return fmt::format("[{}]", fmt::join(dims_, ", "));
 }
 
+std::size_t Shape::row_size() const {
+  if (dims_.empty()) return 1;
+  return dims_[0] == 0 ? 0 : numel() / static_cast<std::size_t>(dims_[0]);
+}
+
+Shape Shape::with_batch(std::int64_t n) const {
+  std::vector<std::int64_t> d{n};
+  d.insert(d.end(), dims_.begin(), dims_.end());
+  return Shape(std::move(d));
+}
+
+Shape Shape::example() const {
+  if (dims_.empty()) throw std::invalid_argument("Shape: a scalar has no per-example shape");
+  return Shape(std::vector<std::int64_t>(dims_.begin() + 1, dims_.end()));
+}
+
 void Tensor::Free::operator()(float* p) const {
   std::free(p);
 }
@@ -57,6 +73,14 @@ void Tensor::resize(Shape shape) {
   }
   shape_ = std::move(shape);
   numel_ = n;
+}
+
+void Tensor::reshape(Shape shape) {
+  if (shape.numel() != numel_) {
+    throw std::invalid_argument(fmt::format("Tensor: cannot reshape {} ({} elements) to {} ({})",
+                                            shape_.str(), numel_, shape.str(), shape.numel()));
+  }
+  shape_ = std::move(shape);
 }
 
 Tensor Tensor::clone() const {

@@ -1,4 +1,8 @@
-// Shape and Tensor: an owning, 64-byte aligned, row-major float32 array.
+// Shape and Tensor: an owning, 64-byte aligned, row-major float32 array of any rank.
+//
+// A batch is a Tensor whose leading axis is the example: [N, features] for dense layers,
+// [N, C, H, W] for images. reshape() changes the shape of the same elements in place (no copy,
+// row-major order kept), which is all a flatten needs.
 //
 // Kernels take spans, not Tensors; a Tensor only owns memory and knows its shape. Alignment to
 // 64 bytes keeps every row of a width that is a multiple of 16 on a cache-line and AVX-512
@@ -27,6 +31,14 @@ class Shape {
   const std::vector<std::int64_t>& dims() const { return dims_; }
   std::size_t numel() const;
   std::string str() const;  // "[128, 1024]"
+  // Elements per index of the leading axis: numel() / dims[0] (numel() for a scalar; 0 when the
+  // leading extent is 0).
+  std::size_t row_size() const;
+  // The same shape with a new leading extent, e.g. [1, 28, 28] -> [n, 1, 28, 28] via
+  // with_batch(n) on the per-example shape.
+  Shape with_batch(std::int64_t n) const;
+  // All axes but the first: the per-example shape of a batch.
+  Shape example() const;
   bool operator==(const Shape&) const = default;
 
  private:
@@ -51,6 +63,9 @@ class Tensor {
   // Reuses the allocation when the element count does not grow: buffers that live across training
   // steps are resized every step, and a fresh allocation would page-fault on every write.
   void resize(Shape shape);
+  // The same elements under another shape of equal element count; throws std::invalid_argument
+  // naming both shapes otherwise.
+  void reshape(Shape shape);
 
   Tensor clone() const;
 

@@ -60,7 +60,8 @@ std::vector<std::uint32_t> epoch_permutation(std::span<const std::uint32_t> rows
 void make_batch(const Dataset& d, std::span<const std::uint32_t> rows, const Normalization& norm,
                 Tensor& x, std::vector<std::uint8_t>& labels) {
   const std::size_t f = d.features();
-  x.resize(Shape{static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(f)});
+  x.resize(Shape{static_cast<std::int64_t>(rows.size()), 1, static_cast<std::int64_t>(d.rows),
+                 static_cast<std::int64_t>(d.cols)});
   labels.resize(rows.size());
   // One table lookup per pixel: the 256 possible values, standardized once.
   float table[256];

@@ -32,7 +32,8 @@ Split split_train_val(std::size_t count, std::size_t val);
 std::vector<std::uint32_t> epoch_permutation(std::span<const std::uint32_t> rows,
                                              std::uint64_t seed, std::uint64_t epoch);
 
-// x [rows.size(), features] and labels for the given examples.
+// x [rows.size(), 1, image rows, image cols] (one channel: NCHW) and labels for the given
+// examples.
 void make_batch(const Dataset& d, std::span<const std::uint32_t> rows, const Normalization& norm,
                 Tensor& x, std::vector<std::uint8_t>& labels);
 

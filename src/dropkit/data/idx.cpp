@@ -255,14 +255,14 @@ Dataset load_idx_pair(const std::filesystem::path& images, const std::filesystem
   return dataset;
 }
 
-TrainTest load_mnist_dir(const std::filesystem::path& dir, int num_classes) {
-  constexpr std::array<const char*, 4> kNames = {
-      "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-      "t10k-labels-idx1-ubyte"};
-  std::array<fs::path, 4> found;
+Dataset load_mnist_split(const std::filesystem::path& dir, MnistSplit split, int num_classes) {
+  const std::string prefix = split == MnistSplit::kTrain ? "train" : "t10k";
+  const std::array<std::string, 2> names = {prefix + "-images-idx3-ubyte",
+                                            prefix + "-labels-idx1-ubyte"};
+  std::array<fs::path, 2> found;
   std::string missing;
-  for (std::size_t i = 0; i < kNames.size(); ++i) {
-    for (const std::string& name : {std::string(kNames[i]), std::string(kNames[i]) + ".gz"}) {
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    for (const std::string& name : {names[i], names[i] + ".gz"}) {
       std::error_code ec;
       // Anything but "not found" (e.g. permission denied) counts as present, so that read_idx
       // reports the real problem instead of a misleading "missing".
@@ -272,15 +272,17 @@ TrainTest load_mnist_dir(const std::filesystem::path& dir, int num_classes) {
       }
     }
     if (found[i].empty()) {
-      missing +=
-          std::string(missing.empty() ? "" : ", ") + kNames[i] + " (or " + kNames[i] + ".gz)";
+      missing += std::string(missing.empty() ? "" : ", ") + names[i] + " (or " + names[i] + ".gz)";
     }
   }
   if (!missing.empty()) fail(dir, "missing MNIST-style data files: ", missing);
+  return load_idx_pair(found[0], found[1], num_classes);
+}
 
+TrainTest load_mnist_dir(const std::filesystem::path& dir, int num_classes) {
   TrainTest result;
-  result.train = load_idx_pair(found[0], found[1], num_classes);
-  result.test = load_idx_pair(found[2], found[3], num_classes);
+  result.train = load_mnist_split(dir, MnistSplit::kTrain, num_classes);
+  result.test = load_mnist_split(dir, MnistSplit::kTest, num_classes);
   if (result.train.rows != result.test.rows || result.train.cols != result.test.cols) {
     fail(dir, "train images are ", result.train.rows, "x", result.train.cols,
          " but test images are ", result.test.rows, "x", result.test.cols);

@@ -59,6 +59,10 @@ struct TrainTest {
 // same rows/cols.
 TrainTest load_mnist_dir(const std::filesystem::path& dir, int num_classes = 10);
 
+// One split of such a directory (train-* or t10k-*): `eval` needs only the test split.
+enum class MnistSplit { kTrain, kTest };
+Dataset load_mnist_split(const std::filesystem::path& dir, MnistSplit split, int num_classes = 10);
+
 // Debian's dataset-fashion-mnist location: /usr/share/datasets/fashion-mnist
 std::filesystem::path default_data_dir();
 

@@ -31,9 +31,30 @@ Dropout::Dropout(double drop_prob, Scaling scaling, MaskStorage storage, std::ui
                        : (scaling == Scaling::kInverted ? 0.0f : 1.0f)),
       eval_scale_(scaling == Scaling::kInference ? static_cast<float>(1.0 - drop_prob) : 1.0f) {}
 
-std::string Dropout::name() const {
-  return fmt::format("Dropout(drop_prob={}, {})", drop_prob_,
-                     scaling_ == Scaling::kInverted ? "inverted" : "inference");
+std::string_view scaling_name(Scaling s) {
+  return s == Scaling::kInverted ? "inverted" : "inference";
+}
+
+Scaling parse_scaling(std::string_view name) {
+  if (name == "inverted") return Scaling::kInverted;
+  if (name == "inference") return Scaling::kInference;
+  throw std::invalid_argument(fmt::format("scaling '{}' is not one of inverted, inference", name));
+}
+
+std::string_view storage_name(MaskStorage s) {
+  return s == MaskStorage::kBits ? "bits" : "recompute";
+}
+
+MaskStorage parse_storage(std::string_view name) {
+  if (name == "bits") return MaskStorage::kBits;
+  if (name == "recompute") return MaskStorage::kRecompute;
+  throw std::invalid_argument(fmt::format("mask_storage '{}' is not one of bits, recompute", name));
+}
+
+nlohmann::json Dropout::config() const {
+  return {{"drop_prob", drop_prob_},
+          {"scaling", scaling_name(scaling_)},
+          {"mask_storage", storage_name(storage_)}};
 }
 
 std::size_t Dropout::saved_bytes(MaskStorage storage, std::size_t n) {
@@ -59,12 +80,10 @@ void Dropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
   const rng::StreamKey stream{ctx.seed, stream_id_, ctx.step};
   const std::uint64_t first = ctx.row_offset * row;
   const bool train = ctx.mode == nn::Mode::kTrain;
-  if (train && storage_ == MaskStorage::kBits) {
-    bits_.assign(mask_words(first, x.numel()), 0);
-  }
-  apply_keep_mask(
-      pool, stream, first, keep_, train_scale_, x.span(), y.span(),
-      train && storage_ == MaskStorage::kBits ? std::span(bits_) : std::span<std::uint64_t>());
+  const bool keep_bits = train && needs_backward_ && storage_ == MaskStorage::kBits;
+  if (keep_bits) bits_.assign(mask_words(first, x.numel()), 0);
+  apply_keep_mask(pool, stream, first, keep_, train_scale_, x.span(), y.span(),
+                  keep_bits ? std::span(bits_) : std::span<std::uint64_t>());
   has_train_forward_ = train;
   if (train) {
     saved_shape_ = x.shape();
@@ -76,6 +95,9 @@ void Dropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
 
 void Dropout::backward(const Tensor& dy, Tensor& dx) {
   nn::check_backward(*this, has_train_forward_ ? &saved_shape_ : nullptr, dy.shape());
+  if (!needs_backward_) {
+    throw std::logic_error(name() + ": backward after set_needs_backward(false)");
+  }
   if (&dx != &dy) dx.resize(dy.shape());
   if (storage_ == MaskStorage::kBits) {
     apply_stored_mask(*saved_pool_, bits_, saved_first_, train_scale_, dy.span(), dx.span());

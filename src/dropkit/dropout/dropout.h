@@ -19,10 +19,15 @@
 //
 // The mask of element i is a pure function of (ctx.seed, stream_id, ctx.step,
 // ctx.row_offset * row width + i): see rng/philox.h and dropout/mask.h.
+//
+// Kind "dropout"; config: drop_prob in [0, 1], scaling (inverted, inference), mask_storage
+// (bits, recompute). A layer that never runs backward (set_needs_backward(false): it comes
+// before the model's first parameter) stores no bits whatever mask_storage says.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dropkit/nn/layer.h"
@@ -33,6 +38,12 @@ namespace dropkit::dropout {
 enum class Scaling { kInverted, kInference };
 enum class MaskStorage { kRecompute, kBits };
 
+// "inverted", "inference" and "recompute", "bits": the names configs and flags use.
+std::string_view scaling_name(Scaling s);
+Scaling parse_scaling(std::string_view name);
+std::string_view storage_name(MaskStorage s);
+MaskStorage parse_storage(std::string_view name);
+
 // Throws std::invalid_argument naming the value and the range [0, 1] unless 0 <= drop_prob <= 1.
 double checked_drop_prob(double drop_prob, const char* what = "drop_prob");
 
@@ -42,7 +53,9 @@ class Dropout : public nn::Layer {
   explicit Dropout(double drop_prob, Scaling scaling = Scaling::kInverted,
                    MaskStorage storage = MaskStorage::kRecompute, std::uint32_t stream_id = 0);
 
-  std::string name() const override;
+  std::string kind() const override { return "dropout"; }
+  nlohmann::json config() const override;
+  bool stochastic() const override { return true; }
   void forward(const Tensor& x, Tensor& y, const nn::Context& ctx) override;
   void backward(const Tensor& dy, Tensor& dx) override;
 

@@ -13,24 +13,34 @@ void Sequential::add(std::unique_ptr<nn::Layer> layer) {
   layers_.push_back(std::move(layer));
 }
 
-nn::ParamArena& Sequential::params() {
-  if (!arena_) {
-    std::vector<nn::Layer*> raw;
-    for (auto& l : layers_) raw.push_back(l.get());
-    arena_ = std::make_unique<nn::ParamArena>(raw);
-    first_param_layer_ = layers_.size();
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
-      if (!layers_[i]->param_specs().empty()) {
-        first_param_layer_ = i;
-        break;
-      }
+void Sequential::build(const std::vector<std::string>& prefixes) {
+  if (arena_) throw std::logic_error("Sequential: build() called twice");
+  std::vector<nn::Layer*> raw;
+  for (auto& l : layers_) raw.push_back(l.get());
+  arena_ = std::make_unique<nn::ParamArena>(raw, prefixes, /*last_is_output=*/true);
+  first_param_layer_ = layers_.size();
+  for (std::size_t i = 0; i < layers_.size() && first_param_layer_ == layers_.size(); ++i) {
+    for (const auto& s : layers_[i]->param_specs()) {
+      if (s.role == nn::ParamRole::kTrainable) first_param_layer_ = i;
     }
-    if (first_param_layer_ < layers_.size()) {
-      layers_[first_param_layer_]->set_needs_input_grad(false);
-    }
-    outputs_.resize(layers_.size());
-    grads_.resize(2);
   }
+  for (std::size_t i = 0; i < first_param_layer_ && i < layers_.size(); ++i) {
+    layers_[i]->set_needs_backward(false);
+  }
+  if (first_param_layer_ < layers_.size()) {
+    layers_[first_param_layer_]->set_needs_input_grad(false);
+  }
+  outputs_.resize(layers_.size());
+  grads_.resize(2);
+}
+
+nn::ParamArena& Sequential::params() {
+  if (!arena_) build();
+  return *arena_;
+}
+
+const nn::ParamArena& Sequential::params() const {
+  if (!arena_) throw std::logic_error("Sequential: the parameters are not built yet");
   return *arena_;
 }
 

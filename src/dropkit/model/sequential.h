@@ -3,9 +3,9 @@
 //
 // forward(x, ctx) returns the last layer's output; backward(dy) runs the chain backwards after a
 // Train forward, accumulating into the arena's gradients (or handing them to a GradientSink).
-// Layers before the first one with parameters get no backward at all (nothing needs their input
-// gradient: the input dropout then costs nothing in backward), and the first parameterised layer
-// skips its dx.
+// Layers before the first one with trainable parameters get no backward at all (nothing needs
+// their input gradient: the input dropout then costs nothing in backward, and keeps no mask bits),
+// and the first parameterised layer skips its dx.
 #pragma once
 
 #include <memory>
@@ -23,10 +23,14 @@ class Sequential {
   Sequential(const Sequential&) = delete;
   Sequential& operator=(const Sequential&) = delete;
 
-  // Adds a layer; all layers must be added before the first forward (which builds the arena).
+  // Adds a layer; all layers must be added before build() or the first use of the parameters.
   void add(std::unique_ptr<nn::Layer> layer);
-  // Builds the parameter arena (idempotent); init_params fills it from the seed.
+  // Builds the parameter arena, naming layer i's tensors prefixes[i] + "." + name (default:
+  // the index). Called at most once; params() and forward() call it with the default names.
+  void build(const std::vector<std::string>& prefixes = {});
   nn::ParamArena& params();
+  const nn::ParamArena& params() const;
+  // Fills the parameters from the seed: layer i from stream kInitStreamBase + i.
   void init_params(std::uint64_t seed);
 
   const Tensor& forward(const Tensor& x, const nn::Context& ctx);
@@ -36,7 +40,8 @@ class Sequential {
 
   std::size_t size() const { return layers_.size(); }
   nn::Layer& layer(std::size_t i) { return *layers_.at(i); }
-  std::string describe() const;  // "Dropout(0.2) -> Linear(784, 1024, relu) -> ..."
+  const nn::Layer& layer(std::size_t i) const { return *layers_.at(i); }
+  std::string describe() const;  // "dropout(drop_prob=0.2, ...) -> dense(units=1024, ...) -> ..."
 
  private:
   std::vector<std::unique_ptr<nn::Layer>> layers_;

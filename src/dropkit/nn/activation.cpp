@@ -24,15 +24,25 @@ std::string_view activation_name(Activation a) {
   return "?";
 }
 
+namespace {
+constexpr Activation kAll[] = {Activation::kIdentity, Activation::kReLU, Activation::kSigmoid,
+                               Activation::kTanh, Activation::kSELU};
+}  // namespace
+
+const std::vector<std::string>& activation_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (auto a : kAll) n.emplace_back(activation_name(a));
+    return n;
+  }();
+  return names;
+}
+
 Activation parse_activation(std::string_view name) {
-  constexpr Activation kAll[] = {Activation::kIdentity, Activation::kReLU, Activation::kSigmoid,
-                                 Activation::kTanh, Activation::kSELU};
-  std::string valid;
-  for (auto a : kAll) {
+  for (auto a : kAll)
     if (activation_name(a) == name) return a;
-    valid += (valid.empty() ? "" : ", ") + std::string(activation_name(a));
-  }
-  throw std::invalid_argument(fmt::format("unknown activation '{}' (valid: {})", name, valid));
+  throw std::invalid_argument(fmt::format("unknown activation '{}' (valid: {})", name,
+                                          fmt::join(activation_names(), ", ")));
 }
 
 void activation_forward(Activation f, const float* z, float* a, std::size_t n) {

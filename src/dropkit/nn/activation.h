@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "dropkit/nn/layer.h"
 
@@ -25,17 +26,22 @@ inline constexpr double kSeluAlpha = 1.6732632423543772;
 std::string_view activation_name(Activation a);
 // Parses "identity", "relu", "sigmoid", "tanh", "selu"; throws std::invalid_argument listing them.
 Activation parse_activation(std::string_view name);
+// Those names, in that order (for option choices and messages).
+const std::vector<std::string>& activation_names();
 
 // a[i] = f(z[i]); z and a may alias.
 void activation_forward(Activation f, const float* z, float* a, std::size_t n);
 // dz[i] = da[i] * f'(z[i]), computed from a[i] = f(z[i]); da and dz may alias.
 void activation_backward(Activation f, const float* a, const float* da, float* dz, std::size_t n);
 
-// The activation as a standalone layer (Linear can also apply it fused, see nn/linear.h).
+// The activation as a standalone layer, kind "activation", config {"function": name}. Linear
+// applies it fused when it follows a dense layer directly (model/spec.h folds it there).
 class ActivationLayer : public Layer {
  public:
   explicit ActivationLayer(Activation f) : f_(f) {}
-  std::string name() const override { return std::string(activation_name(f_)); }
+  std::string kind() const override { return "activation"; }
+  nlohmann::json config() const override { return {{"function", activation_name(f_)}}; }
+  Activation function() const { return f_; }
   void forward(const Tensor& x, Tensor& y, const Context& ctx) override;
   void backward(const Tensor& dy, Tensor& dx) override;
 

@@ -6,6 +6,16 @@
 
 namespace dropkit::nn {
 
+std::string Layer::name() const {
+  std::string args;
+  const nlohmann::json c = config();  // items() of a temporary would dangle
+  for (const auto& [key, value] : c.items()) {
+    args += fmt::format("{}{}={}", args.empty() ? "" : ", ", key,
+                        value.is_string() ? value.get<std::string>() : value.dump());
+  }
+  return fmt::format("{}({})", kind(), args);
+}
+
 void check_backward(const Layer& layer, const Shape* forward_shape, const Shape& grad_shape) {
   if (forward_shape == nullptr) {
     throw std::logic_error(layer.name() + ": backward needs a preceding forward in Mode::kTrain");

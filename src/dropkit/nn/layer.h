@@ -8,15 +8,22 @@
 //                       the same, except that each parameter's gradient goes to the sink as it is
 //                       produced, and the arena's gradients are not touched. An optimizer is such
 //                       a sink: it updates a block of weights while that block's gradient is
-//                       still in cache, and the gradients never travel to memory (issue 3's
-//                       training-step target; train/optimizer.h).
-// Parameters live in the model's arena (nn/params.h); layers hold views.
+//                       still in cache, and the gradients never travel to memory
+//                       (train/optimizer.h).
+// Parameters and buffers live in the model's arena (nn/params.h); layers hold views.
+//
+// A layer is a value: kind() and config() say what it is, and the registry
+// (model/registry.h) rebuilds it from them, so a network is a list of such values and a
+// checkpoint stores that list. Nothing outside a layer's own files and its one registration
+// needs to know the layer exists.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "dropkit/core/tensor.h"
 #include "dropkit/parallel/thread_pool.h"
@@ -40,14 +47,26 @@ struct Context {
   parallel::ThreadPool& threads() const { return pool ? *pool : parallel::default_pool(); }
 };
 
-// One parameter tensor a layer asks the arena for.
+// A trainable parameter gets gradients and optimizer state; a buffer (BatchNorm's running
+// statistics, say) is saved and loaded with the model but never touched by the optimizer.
+enum class ParamRole { kTrainable, kBuffer };
+
+// What the optimizer applies to a trainable parameter, as named bits.
+enum ParamFlag : unsigned {
+  kNoFlags = 0,
+  kWeightDecay = 1u << 0,  // L2 weight decay (weights yes, biases no)
+  // Rows are units' incoming weight vectors: the max-norm constraint (SPEC 3) applies to them
+  // when the units are hidden (the arena drops this flag on the output layer, nn/params.h).
+  kMaxNormRows = 1u << 1,
+};
+
+// One tensor a layer asks the arena for.
 struct ParamSpec {
-  std::string name;  // unique within the layer, e.g. "weight"
+  std::string name;  // unique within the layer, e.g. "weight"; part of its checkpoint name
   Shape shape;
-  // Rows are hidden units' incoming weight vectors: the max-norm constraint applies to them.
-  bool max_norm_rows = false;
-  // L2 weight decay applies (weights yes, biases no).
-  bool decay = false;
+  ParamRole role = ParamRole::kTrainable;
+  unsigned flags = kNoFlags;  // ParamFlag bits; only for kTrainable
+  bool has(ParamFlag f) const { return (flags & f) != 0; }
 };
 
 class Layer;
@@ -76,9 +95,19 @@ void check_backward(const Layer& layer, const Shape* forward_shape, const Shape&
 class Layer {
  public:
   virtual ~Layer() = default;
-  virtual std::string name() const = 0;
-  // The output shape for an input of shape `in`; throws std::invalid_argument if it is not valid.
+  // The registry's name for this kind of layer ("dense", "dropout", ...).
+  virtual std::string kind() const = 0;
+  // Every option of this layer (kind excluded), complete: the registry rebuilds an equal layer
+  // from {"kind": kind(), ...config()}.
+  virtual nlohmann::json config() const = 0;
+  // For messages: "dense(units=1024, activation=relu)".
+  std::string name() const;
+  // The output shape for an input of shape `in` (leading axis: examples); throws
+  // std::invalid_argument naming the layer and what it expected if `in` is not valid.
   virtual Shape output_shape(const Shape& in) const { return in; }
+  // True if forward draws random numbers in Mode::kTrain and Mode::kSample (the dropout family):
+  // Monte-Carlo sampling and `bench train` find such layers through this.
+  virtual bool stochastic() const { return false; }
   virtual void forward(const Tensor& x, Tensor& y, const Context& ctx) = 0;
   virtual void backward(const Tensor& dy, Tensor& dx) = 0;
   // backward with the parameter gradients given to `sink` (see GradientSink). This default
@@ -87,17 +116,23 @@ class Layer {
   virtual void backward_to(const Tensor& dy, Tensor& dx, GradientSink& /*sink*/) {
     backward(dy, dx);
   }
-  // Parameters this layer needs; the arena calls bind_params with one view per spec, in order.
+  // Parameters and buffers this layer needs; the arena calls bind_params with one view per
+  // spec, in order (grads[i] is nullptr for a buffer).
   virtual std::vector<ParamSpec> param_specs() const { return {}; }
   virtual void bind_params(std::vector<float*> /*values*/, std::vector<float*> /*grads*/) {}
   // Fills the parameters from the counter RNG (reproducible from the seed); no-op by default.
   virtual void init_params(std::uint64_t /*seed*/, std::uint32_t /*stream*/) {}
   // When false, backward may leave dx untouched (the first layer of a model: nobody needs it).
-  virtual void set_needs_input_grad(bool needed) { needs_input_grad_ = needed; }
+  void set_needs_input_grad(bool needed) { needs_input_grad_ = needed; }
   bool needs_input_grad() const { return needs_input_grad_; }
+  // When false, backward will never be called (a layer before the model's first parameter):
+  // a layer may then keep nothing for it (dropout stores no mask bits).
+  void set_needs_backward(bool needed) { needs_backward_ = needed; }
+  bool needs_backward() const { return needs_backward_; }
 
  protected:
   bool needs_input_grad_ = true;
+  bool needs_backward_ = true;
 };
 
 }  // namespace dropkit::nn

@@ -10,30 +10,28 @@
 
 namespace dropkit::nn {
 
-Linear::Linear(std::int64_t in, std::int64_t out, Activation f, bool hidden)
-    : in_(in), out_(out), f_(f), hidden_(hidden) {
+Linear::Linear(std::int64_t in, std::int64_t out, Activation f) : in_(in), out_(out), f_(f) {
   if (in <= 0 || out <= 0) {
     throw std::invalid_argument(
         fmt::format("Linear: sizes must be positive, got in = {}, out = {}", in, out));
   }
 }
 
-std::string Linear::name() const {
-  return f_ == Activation::kIdentity
-             ? fmt::format("Linear({}, {})", in_, out_)
-             : fmt::format("Linear({}, {}, {})", in_, out_, activation_name(f_));
+nlohmann::json Linear::config() const {
+  return {{"units", out_}, {"activation", activation_name(f_)}};
 }
 
 Shape Linear::output_shape(const Shape& in) const {
-  if (in.rank() != 2 || in[1] != in_) {
-    throw std::invalid_argument(
-        fmt::format("{}: input shape {} is not [rows, {}]", name(), in.str(), in_));
+  if (in.rank() < 2 || in.row_size() != static_cast<std::size_t>(in_)) {
+    throw std::invalid_argument(fmt::format(
+        "{}: input shape {} does not have {} features per example", name(), in.str(), in_));
   }
   return Shape{in[0], out_};
 }
 
 std::vector<ParamSpec> Linear::param_specs() const {
-  return {{"weight", Shape{out_, in_}, hidden_, true}, {"bias", Shape{out_}, false, false}};
+  return {{"weight", Shape{out_, in_}, ParamRole::kTrainable, kWeightDecay | kMaxNormRows},
+          {"bias", Shape{out_}, ParamRole::kTrainable, kNoFlags}};
 }
 
 void Linear::bind_params(std::vector<float*> values, std::vector<float*> grads) {

@@ -1,10 +1,17 @@
-// Linear (fully connected) layer, with an optional activation fused into its epilogue.
+// Linear (fully connected) layer, kind "dense", with an optional activation fused into its
+// epilogue.
 //
 // What it represents: y = f(x W^T + b), x [rows, in], W [out, in] (row j = the incoming weights
-// of unit j), b [out], y [rows, out]. With f = identity it is the plain affine map. The bias add
-// and f run on each thread's block of columns right after that thread's matrix product, while
-// the block is still in cache (the "fuse where it pays" of issue 3: a separate pass would read
-// and write the whole output once more).
+// of unit j), b [out], y [rows, out]. With f = identity it is the plain affine map. An input of
+// higher rank, [rows, d1, d2, ...], is read as [rows, d1 * d2 * ...] (row-major, no copy): a
+// dense layer after a convolution needs no flatten. The bias add and f run on each thread's
+// block of columns right after that thread's matrix product, while the block is still in cache
+// (a separate pass would read and write the whole output once more).
+//
+// Config: units (out), activation (identity, relu, sigmoid, tanh, selu; default identity). `in`
+// is not part of the config: the registry infers it from the input shape.
+// Parameters: weight [out, in] (weight decay; max-norm on its rows when the units are hidden),
+// bias [out].
 //
 // Backward (the convention of nn/layer.h): dz = dy * f'(from y); dW += dz^T x; db += sum_rows dz;
 // dx = dz W (skipped when set_needs_input_grad(false)). backward_to computes dx first, then dW and
@@ -26,11 +33,10 @@ namespace dropkit::nn {
 
 class Linear : public Layer {
  public:
-  // hidden: the rows of W are hidden units' incoming weights (max-norm applies to them).
-  Linear(std::int64_t in, std::int64_t out, Activation f = Activation::kIdentity,
-         bool hidden = false);
+  Linear(std::int64_t in, std::int64_t out, Activation f = Activation::kIdentity);
 
-  std::string name() const override;
+  std::string kind() const override { return "dense"; }
+  nlohmann::json config() const override;
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const Context& ctx) override;
   void backward(const Tensor& dy, Tensor& dx) override;
@@ -49,7 +55,6 @@ class Linear : public Layer {
  private:
   std::int64_t in_, out_;
   Activation f_;
-  bool hidden_;
   float *w_ = nullptr, *b_ = nullptr, *dw_ = nullptr, *db_ = nullptr;
   const Tensor* x_ = nullptr;  // saved by a Train forward
   const Tensor* y_ = nullptr;

@@ -1,30 +1,66 @@
 #include "dropkit/nn/params.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
 namespace dropkit::nn {
+namespace {
 
-ParamArena::ParamArena(const std::vector<Layer*>& layers) {
-  std::size_t total = 0;
+// Each tensor starts on a 64-byte boundary, like every Tensor.
+std::size_t padded(std::size_t n) {
+  return (n + 15) / 16 * 16;
+}
+
+}  // namespace
+
+std::size_t ParamArena::Entry::rows() const {
+  return spec.shape.rank() == 0 ? 1 : static_cast<std::size_t>(spec.shape[0]);
+}
+
+ParamArena::ParamArena(const std::vector<Layer*>& layers, const std::vector<std::string>& prefixes,
+                       bool last_is_output) {
+  if (!prefixes.empty() && prefixes.size() != layers.size()) {
+    throw std::invalid_argument(
+        fmt::format("ParamArena: {} prefixes for {} layers", prefixes.size(), layers.size()));
+  }
   std::vector<std::vector<ParamSpec>> specs;
+  std::size_t output_layer = layers.size();
   for (std::size_t i = 0; i < layers.size(); ++i) {
     specs.push_back(layers[i]->param_specs());
-    for (const auto& s : specs.back()) {
-      entries_.push_back({fmt::format("{}.{}", i, s.name), s, total});
-      // Each parameter starts on a 64-byte boundary, like every Tensor.
-      total += (s.shape.numel() + 15) / 16 * 16;
+    for (const auto& s : specs.back())
+      if (s.role == ParamRole::kTrainable) output_layer = i;
+  }
+  std::size_t total = 0, buffer_total = 0;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const std::string prefix = prefixes.empty() ? std::to_string(i) : prefixes[i];
+    for (auto s : specs[i]) {
+      const std::string name = prefix + "." + s.name;
+      if (s.role == ParamRole::kBuffer) {
+        buffer_entries_.push_back({name, s, buffer_total});
+        buffer_total += padded(s.shape.numel());
+        continue;
+      }
+      if (last_is_output && i == output_layer) s.flags &= ~static_cast<unsigned>(kMaxNormRows);
+      entries_.push_back({name, s, total});
+      total += padded(s.shape.numel());
     }
   }
   values_.resize(Shape{static_cast<std::int64_t>(total)});
   grads_.resize(Shape{static_cast<std::int64_t>(total)});
-  std::size_t e = 0;
+  buffers_.resize(Shape{static_cast<std::int64_t>(buffer_total)});
+  std::size_t e = 0, b = 0;
   for (std::size_t i = 0; i < layers.size(); ++i) {
     std::vector<float*> v, g;
-    for (std::size_t k = 0; k < specs[i].size(); ++k, ++e) {
-      v.push_back(values_.data() + entries_[e].offset);
-      g.push_back(grads_.data() + entries_[e].offset);
+    for (const auto& s : specs[i]) {
+      if (s.role == ParamRole::kBuffer) {
+        v.push_back(buffers_.data() + buffer_entries_[b++].offset);
+        g.push_back(nullptr);
+      } else {
+        v.push_back(values_.data() + entries_[e].offset);
+        g.push_back(grads_.data() + entries_[e++].offset);
+      }
     }
     if (!v.empty()) layers[i]->bind_params(std::move(v), std::move(g));
   }
@@ -32,6 +68,16 @@ ParamArena::ParamArena(const std::vector<Layer*>& layers) {
 
 void ParamArena::zero_grads() {
   std::fill(grads_.span().begin(), grads_.span().end(), 0.0f);
+}
+
+std::span<float> ParamArena::values_of(const Entry& e) {
+  float* base = e.spec.role == ParamRole::kBuffer ? buffers_.data() : values_.data();
+  return {base + e.offset, e.numel()};
+}
+
+std::span<const float> ParamArena::values_of(const Entry& e) const {
+  const float* base = e.spec.role == ParamRole::kBuffer ? buffers_.data() : values_.data();
+  return {base + e.offset, e.numel()};
 }
 
 }  // namespace dropkit::nn

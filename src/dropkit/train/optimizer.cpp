@@ -12,25 +12,6 @@
 
 namespace dropkit::train {
 
-void OptimizerConfig::validate() const {
-  auto check = [](bool ok, const char* field, double v, const char* range) {
-    if (!ok) throw std::invalid_argument(fmt::format("{} = {} is outside {}", field, v, range));
-  };
-  if (kind != "sgd" && kind != "adam") {
-    throw std::invalid_argument(fmt::format("optimizer '{}' is not one of sgd, adam", kind));
-  }
-  check(lr > 0 && std::isfinite(lr), "lr", lr, "(0, inf)");
-  check(lr_decay > 0 && lr_decay <= 1, "lr_decay", lr_decay, "(0, 1]");
-  check(momentum >= 0 && momentum < 1, "momentum", momentum, "[0, 1)");
-  check(momentum_start >= 0 && momentum_start < 1, "momentum_start", momentum_start, "[0, 1)");
-  check(momentum_ramp_epochs >= 0, "momentum_ramp_epochs", momentum_ramp_epochs, "[0, inf)");
-  check(weight_decay >= 0 && std::isfinite(weight_decay), "weight_decay", weight_decay, "[0, inf)");
-  check(max_norm >= 0 && std::isfinite(max_norm), "max_norm", max_norm, "[0, inf) (0 = off)");
-  check(adam_beta1 >= 0 && adam_beta1 < 1, "adam_beta1", adam_beta1, "[0, 1)");
-  check(adam_beta2 >= 0 && adam_beta2 < 1, "adam_beta2", adam_beta2, "[0, 1)");
-  check(adam_eps > 0, "adam_eps", adam_eps, "(0, inf)");
-}
-
 Optimizer::Optimizer(OptimizerConfig config, std::size_t size)
     : config_(std::move(config)), adam_(config_.kind == "adam") {
   config_.validate();
@@ -63,10 +44,6 @@ bool project_row(float* w, std::size_t n, double squared, double c) {
   return true;
 }
 
-std::size_t rows_of(const nn::ParamArena::Entry& e) {
-  return e.spec.shape.rank() == 0 ? 1 : static_cast<std::size_t>(e.spec.shape[0]);
-}
-
 }  // namespace
 
 void Optimizer::begin_step(nn::ParamArena& arena, int epoch) {
@@ -96,11 +73,12 @@ void Optimizer::begin_step(nn::ParamArena& arena, int epoch) {
 
 void Optimizer::update_rows(const nn::ParamArena::Entry& e, std::size_t r0, std::size_t r1,
                             const float* g) {
-  const std::size_t cols = e.numel() / rows_of(e);
+  const std::size_t cols = e.numel() / e.rows();
   const std::size_t off = e.offset + r0 * cols, n = (r1 - r0) * cols;
   float* w = arena_->values().data() + off;
   float* s0 = slots_[0].data() + off;
-  const float decay = e.spec.decay ? static_cast<float>(config_.weight_decay) : 0.0f;
+  const float decay =
+      e.spec.has(nn::kWeightDecay) ? static_cast<float>(config_.weight_decay) : 0.0f;
   const auto& k = kernels::active_kernels();
   // Returns the squared norm of the updated w[b, b + len).
   auto update = [&](std::size_t b, std::size_t len) {
@@ -113,7 +91,7 @@ void Optimizer::update_rows(const nn::ParamArena::Entry& e, std::size_t r0, std:
     p.decay = decay;
     return k.sgd_update(w + b, g + b, s0 + b, len, p);
   };
-  if (config_.max_norm > 0 && e.spec.max_norm_rows) {
+  if (config_.max_norm > 0 && e.spec.has(nn::kMaxNormRows)) {
     // Update a row, then project it while it is still in L1 (the update returns its norm):
     // one sweep over the weights instead of two. Rows are independent, so this equals
     // update-all-then-project.
@@ -140,9 +118,9 @@ void Optimizer::consume(float* param, std::size_t row_begin, std::size_t row_end
     throw std::invalid_argument(
         "optimizer: consume() was given a pointer that starts no parameter");
   }
-  if (row_begin >= row_end || row_end > rows_of(*it)) {
+  if (row_begin >= row_end || row_end > it->rows()) {
     throw std::invalid_argument(fmt::format("optimizer: rows [{}, {}) of {} are outside [0, {})",
-                                            row_begin, row_end, it->name, rows_of(*it)));
+                                            row_begin, row_end, it->name, it->rows()));
   }
   update_rows(*it, row_begin, row_end, grad);
   covered_[static_cast<std::size_t>(it - entries.begin())].fetch_add(row_end - row_begin,
@@ -154,7 +132,7 @@ void Optimizer::finish_step(parallel::ThreadPool& pool) {
   const auto& entries = arena_->entries();
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const auto& e = entries[i];
-    const std::size_t rows = rows_of(e), covered = covered_[i].load();
+    const std::size_t rows = e.rows(), covered = covered_[i].load();
     if (covered == rows) continue;
     if (covered != 0) {
       arena_ = nullptr;
@@ -180,8 +158,8 @@ void Optimizer::step(nn::ParamArena& arena, int epoch, parallel::ThreadPool& poo
 std::size_t apply_max_norm(nn::ParamArena& arena, double c, parallel::ThreadPool& pool) {
   std::atomic<std::size_t> scaled{0};
   for (const auto& e : arena.entries()) {
-    if (!e.spec.max_norm_rows) continue;
-    const auto rows = static_cast<std::size_t>(e.spec.shape[0]);
+    if (!e.spec.has(nn::kMaxNormRows)) continue;
+    const std::size_t rows = e.rows();
     const std::size_t cols = e.numel() / rows;
     float* values = arena.values().data() + e.offset;
     parallel::parallel_for(pool, rows, 8, [&](std::size_t r0, std::size_t r1) {

@@ -37,7 +37,9 @@ struct OptimizerConfig {
   double max_norm = 3.0;
   double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
 
-  void validate() const;  // throws std::invalid_argument naming the field and its range
+  // Throws std::invalid_argument naming the field and its range. The ranges are defined once,
+  // with the other options, in train/config.cpp.
+  void validate() const;
 };
 
 // An update runs in three parts, so that most of it can happen inside backward: a layer's
@@ -70,6 +72,7 @@ class Optimizer final : public nn::GradientSink {
 
   // State for checkpoints: the slots (velocity, or Adam's m and v) and Adam's step count.
   std::vector<float>& slot(int i) { return slots_[i]; }
+  const std::vector<float>& slot(int i) const { return slots_[i]; }
   std::uint64_t adam_steps() const { return adam_t_; }
   void set_adam_steps(std::uint64_t t) { adam_t_ = t; }
   int num_slots() const { return adam_ ? 2 : 1; }

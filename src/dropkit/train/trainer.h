@@ -6,47 +6,26 @@
 // shuffle stream), the masks of step t (step t of each dropout layer's stream) -- and all
 // reductions run in a fixed order. So the same config gives the same bits for any --threads,
 // and a run resumed from the checkpoint of epoch k continues exactly as if never stopped:
-// the checkpoint holds the parameters, the optimizer state and (epoch, step).
+// the checkpoint holds the model, the optimizer state and (epoch, step) (train/checkpoint.h).
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <span>
 #include <stdexcept>
-#include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "dropkit/data/batcher.h"
 #include "dropkit/data/idx.h"
-#include "dropkit/dropout/dropout.h"
-#include "dropkit/model/mlp.h"
+#include "dropkit/model/model.h"
+#include "dropkit/train/checkpoint.h"
+#include "dropkit/train/config.h"
 #include "dropkit/train/loss.h"
 #include "dropkit/train/optimizer.h"
 
 namespace dropkit::train {
-
-struct TrainConfig {
-  std::string arch = "784-1024-1024-10";
-  std::string activation = "relu";
-  double dropout = 0.5;              // hidden drop rate
-  double input_dropout = 0.2;        // input drop rate
-  std::string scaling = "inverted";  // or "inference"
-  OptimizerConfig optimizer;
-  int batch = 128;
-  int epochs = 150;
-  std::size_t val = 5000;
-  std::uint64_t seed = 1;
-  // Examples of the training split evaluated (eval mode) each epoch for train_accuracy.
-  std::size_t train_eval = 10000;
-
-  void validate() const;  // throws std::invalid_argument naming the field and the valid range
-  nlohmann::json to_json() const;
-  static TrainConfig from_json(const nlohmann::json& j);
-  model::MlpOptions mlp_options() const;
-};
 
 struct EvalResult {
   double loss = 0;
@@ -54,19 +33,15 @@ struct EvalResult {
   std::size_t count = 0;
 };
 
-struct EpochRecord {
-  int epoch = 0;              // 1-based
-  std::uint64_t step = 0;     // optimizer steps taken so far
-  double train_loss = 0;      // running mean over the epoch, in training mode (with dropout)
-  double train_accuracy = 0;  // eval mode, on the first train_eval training examples
-  double train_eval_loss = 0;
-  double val_loss = 0, val_accuracy = 0;
-  double test_loss = 0, test_accuracy = 0;
-  double seconds = 0;  // training time of the epoch (without the evaluations)
-  double lr = 0, momentum = 0;
-  nlohmann::json to_json() const;
-  static EpochRecord from_json(const nlohmann::json& j);
-};
+// Loss and accuracy of `model` in eval mode on the examples `rows` of `d`, in chunks of 1000;
+// x and labels are the caller's buffers, reused (a fresh tensor per call would page-fault anew).
+EvalResult evaluate(model::Model& model, const data::Dataset& d,
+                    std::span<const std::uint32_t> rows, parallel::ThreadPool& pool, Tensor& x,
+                    std::vector<std::uint8_t>& labels);
+
+// Throws std::invalid_argument unless `model` takes examples of d's image size and has an
+// output per class for every label of d (`what` names the split in the message).
+void check_model_fits(const model::Model& model, const data::Dataset& d, const char* what);
 
 // Thrown when the loss becomes NaN or infinite; the model is left as it was before that step's
 // update, and no checkpoint is written for the epoch.
@@ -79,16 +54,22 @@ class TrainingDiverged : public std::runtime_error {
   std::uint64_t step_;
 };
 
-// One optimisation step: forward in Train mode, loss, backward, update (and max-norm).
+// One optimisation step of a network (Model::net()): forward in Train mode, loss, backward,
+// update (and max-norm).
 // Throws TrainingDiverged, before any update, if the loss is not finite.
-LossResult train_step(model::Sequential& model, Optimizer& optimizer, int epoch, const Tensor& x,
+LossResult train_step(model::Sequential& net, Optimizer& optimizer, int epoch, const Tensor& x,
                       std::span<const std::uint8_t> labels, const nn::Context& ctx,
                       Tensor& dlogits);
 
 class Trainer {
  public:
-  // data.train holds training and validation examples (split by config.val).
+  // A new run: the model of config.layers() for data's images, the input normalisation from
+  // the training split, parameters from the seed. data.train holds training and validation
+  // examples (split by config.val). Everything is checked before anything runs:
+  // std::invalid_argument naming the problem.
   Trainer(TrainConfig config, const data::TrainTest& data, parallel::ThreadPool& pool);
+  // The run saved in `ck`, continued (ck.config.epochs is the new total).
+  Trainer(Checkpoint ck, const data::TrainTest& data, parallel::ThreadPool& pool);
 
   // Called after every step with (steps done in this epoch, steps in the epoch, running loss).
   using Progress = std::function<void(std::size_t, std::size_t, double)>;
@@ -97,34 +78,27 @@ class Trainer {
   EvalResult evaluate(const data::Dataset& d, std::span<const std::uint32_t> rows);
   EvalResult evaluate_test();
 
-  int epochs_done() const { return epoch_; }
-  std::uint64_t steps_done() const { return step_; }
-  const std::vector<EpochRecord>& history() const { return history_; }
+  int epochs_done() const { return state_.epoch; }
+  std::uint64_t steps_done() const { return state_.step; }
+  const std::vector<EpochRecord>& history() const { return state_.history; }
   const TrainConfig& config() const { return config_; }
-  model::Sequential& model() { return *model_; }
-  const data::Normalization& normalization() const { return norm_; }
+  model::Model& model() { return *model_; }
+  const model::Model& model() const { return *model_; }
 
-  // checkpoint.safetensors: parameters and optimizer state as tensors, config, normalization,
-  // (epoch, step) and the metric history as metadata. Written atomically.
+  // The model, optimizer state, config and training state, written atomically.
   void save_checkpoint(const std::filesystem::path& file) const;
-  // Restores a checkpoint written by save_checkpoint for the same config (epochs may differ);
-  // throws std::runtime_error naming the file and the mismatch otherwise, changing nothing.
-  void load_checkpoint(const std::filesystem::path& file);
-  // The config stored in a checkpoint.
-  static TrainConfig read_checkpoint_config(const std::filesystem::path& file);
 
  private:
+  void prepare();  // the checks and buffers both constructors share
+
   TrainConfig config_;
   const data::TrainTest& data_;
   parallel::ThreadPool& pool_;
   data::Split split_;
   std::vector<std::uint32_t> test_rows_;  // 0 .. test count - 1
-  data::Normalization norm_;
-  std::unique_ptr<model::Sequential> model_;
+  std::unique_ptr<model::Model> model_;
   std::unique_ptr<Optimizer> optimizer_;
-  int epoch_ = 0;
-  std::uint64_t step_ = 0;
-  std::vector<EpochRecord> history_;
+  TrainState state_;
   Tensor x_, dlogits_;
   std::vector<std::uint8_t> labels_;
 };

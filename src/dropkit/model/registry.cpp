@@ -1,0 +1,154 @@
+#include "dropkit/model/registry.h"
+
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "dropkit/dropout/dropout.h"
+#include "dropkit/nn/activation.h"
+#include "dropkit/nn/flatten.h"
+#include "dropkit/nn/linear.h"
+#include "dropkit/rng/streams.h"
+
+namespace dropkit::model {
+namespace {
+
+using json = nlohmann::json;
+using Type = Option::Type;
+
+std::vector<LayerKind> make_kinds() {
+  std::vector<LayerKind> k;
+  k.push_back({
+      .kind = "dense",
+      .summary = "fully connected: y = f(x W^T + b); reads any input as [examples, features]",
+      .options = {{.name = "units",
+                   .type = Type::kInt,
+                   .default_value = nullptr,  // required: no default
+                   .help = "output units",
+                   .min = 1,
+                   .max = 1 << 20},
+                  {.name = "activation",
+                   .type = Type::kString,
+                   .default_value = "identity",
+                   .help = "activation fused into the layer",
+                   .choices = nn::activation_names()}},
+      .positional = {"units", "activation"},
+      .create = [](const json& c, const Shape& in, std::size_t) -> std::unique_ptr<nn::Layer> {
+        return std::make_unique<nn::Linear>(
+            static_cast<std::int64_t>(in.row_size()), c.at("units").get<std::int64_t>(),
+            nn::parse_activation(c.at("activation").get<std::string>()));
+      },
+  });
+  k.push_back({
+      .kind = "dropout",
+      .summary = "Bernoulli dropout (Srivastava et al. 2014); drop_prob is the probability to DROP",
+      .options = {{.name = "drop_prob",
+                   .type = Type::kReal,
+                   .default_value = 0.5,
+                   .help = "probability to drop a unit",
+                   .min = 0,
+                   .max = 1},
+                  {.name = "scaling",
+                   .type = Type::kString,
+                   .default_value = "inverted",
+                   .help = "inverted: kept units * 1/(1-p) in training; inference: eval * (1-p)",
+                   .choices = {"inverted", "inference"}},
+                  {.name = "mask_storage",
+                   .type = Type::kString,
+                   .default_value = "bits",
+                   .help = "what backward reads: 1 bit per element, or the mask recomputed",
+                   .choices = {"bits", "recompute"}}},
+      .positional = {"drop_prob", "scaling"},
+      .create = [](const json& c, const Shape&, std::size_t index) -> std::unique_ptr<nn::Layer> {
+        return std::make_unique<dropout::Dropout>(
+            c.at("drop_prob").get<double>(),
+            dropout::parse_scaling(c.at("scaling").get<std::string>()),
+            dropout::parse_storage(c.at("mask_storage").get<std::string>()),
+            rng::kDropoutStreamBase + static_cast<std::uint32_t>(index));
+      },
+  });
+  k.push_back({
+      .kind = "activation",
+      .summary = "element-wise activation; the text form is the function's name (relu, tanh, ...)",
+      .options = {{.name = "function",
+                   .type = Type::kString,
+                   .default_value = nullptr,
+                   .help = "the function",
+                   .choices = nn::activation_names()}},
+      .positional = {"function"},
+      .create = [](const json& c, const Shape&, std::size_t) -> std::unique_ptr<nn::Layer> {
+        return std::make_unique<nn::ActivationLayer>(
+            nn::parse_activation(c.at("function").get<std::string>()));
+      },
+  });
+  k.push_back({
+      .kind = "flatten",
+      .summary = "[examples, d1, d2, ...] -> [examples, d1*d2*...]",
+      .options = {},
+      .positional = {},
+      .create = [](const json&, const Shape&, std::size_t) -> std::unique_ptr<nn::Layer> {
+        return std::make_unique<nn::Flatten>();
+      },
+  });
+  return k;
+}
+
+}  // namespace
+
+const std::vector<LayerKind>& layer_kinds() {
+  static const std::vector<LayerKind> kinds = make_kinds();
+  return kinds;
+}
+
+const LayerKind& find_layer_kind(const std::string& kind) {
+  std::string valid;
+  for (const auto& k : layer_kinds()) {
+    if (k.kind == kind) return k;
+    valid += (valid.empty() ? "" : ", ") + k.kind;
+  }
+  throw std::invalid_argument(fmt::format("unknown layer kind '{}' (valid: {})", kind, valid));
+}
+
+json complete_layer_config(const json& layer, const std::string& owner) {
+  if (!layer.is_object() || !layer.contains("kind") || !layer["kind"].is_string()) {
+    throw std::invalid_argument(fmt::format(
+        "{}a layer must be a JSON object with a string \"kind\", got {}", owner, layer.dump()));
+  }
+  const LayerKind* k = nullptr;
+  try {
+    k = &find_layer_kind(layer["kind"].get<std::string>());
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(owner + e.what());
+  }
+  static const std::string kKind[] = {"kind"};
+  // A required option (default null) that is missing shows up as "units = null is not ...".
+  for (const auto& o : k->options) {
+    if (o.default_value.is_null() && !layer.contains(o.name)) {
+      throw std::invalid_argument(
+          fmt::format("{}{} is required ({})", owner, o.name, o.range_text()));
+    }
+  }
+  return complete_options(k->options, layer, owner, kKind);
+}
+
+std::unique_ptr<nn::Layer> create_layer(const json& layer, const Shape& input, std::size_t index,
+                                        const std::string& owner) {
+  const json config = complete_layer_config(layer, owner);
+  const LayerKind& k = find_layer_kind(config["kind"].get<std::string>());
+  std::unique_ptr<nn::Layer> made;
+  try {
+    made = k.create(config, input, index);
+    made->output_shape(input);  // throws if the layer does not accept this input
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(owner + e.what());
+  }
+  return made;
+}
+
+json layer_value(const nn::Layer& layer) {
+  json v = layer.config();
+  v["kind"] = layer.kind();
+  return v;
+}
+
+}  // namespace dropkit::model

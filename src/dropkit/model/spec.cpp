@@ -1,0 +1,224 @@
+#include "dropkit/model/spec.h"
+
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "dropkit/core/atomic_file.h"
+#include "dropkit/model/registry.h"
+#include "dropkit/nn/activation.h"
+
+namespace dropkit::model {
+namespace {
+
+using json = nlohmann::json;
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\n");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t\n") - b + 1);
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t end = s.find(sep, start);
+    parts.push_back(s.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    if (end == std::string::npos) return parts;
+    start = end + 1;
+  }
+}
+
+bool is_activation_name(const std::string& word) {
+  const auto& names = nn::activation_names();
+  return std::find(names.begin(), names.end(), word) != names.end();
+}
+
+// One item of the text form, e.g. "dense:1024:activation=relu", to a layer value (unchecked).
+json parse_item(const std::string& item, const std::string& owner) {
+  const auto parts = split(item, ':');
+  const std::string kind = trim(parts[0]);
+  if (kind.empty()) throw std::invalid_argument(owner + "empty layer");
+  if (is_activation_name(kind)) {
+    if (parts.size() > 1) {
+      throw std::invalid_argument(owner + "an activation takes no arguments");
+    }
+    return {{"kind", "activation"}, {"function", kind}};
+  }
+  const LayerKind* k = nullptr;
+  for (const auto& candidate : layer_kinds())
+    if (candidate.kind == kind) k = &candidate;
+  if (k == nullptr) {
+    std::vector<std::string> kinds;
+    for (const auto& candidate : layer_kinds()) kinds.push_back(candidate.kind);
+    throw std::invalid_argument(
+        fmt::format("{}unknown layer kind '{}' (valid: {}, or an activation's name: {})", owner,
+                    kind, fmt::join(kinds, ", "), fmt::join(nn::activation_names(), ", ")));
+  }
+  json layer{{"kind", kind}};
+  std::size_t next_positional = 0;
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    const std::string arg = trim(parts[i]);
+    const auto eq = arg.find('=');
+    std::string name, text;
+    if (eq == std::string::npos) {
+      if (next_positional >= k->positional.size()) {
+        throw std::invalid_argument(fmt::format(
+            "{}too many arguments: '{}' takes {} by position ({}); give others as name=value",
+            owner, kind, k->positional.size(), fmt::join(k->positional, ", ")));
+      }
+      name = k->positional[next_positional++];
+      text = arg;
+    } else {
+      name = trim(arg.substr(0, eq));
+      text = trim(arg.substr(eq + 1));
+    }
+    const Option* o = find_option(k->options, name);
+    if (o == nullptr) {
+      std::vector<std::string> names;
+      for (const auto& opt : k->options) names.push_back(opt.name);
+      throw std::invalid_argument(
+          fmt::format("{}unknown option '{}' (valid: {})", owner, name,
+                      names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+    }
+    if (layer.contains(name)) {
+      throw std::invalid_argument(fmt::format("{}{} given twice", owner, name));
+    }
+    layer[name] = parse_option_text(*o, text, owner);
+  }
+  return layer;
+}
+
+}  // namespace
+
+json parse_net_text(const std::string& text) {
+  json layers = json::array();
+  const auto items = split(text, ',');
+  bool previous_dense_without_activation = false;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const std::string item = trim(items[i]);
+    const std::string owner = fmt::format("--net item {} '{}': ", i + 1, item);
+    json layer = parse_item(item, owner);
+    if (layer["kind"] == "activation" && previous_dense_without_activation) {
+      layers.back()["activation"] = layer["function"];
+      previous_dense_without_activation = false;
+      continue;
+    }
+    previous_dense_without_activation = layer["kind"] == "dense" && !layer.contains("activation");
+    layers.push_back(complete_layer_config(layer, owner));
+  }
+  return layers;
+}
+
+json resolve_net(const std::string& net) {
+  if (trim(net).empty()) throw std::invalid_argument("--net is empty");
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(net, ec)) return parse_net_text(net);
+  json j;
+  try {
+    j = json::parse(read_file(net));
+  } catch (const json::exception& e) {
+    throw std::invalid_argument(fmt::format("{}: not valid JSON: {}", net, e.what()));
+  }
+  if (j.is_object() && j.contains("layers")) j = j["layers"];
+  if (!j.is_array() || j.empty()) {
+    throw std::invalid_argument(
+        fmt::format("{}: expected a non-empty array of layers or {{\"layers\": [...]}}", net));
+  }
+  json layers = json::array();
+  for (std::size_t i = 0; i < j.size(); ++i) {
+    layers.push_back(complete_layer_config(j[i], fmt::format("{}: layer {}: ", net, i + 1)));
+  }
+  return layers;
+}
+
+std::vector<std::int64_t> parse_arch(const std::string& arch) {
+  std::vector<std::int64_t> sizes;
+  auto fail = [&](const std::string& why) {
+    return std::invalid_argument(fmt::format(
+        "malformed --arch '{}': {} (expected sizes joined by '-', e.g. 784-1024-1024-10)", arch,
+        why));
+  };
+  for (const std::string& part : split(arch, '-')) {
+    std::int64_t v = 0;
+    const auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+    if (part.empty() || ec != std::errc() || ptr != part.data() + part.size()) {
+      throw fail(fmt::format("'{}' is not a number", part));
+    }
+    if (v < 1 || v > (1 << 20)) throw fail(fmt::format("size {} is outside [1, 1048576]", v));
+    sizes.push_back(v);
+  }
+  if (sizes.size() < 2) throw fail("need at least an input and an output size");
+  return sizes;
+}
+
+json mlp_layers(const std::vector<std::int64_t>& sizes, const std::string& activation,
+                double input_drop_prob, double hidden_drop_prob, const std::string& scaling) {
+  if (sizes.size() < 2) throw std::invalid_argument("mlp_layers: need at least two sizes");
+  json layers = json::array();
+  auto add = [&](json layer, const char* what) {
+    layers.push_back(complete_layer_config(layer, what));
+  };
+  // A drop rate of 0 adds no layer: it would be the identity.
+  auto add_dropout = [&](double p, const char* what) {
+    if (p != 0.0) add({{"kind", "dropout"}, {"drop_prob", p}, {"scaling", scaling}}, what);
+  };
+  add_dropout(input_drop_prob, "input dropout: ");
+  for (std::size_t i = 1; i < sizes.size(); ++i) {
+    const bool output = i + 1 == sizes.size();
+    add({{"kind", "dense"},
+         {"units", sizes[i]},
+         {"activation", output ? std::string("identity") : activation}},
+        "dense: ");
+    if (!output) add_dropout(hidden_drop_prob, "hidden dropout: ");
+  }
+  return layers;
+}
+
+std::string layer_to_text(const json& layer) {
+  const std::string kind = layer.at("kind").get<std::string>();
+  if (kind == "activation") return layer.at("function").get<std::string>();
+  const LayerKind& k = find_layer_kind(kind);
+  auto shown = [](const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+  std::string text = kind;
+  // Positional values while none is skipped, then name=value for the rest that differ from
+  // their defaults.
+  std::vector<std::string> named;
+  // One past the last positional that must be written; the first always is ("dropout:0.5").
+  std::size_t last_positional = k.positional.empty() ? 0 : 1;
+  for (std::size_t i = 0; i < k.positional.size(); ++i) {
+    const Option* o = find_option(k.options, k.positional[i]);
+    if (layer.contains(o->name) && layer[o->name] != o->default_value) last_positional = i + 1;
+  }
+  for (std::size_t i = 0; i < last_positional; ++i) text += ":" + shown(layer[k.positional[i]]);
+  for (const auto& o : k.options) {
+    const bool positional_written =
+        std::find(k.positional.begin(),
+                  k.positional.begin() + static_cast<std::ptrdiff_t>(last_positional),
+                  o.name) != k.positional.begin() + static_cast<std::ptrdiff_t>(last_positional);
+    if (positional_written || !layer.contains(o.name) || layer[o.name] == o.default_value) continue;
+    text += ":" + o.name + "=" + shown(layer[o.name]);
+  }
+  return text;
+}
+
+std::string net_to_text(const json& layers) {
+  std::string text;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    std::string item = layer_to_text(layers[i]);
+    // A dense layer without activation followed by an activation layer must say so, or the
+    // parser would fuse the two.
+    if (layers[i]["kind"] == "dense" && layers[i].value("activation", "identity") == "identity" &&
+        i + 1 < layers.size() && layers[i + 1]["kind"] == "activation") {
+      item += ":activation=identity";
+    }
+    text += (text.empty() ? "" : ",") + item;
+  }
+  return text;
+}
+
+}  // namespace dropkit::model

@@ -1,0 +1,92 @@
+// Checkpoints: a training run as one safetensors file (model/safetensors.h) that holds the model,
+// the optimizer state and the training state, and resumes bit for bit.
+//
+// Format version 2 (the one written):
+//   metadata  "format": "dropkit-checkpoint", "format_version": "2",
+//             "model":  Model::to_json() (input shape, normalisation, layer list),
+//             "config": TrainConfig::to_json(),
+//             "state":  {"epoch", "step", "adam_steps", "history": [per-epoch metrics]}
+//   tensors   every parameter and buffer under its model name ("layers.1.dense.weight"), and
+//             each optimizer slot as "optimizer.<slot>.<name>" (slot: velocity, or adam_m and
+//             adam_v).
+// Nothing in it depends on the clock: identical runs write byte-identical files, and a resumed
+// run ends with the same bytes as one never stopped (epoch times go to metrics.jsonl only).
+//
+// Versioning rule: a reader accepts every version up to its own and refuses a newer one with a
+// message naming both. Within a version a missing metadata field takes its default (a field
+// added later never breaks an older file), and a released default never changes meaning
+// without a version bump. Version 1 (dropkit-checkpoint-1, before models were values: an MLP
+// given by --arch, tensors named by layer index) is read and converted: its layer list is the
+// --arch net, its tensors are renamed, its epoch times are dropped.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "dropkit/model/model.h"
+#include "dropkit/train/config.h"
+#include "dropkit/train/optimizer.h"
+
+namespace dropkit::train {
+
+inline constexpr int kCheckpointVersion = 2;
+
+// One epoch's metrics. `seconds` is measured, not derived: it is written to metrics.jsonl but
+// not to the checkpoint.
+struct EpochRecord {
+  int epoch = 0;              // 1-based
+  std::uint64_t step = 0;     // optimizer steps taken so far
+  double train_loss = 0;      // running mean over the epoch, in training mode (with dropout)
+  double train_accuracy = 0;  // eval mode, on the first train_eval training examples
+  double train_eval_loss = 0;
+  double val_loss = 0, val_accuracy = 0;
+  double test_loss = 0, test_accuracy = 0;
+  double seconds = 0;  // training time of the epoch (without the evaluations)
+  double lr = 0, momentum = 0;
+  nlohmann::json to_json(bool with_seconds = true) const;
+  // Missing fields keep their defaults (0).
+  static EpochRecord from_json(const nlohmann::json& j);
+};
+
+struct TrainState {
+  int epoch = 0;           // epochs done
+  std::uint64_t step = 0;  // optimizer steps done
+  std::uint64_t adam_steps = 0;
+  std::vector<EpochRecord> history;
+};
+
+// Thrown for every problem with a checkpoint file: "<file>: <problem>".
+class CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+void save_checkpoint(const std::filesystem::path& file, const model::Model& model,
+                     const Optimizer& optimizer, const TrainConfig& config,
+                     const TrainState& state);
+
+// A checkpoint read and checked: the format, the config and state, a model that the layer list
+// builds, and tensors of exactly the names and shapes that model and its optimizer need.
+struct Checkpoint {
+  int version = 0;
+  TrainConfig config;
+  TrainState state;
+  std::unique_ptr<model::Model> model;            // with the saved parameters and buffers
+  std::map<std::string, Tensor> optimizer_slots;  // "<slot>.<parameter name>"
+};
+Checkpoint read_checkpoint(const std::filesystem::path& file);
+
+// The optimizer's slot names: {"velocity"} for sgd, {"adam_m", "adam_v"} for adam.
+std::vector<std::string> optimizer_slot_names(const OptimizerConfig& c);
+
+// Puts the checkpoint's optimizer state into `optimizer`, built for `arena` (the arena of the
+// checkpoint's model, which may have been moved out of ck).
+void restore_optimizer(const Checkpoint& ck, const nn::ParamArena& arena, Optimizer& optimizer);
+
+}  // namespace dropkit::train

@@ -161,6 +161,9 @@ int run_train(CLI::App& app, TrainOpts& o) {
     bool net_given = false;
     std::vector<std::string> arch_options;
     for (const auto& [name, value] : given) {
+      if (name == "net" && value.get<std::string>().empty()) {
+        throw std::invalid_argument("--net is empty (leave it out to train the --arch net)");
+      }
       net_given |= name == "net";
       if (name == "arch" || name == "activation" || name == "dropout" || name == "input_dropout" ||
           name == "scaling") {
@@ -171,7 +174,7 @@ int run_train(CLI::App& app, TrainOpts& o) {
       throw std::invalid_argument(
           fmt::format("--net gives the whole layer list; {} apply only to the --arch net (give one "
                       "or the other)",
-                      fmt::join(arch_options, ", ")));
+                      join(arch_options)));
     }
   }
   for (const auto& [name, value] : given) config.set(name, value);

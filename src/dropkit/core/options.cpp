@@ -15,20 +15,23 @@ std::string bound(double v) {
   return fmt::format("{}", v);
 }
 
-std::string joined(const std::vector<std::string>& items) {
+}  // namespace
+
+std::string join(std::span<const std::string> items, const char* separator) {
   std::string s;
-  for (const auto& i : items) s += (s.empty() ? "" : ", ") + i;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) s += separator;
+    s += items[i];
+  }
   return s;
 }
-
-}  // namespace
 
 std::string Option::range_text() const {
   switch (type) {
     case Type::kBool:
       return "true or false";
     case Type::kString:
-      return choices.empty() ? "any string" : "one of " + joined(choices);
+      return choices.empty() ? "any string" : "one of " + join(choices);
     case Type::kInt:
     case Type::kReal:
       break;
@@ -97,7 +100,7 @@ nlohmann::json complete_options(std::span<const Option> options, const nlohmann:
       std::vector<std::string> names;
       for (const auto& o : options) names.push_back(o.name);
       throw std::invalid_argument(fmt::format("{}unknown option '{}' (valid: {})", owner, key,
-                                              names.empty() ? "none" : joined(names)));
+                                              names.empty() ? "none" : join(names)));
     }
   }
   for (const auto& o : options) {

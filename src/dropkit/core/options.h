@@ -25,12 +25,12 @@ struct Option {
   std::string name;  // snake_case; the CLI flag is --name with '_' -> '-'
   Type type = Type::kReal;
   nlohmann::json default_value;
-  std::string help;
+  std::string help{};
   // Numeric range; an open end excludes its bound. Integers are also checked to be whole.
   double min = -std::numeric_limits<double>::infinity();
   double max = std::numeric_limits<double>::infinity();
   bool min_open = false, max_open = false;
-  std::vector<std::string> choices;  // a string option with choices accepts only these
+  std::vector<std::string> choices{};  // a string option with choices accepts only these
 
   // "[0, 1]", "(0, inf)", "one of sgd, adam", "true or false", "any string".
   std::string range_text() const;
@@ -40,6 +40,10 @@ struct Option {
   void check(const nlohmann::json& value, const std::string& owner = "") const;
   std::string flag() const;  // "--lr-decay"
 };
+
+// "a, b, c": the lists of valid values that error messages show. (Not fmt::join: with fmt 9,
+// GCC 12 -O3 warns falsely inside its format-spec parser.)
+std::string join(std::span<const std::string> items, const char* separator = ", ");
 
 // Options of one kind of thing, in the order they are documented.
 using OptionList = std::vector<Option>;

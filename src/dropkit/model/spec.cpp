@@ -57,7 +57,7 @@ json parse_item(const std::string& item, const std::string& owner) {
     for (const auto& candidate : layer_kinds()) kinds.push_back(candidate.kind);
     throw std::invalid_argument(
         fmt::format("{}unknown layer kind '{}' (valid: {}, or an activation's name: {})", owner,
-                    kind, fmt::join(kinds, ", "), fmt::join(nn::activation_names(), ", ")));
+                    kind, join(kinds), join(nn::activation_names())));
   }
   json layer{{"kind", kind}};
   std::size_t next_positional = 0;
@@ -69,7 +69,7 @@ json parse_item(const std::string& item, const std::string& owner) {
       if (next_positional >= k->positional.size()) {
         throw std::invalid_argument(fmt::format(
             "{}too many arguments: '{}' takes {} by position ({}); give others as name=value",
-            owner, kind, k->positional.size(), fmt::join(k->positional, ", ")));
+            owner, kind, k->positional.size(), join(k->positional)));
       }
       name = k->positional[next_positional++];
       text = arg;
@@ -81,9 +81,8 @@ json parse_item(const std::string& item, const std::string& owner) {
     if (o == nullptr) {
       std::vector<std::string> names;
       for (const auto& opt : k->options) names.push_back(opt.name);
-      throw std::invalid_argument(
-          fmt::format("{}unknown option '{}' (valid: {})", owner, name,
-                      names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+      throw std::invalid_argument(fmt::format("{}unknown option '{}' (valid: {})", owner, name,
+                                              names.empty() ? "none" : join(names)));
     }
     if (layer.contains(name)) {
       throw std::invalid_argument(fmt::format("{}{} given twice", owner, name));
@@ -183,25 +182,26 @@ std::string layer_to_text(const json& layer) {
   const std::string kind = layer.at("kind").get<std::string>();
   if (kind == "activation") return layer.at("function").get<std::string>();
   const LayerKind& k = find_layer_kind(kind);
-  auto shown = [](const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
-  std::string text = kind;
-  // Positional values while none is skipped, then name=value for the rest that differ from
-  // their defaults.
-  std::vector<std::string> named;
-  // One past the last positional that must be written; the first always is ("dropout:0.5").
-  std::size_t last_positional = k.positional.empty() ? 0 : 1;
+  auto is_default = [&](const Option& o) {
+    return !layer.contains(o.name) || layer[o.name] == o.default_value;
+  };
+  // Positional values up to the last one that differs from its default (the first always:
+  // "dropout:0.5"), then name=value for the other options that differ from their defaults.
+  std::size_t positional = k.positional.empty() ? 0 : 1;
   for (std::size_t i = 0; i < k.positional.size(); ++i) {
-    const Option* o = find_option(k.options, k.positional[i]);
-    if (layer.contains(o->name) && layer[o->name] != o->default_value) last_positional = i + 1;
+    if (!is_default(*find_option(k.options, k.positional[i]))) positional = i + 1;
   }
-  for (std::size_t i = 0; i < last_positional; ++i) text += ":" + shown(layer[k.positional[i]]);
+  std::string text = kind;
+  auto append = [&](const std::string& name, const json& v) {
+    text += ':';  // (appended piecewise: GCC 12 warns falsely on ":" + std::string)
+    if (!name.empty()) text.append(name).append("=");
+    text += v.is_string() ? v.get<std::string>() : v.dump();
+  };
+  for (std::size_t i = 0; i < positional; ++i) append("", layer[k.positional[i]]);
   for (const auto& o : k.options) {
-    const bool positional_written =
-        std::find(k.positional.begin(),
-                  k.positional.begin() + static_cast<std::ptrdiff_t>(last_positional),
-                  o.name) != k.positional.begin() + static_cast<std::ptrdiff_t>(last_positional);
-    if (positional_written || !layer.contains(o.name) || layer[o.name] == o.default_value) continue;
-    text += ":" + o.name + "=" + shown(layer[o.name]);
+    const auto end = k.positional.begin() + static_cast<std::ptrdiff_t>(positional);
+    if (std::find(k.positional.begin(), end, o.name) != end || is_default(o)) continue;
+    append(o.name, layer[o.name]);
   }
   return text;
 }

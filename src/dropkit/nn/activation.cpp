@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "dropkit/core/options.h"
+
 namespace dropkit::nn {
 
 std::string_view activation_name(Activation a) {
@@ -41,8 +43,8 @@ const std::vector<std::string>& activation_names() {
 Activation parse_activation(std::string_view name) {
   for (auto a : kAll)
     if (activation_name(a) == name) return a;
-  throw std::invalid_argument(fmt::format("unknown activation '{}' (valid: {})", name,
-                                          fmt::join(activation_names(), ", ")));
+  throw std::invalid_argument(
+      fmt::format("unknown activation '{}' (valid: {})", name, join(activation_names())));
 }
 
 void activation_forward(Activation f, const float* z, float* a, std::size_t n) {

@@ -190,6 +190,69 @@ TEST(FusedUpdate, LayersWithoutBackwardToAreUpdatedFromTheArena) {
   EXPECT_NE(fused->params().values()[e.offset], 1.0f);
 }
 
+// A layer with a buffer (non-trainable state, like BatchNorm's running statistics): the arena
+// keeps it apart, names it, and no optimizer path touches it.
+class WithBuffer final : public nn::Layer {
+ public:
+  std::string kind() const override { return "with_buffer"; }
+  nlohmann::json config() const override { return nlohmann::json::object(); }
+  void forward(const Tensor& x, Tensor& y, const nn::Context&) override {
+    y.resize(x.shape());
+    for (std::size_t i = 0; i < x.numel(); ++i) y[i] = x[i] * *w_ + running_[i % 3];
+  }
+  void backward(const Tensor& dy, Tensor& dx) override {
+    dx.resize(dy.shape());
+    for (std::size_t i = 0; i < dy.numel(); ++i) {
+      dx[i] = dy[i] * *w_;
+      *dw_ += dy[i];
+    }
+  }
+  std::vector<nn::ParamSpec> param_specs() const override {
+    return {{"running", Shape{3}, nn::ParamRole::kBuffer},
+            {"w", Shape{1}, nn::ParamRole::kTrainable, nn::kWeightDecay}};
+  }
+  void bind_params(std::vector<float*> v, std::vector<float*> g) override {
+    running_ = v.at(0);
+    EXPECT_EQ(g.at(0), nullptr);  // buffers have no gradient
+    w_ = v.at(1);
+    dw_ = g.at(1);
+  }
+  void init_params(std::uint64_t, std::uint32_t) override {
+    *w_ = 1.0f;
+    running_[0] = 1.5f, running_[1] = -2.0f, running_[2] = 4.0f;
+  }
+
+ private:
+  float *running_ = nullptr, *w_ = nullptr, *dw_ = nullptr;
+};
+
+TEST(FusedUpdate, BuffersAreNamedApartAndNeverUpdated) {
+  model::Sequential net;
+  net.add(std::make_unique<nn::Linear>(4, 3));
+  net.add(std::make_unique<WithBuffer>());
+  net.add(std::make_unique<nn::Linear>(3, 2));
+  net.build({"layers.0.dense", "layers.1.with_buffer", "layers.2.dense"});
+  net.init_params(3);
+  const auto& arena = net.params();
+  ASSERT_EQ(arena.buffer_entries().size(), 1u);
+  EXPECT_EQ(arena.buffer_entries()[0].name, "layers.1.with_buffer.running");
+  for (const auto& e : arena.entries()) EXPECT_NE(e.name, "layers.1.with_buffer.running");
+  const std::vector<float> buffers(arena.buffers().begin(), arena.buffers().end());
+  OptimizerConfig oc;
+  oc.weight_decay = 0.1;
+  Optimizer opt(oc, net.params().size());
+  parallel::ThreadPool pool(2);
+  const Tensor x = random_tensor(Shape{5, 4}, 3);
+  const std::vector<std::uint8_t> labels = {0, 1, 1, 0, 1};
+  Tensor dl;
+  const float w_before = net.params().values()[net.params().entries()[2].offset];
+  for (std::uint64_t step = 0; step < 3; ++step) {
+    train_step(net, opt, 0, x, labels, {.mode = nn::Mode::kTrain, .step = step, .pool = &pool}, dl);
+  }
+  EXPECT_TRUE(std::equal(buffers.begin(), buffers.end(), net.params().buffers().begin()));
+  EXPECT_NE(net.params().values()[net.params().entries()[2].offset], w_before);  // w trained
+}
+
 TEST(FusedUpdate, SinkContractViolationsAreErrors) {
   nn::Linear layer(4, 3);
   nn::ParamArena arena({&layer});

@@ -1,8 +1,8 @@
 // `dropkit bench train`: one training step of a network (the default one, or --net) against its
 // own matrix products, all measured in one run, interleaved round by round so that drift in the
 // machine's speed hits every variant alike. Reported: medians of the times, and the two ratios of
-// issue 3 (step with dropout / products alone, step with dropout / step without dropout) as medians
-// of per-round ratios.
+// the step's cost (step with dropout / products alone, step with dropout / step without dropout) as
+// medians of per-round ratios.
 #include "bench_train.h"
 
 #include <algorithm>

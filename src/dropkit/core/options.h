@@ -24,7 +24,7 @@ struct Option {
 
   std::string name;  // snake_case; the CLI flag is --name with '_' -> '-'
   Type type = Type::kReal;
-  nlohmann::json default_value;
+  nlohmann::json default_value{};  // null: required (no default)
   std::string help{};
   // Numeric range; an open end excludes its bound. Integers are also checked to be whole.
   double min = -std::numeric_limits<double>::infinity();

@@ -50,8 +50,12 @@ double checked_drop_prob(double drop_prob, const char* what = "drop_prob");
 class Dropout : public nn::Layer {
  public:
   // stream_id distinguishes this layer's masks from every other layer's; give each its own.
-  explicit Dropout(double drop_prob, Scaling scaling = Scaling::kInverted,
-                   MaskStorage storage = MaskStorage::kRecompute, std::uint32_t stream_id = 0);
+  // The defaults of the "dropout" layer kind too (model/registry.cpp reads them from here).
+  static constexpr Scaling kDefaultScaling = Scaling::kInverted;
+  static constexpr MaskStorage kDefaultStorage = MaskStorage::kBits;
+
+  explicit Dropout(double drop_prob, Scaling scaling = kDefaultScaling,
+                   MaskStorage storage = kDefaultStorage, std::uint32_t stream_id = 0);
 
   std::string kind() const override { return "dropout"; }
   nlohmann::json config() const override;

@@ -1,6 +1,6 @@
 // The per-ISA kernel table and run-time dispatch. Each entry works on one contiguous range of
 // stream element indices [first, first + n), single-threaded, allocating nothing; the pointers
-// point at the element with index `first`. Multi-threading lives one level up (kernels/dropout.h).
+// point at the element with index `first`. Multi-threading lives one level up (dropout/mask.h).
 #pragma once
 
 #include <cstddef>

@@ -45,7 +45,7 @@ struct OptimizerConfig {
 // An update runs in three parts, so that most of it can happen inside backward: a layer's
 // backward_to (nn/layer.h) hands each block of its gradient to consume() while the block is in
 // cache, and the gradient never travels to memory. That is what keeps a training step near the
-// cost of its matrix products (issue 3; measured in docs/design.md).
+// cost of its matrix products (measured in docs/design.md).
 //   begin_step   fixes the step's learning rate, momentum and Adam step count;
 //   consume      updates the rows it is given, then applies max-norm to them;
 //   finish_step  updates every parameter that consume() did not cover from the arena's

@@ -170,6 +170,60 @@ TEST(TrainConfigTest, JsonRoundTripAndValidation) {
   EXPECT_THROW(c.validate(), std::invalid_argument);
 }
 
+// Over the whole option table: every field round-trips through JSON with a non-default value,
+// a missing key keeps its default, and a value outside its range is refused naming the option
+// and the range, leaving the config as it was.
+TEST(TrainConfigTest, EveryOptionRoundTripsDefaultsAndChecksItsRange) {
+  const TrainConfig defaults;
+  for (const auto& f : TrainConfig::fields()) {
+    const Option& o = f.option;
+    SCOPED_TRACE(o.name);
+    EXPECT_EQ(defaults.get(o.name), o.default_value);
+    nlohmann::json other;  // a valid value other than the default
+    switch (o.type) {
+      case Option::Type::kBool:
+        other = !o.default_value.get<bool>();
+        break;
+      case Option::Type::kString:
+        if (!o.choices.empty()) {
+          other = o.choices.back() == o.default_value ? o.choices.front() : o.choices.back();
+        } else {
+          other = o.name == "arch" ? "64-7-4" : "dense:4";
+        }
+        break;
+      case Option::Type::kInt:
+        other = o.default_value.get<std::int64_t>() == 1 ? 2 : 1;
+        break;
+      case Option::Type::kReal:
+        other = o.default_value.get<double>() == 0.5 ? 0.25 : 0.5;
+        break;
+    }
+    TrainConfig c;
+    c.set(o.name, other);
+    EXPECT_EQ(c.get(o.name), other);
+    nlohmann::json j = c.to_json();
+    EXPECT_EQ(TrainConfig::from_json(j).get(o.name), other);
+    j.erase(o.name);
+    EXPECT_EQ(TrainConfig::from_json(j).get(o.name), o.default_value);
+    if (o.type == Option::Type::kInt || o.type == Option::Type::kReal) {
+      const double bad = std::isfinite(o.min) ? o.min - 1 : o.max + 1;
+      if (!std::isfinite(bad)) continue;
+      const nlohmann::json v = o.type == Option::Type::kInt
+                                   ? nlohmann::json(static_cast<std::int64_t>(bad))
+                                   : nlohmann::json(bad);
+      try {
+        c.set(o.name, v);
+        ADD_FAILURE() << "accepted " << v;
+      } catch (const std::invalid_argument& e) {
+        EXPECT_THAT(e.what(), HasSubstr(o.name + " = "));
+        EXPECT_THAT(e.what(), HasSubstr(o.range_text()));
+      }
+      EXPECT_EQ(c.get(o.name), other);
+    }
+  }
+  EXPECT_THROW(TrainConfig::from_json({{"no_such_option", 1}}), std::invalid_argument);
+}
+
 TEST(Batcher, PermutationIsAPermutationKeyedBySeedAndEpoch) {
   const auto split = data::split_train_val(1000, 100);
   EXPECT_EQ(split.train.size(), 900u);

@@ -279,15 +279,21 @@ Run add_train(CLI::App& app) {
       ->capture_default_str();
   for (const auto& f : train::TrainConfig::fields()) {
     const Option& opt = f.option;
-    const std::string help = fmt::format("{} ({}{})", opt.help, opt.range_text(),
-                                         f.fixed_on_resume ? "" : "; may change on --resume");
+    const bool free_text = (opt.type == Option::Type::kString && opt.choices.empty()) ||
+                           opt.type == Option::Type::kBool;  // a flag: no value to range
+    const std::string help =
+        fmt::format("{}{}{}", opt.help, free_text ? "" : " (" + opt.range_text() + ")",
+                    f.fixed_on_resume ? "" : " (may change on --resume)");
     if (opt.type == Option::Type::kBool) {
       app.add_flag(opt.flag(), o->flags[opt.name], help);
       continue;
     }
     const std::string shown = opt.default_value.is_string() ? opt.default_value.get<std::string>()
                                                             : opt.default_value.dump();
-    app.add_option(opt.flag(), o->values[opt.name], help)->default_str(shown);
+    const char* type = opt.type == Option::Type::kInt    ? "INT"
+                       : opt.type == Option::Type::kReal ? "FLOAT"
+                                                         : "TEXT";
+    app.add_option(opt.flag(), o->values[opt.name], help)->default_str(shown)->type_name(type);
   }
   app.add_option("--threads", o->threads, "threads (0 = all cores); results do not depend on it")
       ->check(CLI::Range(0, 256))

@@ -108,7 +108,8 @@ TEST(Spec, NamedArgumentsActivationsAndSpaces) {
   EXPECT_EQ(l[0], (json{{"kind", "dropout"},
                         {"drop_prob", 0.3},
                         {"scaling", "inverted"},
-                        {"mask_storage", "recompute"}}));
+                        {"mask_storage", "recompute"},
+                        {"shared_axes", ""}}));
   EXPECT_EQ(l[1]["activation"], "selu");
   EXPECT_EQ(l[2]["scaling"], "inference");
   EXPECT_EQ(l[3], (json{{"kind", "activation"}, {"function", "sigmoid"}}));
@@ -133,6 +134,9 @@ TEST(Spec, ErrorsNameTheItemItsPositionAndTheProblem) {
   EXPECT_THAT(err("dense:10:units=3"), HasSubstr("units given twice"));
   EXPECT_THAT(err("dense:10,,dense:3"), HasSubstr("item 2"));
   EXPECT_THAT(err("relu:3"), HasSubstr("takes no arguments"));
+  EXPECT_THAT(err("gaussian_noise:-1"), HasSubstr("sigma = -1 is outside [0, inf)"));
+  EXPECT_THAT(err("alpha_dropout:1.01"), HasSubstr("drop_prob = 1.01 is outside [0, 1]"));
+  EXPECT_THAT(err("gaussian_dropout:inf"), HasSubstr("drop_prob = inf is outside [0, 1]"));
   EXPECT_THAT(err(""), HasSubstr("empty"));
 }
 
@@ -168,16 +172,29 @@ TEST(Spec, GeneratedNetsRoundTripThroughTextAndBuild) {
     std::int64_t width = 1 + static_cast<std::int64_t>(gen() % 50);
     const int n = 1 + static_cast<int>(gen() % 7);
     for (int i = 0; i < n; ++i) {
-      switch (gen() % 4) {
+      const std::string shared = gen() % 3 == 0 ? "1" : "";
+      const double p = static_cast<double>(gen() % 101) / 100.0;
+      switch (gen() % 7) {
+        case 4:
+          layers.push_back(
+              {{"kind", "gaussian_dropout"}, {"drop_prob", p}, {"shared_axes", shared}});
+          break;
+        case 5:
+          layers.push_back({{"kind", "alpha_dropout"}, {"drop_prob", p}, {"shared_axes", shared}});
+          break;
+        case 6:
+          layers.push_back({{"kind", "gaussian_noise"}, {"sigma", 3 * p}});
+          break;
         case 0:
           width = 1 + static_cast<std::int64_t>(gen() % 300);
           layers.push_back({{"kind", "dense"}, {"units", width}, {"activation", acts[gen() % 5]}});
           break;
         case 1:
           layers.push_back({{"kind", "dropout"},
-                            {"drop_prob", static_cast<double>(gen() % 101) / 100.0},
+                            {"drop_prob", p},
                             {"scaling", gen() % 2 ? "inverted" : "inference"},
-                            {"mask_storage", gen() % 2 ? "bits" : "recompute"}});
+                            {"mask_storage", gen() % 2 ? "bits" : "recompute"},
+                            {"shared_axes", shared}});
           break;
         case 2:
           layers.push_back({{"kind", "activation"}, {"function", acts[gen() % 5]}});

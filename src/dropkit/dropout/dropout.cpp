@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "dropkit/dropout/mask.h"
+#include "dropkit/dropout/noise_shape.h"
 
 namespace dropkit::dropout {
 
@@ -18,11 +19,12 @@ double checked_drop_prob(double drop_prob, const char* what) {
   return drop_prob;
 }
 
-Dropout::Dropout(double drop_prob, Scaling scaling, MaskStorage storage, std::uint32_t stream_id)
-    : drop_prob_(checked_drop_prob(drop_prob)),
+Dropout::Dropout(double drop_prob, Scaling scaling, MaskStorage storage, std::uint32_t stream_id,
+                 std::vector<int> shared_axes)
+    : NoiseLayer(stream_id, std::move(shared_axes)),
+      drop_prob_(checked_drop_prob(drop_prob)),
       scaling_(scaling),
       storage_(storage),
-      stream_id_(stream_id),
       keep_(drop_prob),
       // p = 1 under inverted scaling would be 1/0; nothing is ever kept then, so the scale is
       // never applied and 0 is as good as any value and cannot create an Inf.
@@ -54,7 +56,8 @@ MaskStorage parse_storage(std::string_view name) {
 nlohmann::json Dropout::config() const {
   return {{"drop_prob", drop_prob_},
           {"scaling", scaling_name(scaling_)},
-          {"mask_storage", storage_name(storage_)}};
+          {"mask_storage", storage_name(storage_)},
+          {"shared_axes", shared_axes_text(shared_axes())}};
 }
 
 std::size_t Dropout::saved_bytes(MaskStorage storage, std::size_t n) {
@@ -65,7 +68,7 @@ void Dropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
   auto& pool = ctx.threads();
   if (&y != &x) y.resize(x.shape());
   if (ctx.mode == nn::Mode::kEval) {
-    has_train_forward_ = false;
+    forget_draw();
     if (keep_.drops_all() && scaling_ == Scaling::kInference) {
       std::fill(y.span().begin(), y.span().end(), 0.0f);  // h * (1 - 1), without 0 * Inf = NaN
     } else {
@@ -73,37 +76,36 @@ void Dropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
     }
     return;
   }
-  // Rows are the leading axis: the stream index of element i is row_offset * row width + i.
-  const std::size_t row = x.shape().rank() == 0 || x.shape()[0] == 0
-                              ? x.numel()
-                              : x.numel() / static_cast<std::size_t>(x.shape()[0]);
-  const rng::StreamKey stream{ctx.seed, stream_id_, ctx.step};
-  const std::uint64_t first = ctx.row_offset * row;
-  const bool train = ctx.mode == nn::Mode::kTrain;
-  const bool keep_bits = train && needs_backward_ && storage_ == MaskStorage::kBits;
-  if (keep_bits) bits_.assign(mask_words(first, x.numel()), 0);
-  apply_keep_mask(pool, stream, first, keep_, train_scale_, x.span(), y.span(),
-                  keep_bits ? std::span(bits_) : std::span<std::uint64_t>());
-  has_train_forward_ = train;
-  if (train) {
-    saved_shape_ = x.shape();
-    saved_stream_ = stream;
-    saved_first_ = first;
-    saved_pool_ = &pool;
+  const Draw& d = begin_draw(x, ctx);
+  if (d.shared) {
+    // One mask value per noise element: keep ? scale : 0, broadcast over the shared axes.
+    noise_.resize(d.noise);
+    std::fill(noise_.span().begin(), noise_.span().end(), 1.0f);
+    apply_keep_mask(pool, d.key, d.first, keep_, train_scale_, noise_.span(), noise_.span());
+    broadcast_noise(pool, d.shape, d.noise, x.data(), noise_.data(), y.data(),
+                    [](float v, float m) { return m != 0.0f ? v * m : 0.0f; });
+    return;
   }
+  const bool keep_bits =
+      ctx.mode == nn::Mode::kTrain && needs_backward_ && storage_ == MaskStorage::kBits;
+  if (keep_bits) bits_.assign(mask_words(d.first, x.numel()), 0);
+  apply_keep_mask(pool, d.key, d.first, keep_, train_scale_, x.span(), y.span(),
+                  keep_bits ? std::span(bits_) : std::span<std::uint64_t>());
 }
 
 void Dropout::backward(const Tensor& dy, Tensor& dx) {
-  nn::check_backward(*this, has_train_forward_ ? &saved_shape_ : nullptr, dy.shape());
+  const Draw& d = saved_draw(dy);
   if (!needs_backward_) {
     throw std::logic_error(name() + ": backward after set_needs_backward(false)");
   }
   if (&dx != &dy) dx.resize(dy.shape());
-  if (storage_ == MaskStorage::kBits) {
-    apply_stored_mask(*saved_pool_, bits_, saved_first_, train_scale_, dy.span(), dx.span());
+  if (d.shared) {
+    broadcast_noise(*d.pool, d.shape, d.noise, dy.data(), noise_.data(), dx.data(),
+                    [](float v, float m) { return m != 0.0f ? v * m : 0.0f; });
+  } else if (storage_ == MaskStorage::kBits) {
+    apply_stored_mask(*d.pool, bits_, d.first, train_scale_, dy.span(), dx.span());
   } else {
-    apply_keep_mask(*saved_pool_, saved_stream_, saved_first_, keep_, train_scale_, dy.span(),
-                    dx.span());
+    apply_keep_mask(*d.pool, d.key, d.first, keep_, train_scale_, dy.span(), dx.span());
   }
 }
 

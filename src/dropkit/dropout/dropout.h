@@ -21,8 +21,11 @@
 // ctx.row_offset * row width + i): see rng/philox.h and dropout/mask.h.
 //
 // Kind "dropout"; config: drop_prob in [0, 1], scaling (inverted, inference), mask_storage
-// (bits, recompute). A layer that never runs backward (set_needs_backward(false): it comes
-// before the model's first parameter) stores no bits whatever mask_storage says.
+// (bits, recompute), shared_axes (dropout/noise_shape.h: "2+3" is spatial dropout, one mask
+// value per example and channel of [N, C, H, W]; empty: every element its own). A layer that
+// never runs backward (set_needs_backward(false): it comes before the model's first parameter)
+// stores no bits whatever mask_storage says. With shared axes the mask lives on the noise shape
+// (one float per noise element, kept for backward) and mask_storage does not apply.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +33,7 @@
 #include <string_view>
 #include <vector>
 
-#include "dropkit/nn/layer.h"
+#include "dropkit/dropout/noise_layer.h"
 #include "dropkit/rng/philox.h"
 
 namespace dropkit::dropout {
@@ -47,7 +50,7 @@ MaskStorage parse_storage(std::string_view name);
 // Throws std::invalid_argument naming the value and the range [0, 1] unless 0 <= drop_prob <= 1.
 double checked_drop_prob(double drop_prob, const char* what = "drop_prob");
 
-class Dropout : public nn::Layer {
+class Dropout : public NoiseLayer {
  public:
   // stream_id distinguishes this layer's masks from every other layer's; give each its own.
   // The defaults of the "dropout" layer kind too (model/registry.cpp reads them from here).
@@ -55,11 +58,11 @@ class Dropout : public nn::Layer {
   static constexpr MaskStorage kDefaultStorage = MaskStorage::kBits;
 
   explicit Dropout(double drop_prob, Scaling scaling = kDefaultScaling,
-                   MaskStorage storage = kDefaultStorage, std::uint32_t stream_id = 0);
+                   MaskStorage storage = kDefaultStorage, std::uint32_t stream_id = 0,
+                   std::vector<int> shared_axes = {});
 
   std::string kind() const override { return "dropout"; }
   nlohmann::json config() const override;
-  bool stochastic() const override { return true; }
   void forward(const Tensor& x, Tensor& y, const nn::Context& ctx) override;
   void backward(const Tensor& dy, Tensor& dx) override;
 
@@ -67,7 +70,6 @@ class Dropout : public nn::Layer {
   double keep_prob() const { return 1.0 - drop_prob_; }
   Scaling scaling() const { return scaling_; }
   MaskStorage storage() const { return storage_; }
-  std::uint32_t stream_id() const { return stream_id_; }
   float train_scale() const { return train_scale_; }  // s applied to kept elements in training
   float eval_scale() const { return eval_scale_; }    // applied to every element in Mode::kEval
   // Bytes kept between forward and backward for n elements (0 for kRecompute).
@@ -77,18 +79,10 @@ class Dropout : public nn::Layer {
   double drop_prob_;
   Scaling scaling_;
   MaskStorage storage_;
-  std::uint32_t stream_id_;
   rng::KeepThreshold keep_;
   float train_scale_;
   float eval_scale_;
-
-  // What the last Train forward left for backward.
-  bool has_train_forward_ = false;
-  Shape saved_shape_;
-  rng::StreamKey saved_stream_;
-  std::uint64_t saved_first_ = 0;
-  parallel::ThreadPool* saved_pool_ = nullptr;
-  std::vector<std::uint64_t> bits_;
+  std::vector<std::uint64_t> bits_;  // the last Train forward's keep bits (kBits)
 };
 
 }  // namespace dropkit::dropout

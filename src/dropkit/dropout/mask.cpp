@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -37,6 +38,20 @@ void for_groups(parallel::ThreadPool& pool, std::uint64_t first, std::size_t n, 
   });
 }
 
+// Sets the bits of elements [first, first + n) to `keep` (whole words, except the bits of a first
+// or last word that belong to other elements); nothing if `bits` is empty.
+void fill_bits(std::span<std::uint64_t> bits, std::uint64_t first, std::size_t n, bool keep) {
+  if (bits.empty()) return;
+  const std::uint64_t fill = keep ? ~std::uint64_t{0} : 0;
+  for (std::size_t i = 0; i < n;) {
+    const std::uint64_t idx = first + i, word = idx / kG - first / kG, lo = idx % kG;
+    const std::uint64_t hi = std::min<std::uint64_t>(kG, lo + (n - i));
+    const std::uint64_t range = kernels::bit_range(lo, hi);
+    bits[word] = (bits[word] & ~range) | (fill & range);
+    i += hi - lo;
+  }
+}
+
 }  // namespace
 
 std::size_t mask_words(std::uint64_t first, std::size_t n) {
@@ -62,23 +77,65 @@ void apply_keep_mask(parallel::ThreadPool& pool, const rng::StreamKey& s, std::u
     } else {
       scale_copy(pool, scale, x, y);
     }
-    if (!bits.empty()) {
-      // Whole words, except the bits of a first or last word that belong to other elements.
-      const std::uint64_t fill = keep.drops_all() ? 0 : ~std::uint64_t{0};
-      for (std::size_t i = 0; i < n;) {
-        const std::uint64_t idx = first + i, word = idx / kG - first / kG, lo = idx % kG;
-        const std::uint64_t hi = std::min<std::uint64_t>(kG, lo + (n - i));
-        const std::uint64_t range = kernels::bit_range(lo, hi);
-        bits[word] = (bits[word] & ~range) | (fill & range);
-        i += hi - lo;
-      }
-    }
+    fill_bits(bits, first, n, keep.keeps_all());
     return;
   }
   const auto& k = kernels::active_kernels();
   for_groups(pool, first, n, [&](std::size_t b, std::size_t e) {
     std::uint64_t* word = bits.empty() ? nullptr : bits.data() + ((first + b) / kG - first / kG);
     k.mask_scale(s, first + b, keep.word(), scale, x.data() + b, y.data() + b, e - b, word);
+  });
+}
+
+namespace {
+
+void check_range(const char* what, std::uint64_t first, std::size_t n) {
+  if (first + n > rng::kMaxStreamElements) {
+    throw std::invalid_argument(
+        fmt::format("{}: elements up to {} exceed the stream's 2^36", what, first + n));
+  }
+}
+
+}  // namespace
+
+void apply_keep_affine(parallel::ThreadPool& pool, const rng::StreamKey& s, std::uint64_t first,
+                       const rng::KeepThreshold& keep, float a, float b, float c,
+                       std::span<const float> x, std::span<float> y,
+                       std::span<std::uint64_t> bits) {
+  check_sizes(x.size(), y.size(), "apply_keep_affine");
+  const std::size_t n = x.size();
+  if (!bits.empty() && bits.size() != mask_words(first, n)) {
+    throw std::invalid_argument(fmt::format("apply_keep_affine: mask has {} words, {} needed",
+                                            bits.size(), mask_words(first, n)));
+  }
+  check_range("apply_keep_affine", first, n);
+  if (keep.drops_all() || keep.keeps_all()) {
+    fill_bits(bits, first, n, keep.keeps_all());
+    const bool all = keep.keeps_all();
+    for_groups(pool, first, n, [&](std::size_t lo, std::size_t hi) {
+      for (std::size_t i = lo; i < hi; ++i) y[i] = all ? a * x[i] + b : c;
+    });
+    return;
+  }
+  const auto& k = kernels::active_kernels();
+  for_groups(pool, first, n, [&](std::size_t lo, std::size_t hi) {
+    std::uint64_t* word = bits.empty() ? nullptr : bits.data() + ((first + lo) / kG - first / kG);
+    k.mask_affine(s, first + lo, keep.word(), a, b, c, x.data() + lo, y.data() + lo, hi - lo, word);
+  });
+}
+
+void apply_gaussian(parallel::ThreadPool& pool, const rng::StreamKey& s, std::uint64_t first,
+                    NoiseKind kind, float sigma, std::span<const float> x, std::span<float> y) {
+  check_sizes(x.size(), y.size(), "apply_gaussian");
+  check_range("apply_gaussian", first, x.size());
+  if (sigma == 0.0f) {
+    scale_copy(pool, 1.0f, x, y);
+    return;
+  }
+  const auto& k = kernels::active_kernels();
+  const auto fn = kind == NoiseKind::kMultiplicative ? k.gauss_mul : k.gauss_add;
+  for_groups(pool, first, x.size(), [&](std::size_t lo, std::size_t hi) {
+    fn(s, first + lo, sigma, x.data() + lo, y.data() + lo, hi - lo);
   });
 }
 

@@ -31,6 +31,22 @@ void apply_keep_mask(parallel::ThreadPool& pool, const rng::StreamKey& s, std::u
                      const rng::KeepThreshold& keep, float scale, std::span<const float> x,
                      std::span<float> y, std::span<std::uint64_t> bits = {});
 
+// Alpha dropout's affine keep mask: y[i] = keep_i ? a * x[i] + b : c (x and y may alias), bits
+// stored as apply_keep_mask does. keeps_all() computes a * x + b for every element, drops_all()
+// writes c; neither draws anything.
+void apply_keep_affine(parallel::ThreadPool& pool, const rng::StreamKey& s, std::uint64_t first,
+                       const rng::KeepThreshold& keep, float a, float b, float c,
+                       std::span<const float> x, std::span<float> y,
+                       std::span<std::uint64_t> bits = {});
+
+// Gaussian noise keyed like the masks: with z_i = normal_at(s, first + i),
+//   multiplicative: y[i] = x[i] * (1 + sigma z_i)     (Gaussian dropout)
+//   additive:       y[i] = x[i] + sigma z_i           (Gaussian noise)
+// sigma = 0 copies x bitwise and draws nothing. x and y may alias.
+enum class NoiseKind { kMultiplicative, kAdditive };
+void apply_gaussian(parallel::ThreadPool& pool, const rng::StreamKey& s, std::uint64_t first,
+                    NoiseKind kind, float sigma, std::span<const float> x, std::span<float> y);
+
 // y = bits * scale * x, with bits as stored by apply_keep_mask.
 void apply_stored_mask(parallel::ThreadPool& pool, std::span<const std::uint64_t> bits,
                        std::uint64_t first, float scale, std::span<const float> x,

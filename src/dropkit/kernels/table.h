@@ -35,6 +35,17 @@ struct KernelTable {
   // the keep bit; the other bits of a partially covered word are left unchanged.
   void (*mask_scale)(const rng::StreamKey& s, std::uint64_t first, std::uint32_t threshold,
                      float scale, const float* x, float* y, std::size_t n, std::uint64_t* mask);
+  // y[i] = bits_at(s, first + i) >= threshold ? a * x[i] + b : c; x may equal y; mask as above.
+  // (Alpha dropout: a dropped unit becomes c = a alpha' + b.)
+  void (*mask_affine)(const rng::StreamKey& s, std::uint64_t first, std::uint32_t threshold,
+                      float a, float b, float c, const float* x, float* y, std::size_t n,
+                      std::uint64_t* mask);
+  // y[i] = x[i] * (1 + sigma * normal_at(s, first + i)); x may equal y (Gaussian dropout).
+  void (*gauss_mul)(const rng::StreamKey& s, std::uint64_t first, float sigma, const float* x,
+                    float* y, std::size_t n);
+  // y[i] = x[i] + sigma * normal_at(s, first + i); x may equal y (Gaussian noise).
+  void (*gauss_add)(const rng::StreamKey& s, std::uint64_t first, float sigma, const float* x,
+                    float* y, std::size_t n);
   // y[i] = keep bit of element first + i (addressed as above) ? x[i] * scale : 0; x may equal y.
   void (*bits_scale)(const std::uint64_t* mask, std::uint64_t first, float scale, const float* x,
                      float* y, std::size_t n);

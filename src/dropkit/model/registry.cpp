@@ -1,10 +1,15 @@
 #include "dropkit/model/registry.h"
 
+#include <limits>
 #include <stdexcept>
 
 #include <fmt/format.h>
 
+#include "dropkit/dropout/alpha_dropout.h"
 #include "dropkit/dropout/dropout.h"
+#include "dropkit/dropout/gaussian_dropout.h"
+#include "dropkit/dropout/gaussian_noise.h"
+#include "dropkit/dropout/noise_shape.h"
 #include "dropkit/nn/activation.h"
 #include "dropkit/nn/flatten.h"
 #include "dropkit/nn/linear.h"
@@ -15,6 +20,30 @@ namespace {
 
 using json = nlohmann::json;
 using Type = Option::Type;
+
+// The options every member of the dropout family takes.
+Option drop_prob_option() {
+  return {.name = "drop_prob",
+          .type = Type::kReal,
+          .default_value = 0.5,
+          .help = "probability to drop a unit",
+          .min = 0,
+          .max = 1};
+}
+Option shared_axes_option() {
+  return {.name = "shared_axes",
+          .type = Type::kString,
+          .default_value = "",
+          .help =
+              "axes after the examples that share one noise value, joined by '+' (2+3 on "
+              "[N, C, H, W]: per channel; 1 on [N, T, D]: per sequence)"};
+}
+std::uint32_t stream_of(std::size_t index) {
+  return rng::kDropoutStreamBase + static_cast<std::uint32_t>(index);
+}
+std::vector<int> shared_axes_of(const json& c) {
+  return dropout::parse_shared_axes(c.at("shared_axes").get<std::string>());
+}
 
 std::vector<LayerKind> make_kinds() {
   std::vector<LayerKind> k;
@@ -42,12 +71,7 @@ std::vector<LayerKind> make_kinds() {
   k.push_back({
       .kind = "dropout",
       .summary = "Bernoulli dropout (Srivastava et al. 2014); drop_prob is the probability to DROP",
-      .options = {{.name = "drop_prob",
-                   .type = Type::kReal,
-                   .default_value = 0.5,
-                   .help = "probability to drop a unit",
-                   .min = 0,
-                   .max = 1},
+      .options = {drop_prob_option(),
                   {.name = "scaling",
                    .type = Type::kString,
                    .default_value = dropout::scaling_name(dropout::Dropout::kDefaultScaling),
@@ -57,14 +81,51 @@ std::vector<LayerKind> make_kinds() {
                    .type = Type::kString,
                    .default_value = dropout::storage_name(dropout::Dropout::kDefaultStorage),
                    .help = "what backward reads: 1 bit per element, or the mask recomputed",
-                   .choices = {"bits", "recompute"}}},
+                   .choices = {"bits", "recompute"}},
+                  shared_axes_option()},
       .positional = {"drop_prob", "scaling"},
       .create = [](const json& c, const Shape&, std::size_t index) -> std::unique_ptr<nn::Layer> {
         return std::make_unique<dropout::Dropout>(
             c.at("drop_prob").get<double>(),
             dropout::parse_scaling(c.at("scaling").get<std::string>()),
-            dropout::parse_storage(c.at("mask_storage").get<std::string>()),
-            rng::kDropoutStreamBase + static_cast<std::uint32_t>(index));
+            dropout::parse_storage(c.at("mask_storage").get<std::string>()), stream_of(index),
+            shared_axes_of(c));
+      },
+  });
+  k.push_back({
+      .kind = "gaussian_dropout",
+      .summary = "multiplicative N(1, p/(1-p)) noise: Bernoulli dropout's variance at drop rate p",
+      .options = {drop_prob_option(), shared_axes_option()},
+      .positional = {"drop_prob"},
+      .create = [](const json& c, const Shape&, std::size_t index) -> std::unique_ptr<nn::Layer> {
+        return std::make_unique<dropout::GaussianDropout>(c.at("drop_prob").get<double>(),
+                                                          stream_of(index), shared_axes_of(c));
+      },
+  });
+  k.push_back({
+      .kind = "gaussian_noise",
+      .summary = "additive N(0, sigma^2) noise (Bishop 1995)",
+      .options = {{.name = "sigma",
+                   .type = Type::kReal,
+                   .default_value = nullptr,
+                   .help = "standard deviation of the noise",
+                   .min = 0,
+                   .max = std::numeric_limits<double>::infinity(),
+                   .max_open = true}},
+      .positional = {"sigma"},
+      .create = [](const json& c, const Shape&, std::size_t index) -> std::unique_ptr<nn::Layer> {
+        return std::make_unique<dropout::GaussianNoise>(c.at("sigma").get<double>(),
+                                                        stream_of(index));
+      },
+  });
+  k.push_back({
+      .kind = "alpha_dropout",
+      .summary = "alpha dropout for SELU nets (Klambauer et al. 2017): keeps mean 0, variance 1",
+      .options = {drop_prob_option(), shared_axes_option()},
+      .positional = {"drop_prob"},
+      .create = [](const json& c, const Shape&, std::size_t index) -> std::unique_ptr<nn::Layer> {
+        return std::make_unique<dropout::AlphaDropout>(c.at("drop_prob").get<double>(),
+                                                       stream_of(index), shared_axes_of(c));
       },
   });
   k.push_back({

@@ -1,0 +1,72 @@
+#include "dropkit/dropout/alpha_dropout.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "dropkit/dropout/dropout.h"
+#include "dropkit/dropout/mask.h"
+#include "dropkit/dropout/noise_shape.h"
+
+namespace dropkit::dropout {
+namespace {
+
+double alpha_a(double p) {
+  return 1.0 / std::sqrt((1.0 - p) * (1.0 + p * kAlphaPrime * kAlphaPrime));
+}
+
+}  // namespace
+
+AlphaDropout::AlphaDropout(double drop_prob, std::uint32_t stream_id, std::vector<int> shared_axes)
+    : NoiseLayer(stream_id, std::move(shared_axes)),
+      drop_prob_(checked_drop_prob(drop_prob)),
+      keep_(drop_prob),
+      // In double, rounded once; p = 1 takes the limit (a is never applied then: all dropped).
+      a_(drop_prob < 1.0 ? static_cast<float>(alpha_a(drop_prob)) : 0.0f),
+      b_(drop_prob < 1.0 ? static_cast<float>(-alpha_a(drop_prob) * kAlphaPrime * drop_prob)
+                         : 0.0f),
+      c_(drop_prob < 1.0 ? static_cast<float>(alpha_a(drop_prob) * kAlphaPrime * (1.0 - drop_prob))
+                         : 0.0f) {}
+
+nlohmann::json AlphaDropout::config() const {
+  return {{"drop_prob", drop_prob_}, {"shared_axes", shared_axes_text(shared_axes())}};
+}
+
+void AlphaDropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
+  auto& pool = ctx.threads();
+  if (&y != &x) y.resize(x.shape());
+  if (ctx.mode == nn::Mode::kEval || keep_.keeps_all()) {
+    if (ctx.mode == nn::Mode::kEval)
+      forget_draw();
+    else
+      begin_draw(x, ctx);
+    scale_copy(pool, 1.0f, x.span(), y.span());  // p = 0 in training: the identity, bitwise
+    return;
+  }
+  const Draw& d = begin_draw(x, ctx);
+  if (!d.shared) {
+    apply_keep_affine(pool, d.key, d.first, keep_, a_, b_, c_, x.span(), y.span());
+    return;
+  }
+  noise_.resize(d.noise);  // 1 kept, 0 dropped, per noise element
+  std::fill(noise_.span().begin(), noise_.span().end(), 1.0f);
+  apply_keep_mask(pool, d.key, d.first, keep_, 1.0f, noise_.span(), noise_.span());
+  const float a = a_, b = b_, c = c_;
+  broadcast_noise(pool, d.shape, d.noise, x.data(), noise_.data(), y.data(),
+                  [=](float v, float k) { return k != 0.0f ? a * v + b : c; });
+}
+
+void AlphaDropout::backward(const Tensor& dy, Tensor& dx) {
+  const Draw& d = saved_draw(dy);
+  if (&dx != &dy) dx.resize(dy.shape());
+  if (keep_.keeps_all()) {
+    scale_copy(*d.pool, 1.0f, dy.span(), dx.span());
+  } else if (!d.shared) {
+    apply_keep_mask(*d.pool, d.key, d.first, keep_, a_, dy.span(), dx.span());
+  } else {
+    const float a = a_;
+    broadcast_noise(*d.pool, d.shape, d.noise, dy.data(), noise_.data(), dx.data(),
+                    [=](float v, float k) { return k != 0.0f ? v * a : 0.0f; });
+  }
+}
+
+}  // namespace dropkit::dropout

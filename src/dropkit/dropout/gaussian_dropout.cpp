@@ -1,0 +1,59 @@
+#include "dropkit/dropout/gaussian_dropout.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "dropkit/dropout/dropout.h"
+#include "dropkit/dropout/mask.h"
+#include "dropkit/dropout/noise_shape.h"
+
+namespace dropkit::dropout {
+
+GaussianDropout::GaussianDropout(double drop_prob, std::uint32_t stream_id,
+                                 std::vector<int> shared_axes)
+    : NoiseLayer(stream_id, std::move(shared_axes)),
+      drop_prob_(checked_drop_prob(drop_prob)),
+      sigma_(drop_prob < 1.0 ? static_cast<float>(std::sqrt(drop_prob / (1.0 - drop_prob)))
+                             : 0.0f) {}
+
+nlohmann::json GaussianDropout::config() const {
+  return {{"drop_prob", drop_prob_}, {"shared_axes", shared_axes_text(shared_axes())}};
+}
+
+void GaussianDropout::apply(const Draw& d, const Tensor& v, Tensor& out) {
+  if (&out != &v) out.resize(v.shape());
+  if (drop_prob_ == 1.0) {
+    std::fill(out.span().begin(), out.span().end(), 0.0f);
+    return;
+  }
+  if (!d.shared) {
+    apply_gaussian(*d.pool, d.key, d.first, NoiseKind::kMultiplicative, sigma_, v.span(),
+                   out.span());
+    return;
+  }
+  broadcast_noise(*d.pool, d.shape, d.noise, v.data(), noise_.data(), out.data(),
+                  [](float a, float e) { return a * e; });
+}
+
+void GaussianDropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
+  if (ctx.mode == nn::Mode::kEval) {
+    forget_draw();
+    if (&y != &x) y.resize(x.shape());
+    scale_copy(ctx.threads(), 1.0f, x.span(), y.span());
+    return;
+  }
+  const Draw& d = begin_draw(x, ctx);
+  if (d.shared) {  // e per noise element: 1 + s z
+    noise_.resize(d.noise);
+    std::fill(noise_.span().begin(), noise_.span().end(), 1.0f);
+    apply_gaussian(*d.pool, d.key, d.first, NoiseKind::kMultiplicative, sigma_, noise_.span(),
+                   noise_.span());
+  }
+  apply(d, x, y);
+}
+
+void GaussianDropout::backward(const Tensor& dy, Tensor& dx) {
+  apply(saved_draw(dy), dy, dx);
+}
+
+}  // namespace dropkit::dropout

@@ -1,0 +1,38 @@
+#include "dropkit/dropout/gaussian_noise.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "dropkit/dropout/mask.h"
+
+namespace dropkit::dropout {
+
+GaussianNoise::GaussianNoise(double sigma, std::uint32_t stream_id)
+    : NoiseLayer(stream_id, {}), sigma_(sigma) {
+  if (!(sigma >= 0.0 && std::isfinite(sigma))) {  // NaN fails too
+    throw std::invalid_argument(
+        fmt::format("sigma = {} is outside [0, inf) (the noise's standard deviation)", sigma));
+  }
+}
+
+void GaussianNoise::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
+  if (&y != &x) y.resize(x.shape());
+  if (ctx.mode == nn::Mode::kEval) {
+    forget_draw();
+    scale_copy(ctx.threads(), 1.0f, x.span(), y.span());
+    return;
+  }
+  const Draw& d = begin_draw(x, ctx);
+  apply_gaussian(*d.pool, d.key, d.first, NoiseKind::kAdditive, static_cast<float>(sigma_),
+                 x.span(), y.span());
+}
+
+void GaussianNoise::backward(const Tensor& dy, Tensor& dx) {
+  const Draw& d = saved_draw(dy);
+  if (&dx != &dy) dx.resize(dy.shape());
+  scale_copy(*d.pool, 1.0f, dy.span(), dx.span());
+}
+
+}  // namespace dropkit::dropout

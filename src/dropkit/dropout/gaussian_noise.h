@@ -1,0 +1,29 @@
+// Gaussian noise (additive; Bishop 1995, "Training with noise is equivalent to Tikhonov
+// regularization"; Keras GaussianNoise).
+//
+//   train, sample   y = x + sigma z,  z = normal_at(seed, stream, step, index)
+//   eval            y = x
+//   backward        dx = dy
+//
+// Any sigma >= 0 (Keras 3 refuses sigma > 1; nothing here needs that limit); sigma = 0 is the
+// identity, bitwise. Kind "gaussian_noise"; config: sigma in [0, inf).
+#pragma once
+
+#include "dropkit/dropout/noise_layer.h"
+
+namespace dropkit::dropout {
+
+class GaussianNoise : public NoiseLayer {
+ public:
+  explicit GaussianNoise(double sigma, std::uint32_t stream_id = 0);
+  std::string kind() const override { return "gaussian_noise"; }
+  nlohmann::json config() const override { return {{"sigma", sigma_}}; }
+  void forward(const Tensor& x, Tensor& y, const nn::Context& ctx) override;
+  void backward(const Tensor& dy, Tensor& dx) override;
+  double sigma() const { return sigma_; }
+
+ private:
+  double sigma_;
+};
+
+}  // namespace dropkit::dropout

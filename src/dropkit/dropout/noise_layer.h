@@ -1,0 +1,57 @@
+// NoiseLayer: what every member of the dropout family shares -- its random stream, an optional
+// noise shape (dropout/noise_shape.h), and what a Train forward leaves for backward: the key of
+// its draw, never the draw itself (backward recomputes it from the counters), except the small
+// noise tensor of a shared noise shape.
+//
+// Modes (nn/layer.h): Train and Sample draw from (ctx.seed, stream_id, ctx.step); Eval draws
+// nothing. Only Train allows backward.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dropkit/nn/layer.h"
+#include "dropkit/rng/philox.h"
+
+namespace dropkit::dropout {
+
+class NoiseLayer : public nn::Layer {
+ public:
+  bool stochastic() const override { return true; }
+  Shape output_shape(const Shape& in) const override;  // checks the shared axes against `in`
+  std::uint32_t stream_id() const { return stream_id_; }
+  const std::vector<int>& shared_axes() const { return shared_axes_; }
+
+ protected:
+  NoiseLayer(std::uint32_t stream_id, std::vector<int> shared_axes)
+      : stream_id_(stream_id), shared_axes_(std::move(shared_axes)) {}
+
+  // Where a Train or Sample forward on x draws: its stream key, the stream index of its first
+  // draw (row_offset times the per-example count of draws), and the shape drawn over (x's, or the
+  // noise shape when axes are shared). Records it for backward in Mode::kTrain, forgets any
+  // earlier one otherwise.
+  struct Draw {
+    rng::StreamKey key;
+    std::uint64_t first = 0;
+    Shape shape;          // the input's shape
+    Shape noise;          // the shape drawn over (== shape unless axes are shared)
+    bool shared = false;  // noise != shape
+    parallel::ThreadPool* pool = nullptr;
+  };
+  const Draw& begin_draw(const Tensor& x, const nn::Context& ctx);
+  void forget_draw() { has_draw_ = false; }
+  // The recorded draw after checking dy against it (nn::check_backward).
+  const Draw& saved_draw(const Tensor& dy) const;
+
+  // The noise tensor of a shared draw, kept for backward (noise-shape elements only).
+  Tensor noise_;
+
+ private:
+  std::uint32_t stream_id_;
+  std::vector<int> shared_axes_;
+  Draw draw_;
+  bool has_draw_ = false;
+};
+
+}  // namespace dropkit::dropout

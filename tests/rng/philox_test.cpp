@@ -132,6 +132,53 @@ TEST_P(IsaTest, MaskKernelsEqualTheReference) {
   }
 }
 
+// The dropout family's kernels against their definitions, element by element, at awkward starts
+// and lengths, in place, and on the streaming path (outputs of 2^20 elements and more).
+TEST_P(IsaTest, FamilyKernelsEqualTheReference) {
+  const auto& k = kernels::kernel_table(GetParam());
+  const StreamKey s{8, 21, 5};
+  const KeepThreshold keep(0.35);
+  const float a = 1.3f, b = -0.25f, c = 0.75f, sigma = 0.6f;
+  const std::size_t big = (std::size_t{1} << 20) + 77;
+  std::vector<float> x(big + 8), y(big + 8), z(big + 8);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.013f * static_cast<float>(i % 9973) - 40.0f;
+  std::vector<std::uint64_t> mask(big / 64 + 4);
+  for (std::uint64_t first : {0ull, 5ull, 64ull, 127ull}) {
+    for (std::size_t n :
+         {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{17}, std::size_t{64},
+          std::size_t{65}, std::size_t{129}, std::size_t{1100}, big}) {
+      k.mask_affine(s, first, keep.word(), a, b, c, x.data() + 3, y.data() + 1, n, mask.data());
+      for (std::size_t i = 0; i < n; ++i) {
+        const bool kept = keep.keep(bits_at(s, first + i));
+        ASSERT_EQ(bits_of(y[1 + i]), bits_of(kept ? a * x[3 + i] + b : c)) << n << " " << i;
+        const std::uint64_t e = first + i;
+        ASSERT_EQ((mask[e / 64 - first / 64] >> (e % 64)) & 1, kept ? 1u : 0u);
+      }
+      k.gauss_mul(s, first, sigma, x.data() + 3, y.data() + 1, n);
+      k.gauss_add(s, first, sigma, x.data() + 3, z.data() + 2, n);
+      for (std::size_t i = 0; i < n; ++i) {
+        const float zn = normal_at(s, first + i);
+        ASSERT_EQ(bits_of(y[1 + i]), bits_of(x[3 + i] * (1.0f + sigma * zn))) << n << " " << i;
+        ASSERT_EQ(bits_of(z[2 + i]), bits_of(x[3 + i] + sigma * zn)) << n << " " << i;
+      }
+    }
+  }
+  // In place gives what out of place gives.
+  std::vector<float> in(1000), out(1000);
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<float>(i) - 300.5f;
+  for (int which = 0; which < 3; ++which) {
+    std::vector<float> io = in;
+    auto run = [&](const float* src, float* dst) {
+      if (which == 0) k.mask_affine(s, 3, keep.word(), a, b, c, src, dst, in.size(), nullptr);
+      if (which == 1) k.gauss_mul(s, 3, sigma, src, dst, in.size());
+      if (which == 2) k.gauss_add(s, 3, sigma, src, dst, in.size());
+    };
+    run(in.data(), out.data());
+    run(io.data(), io.data());
+    EXPECT_EQ(io, out) << which;
+  }
+}
+
 TEST_P(IsaTest, MaskKernelWorksInPlace) {
   const auto& k = kernels::kernel_table(GetParam());
   const StreamKey s{1, 2, 3};

@@ -9,11 +9,13 @@
 #include <set>
 
 #include "dropkit/dropout/alpha_dropout.h"
+#include "dropkit/dropout/dropconnect.h"
 #include "dropkit/dropout/dropout.h"
 #include "dropkit/dropout/gaussian_dropout.h"
 #include "dropkit/dropout/gaussian_noise.h"
 #include "dropkit/dropout/noise_shape.h"
 #include "dropkit/kernels/table.h"
+#include "dropkit/nn/params.h"
 #include "support/stats.h"
 
 namespace dropkit::dropout {
@@ -243,6 +245,117 @@ TEST(Family, NoiseIsIndependentAcrossLayersStepsAndSamples) {
     // The same key, the same bits.
     const Tensor again = draw(*l1, nn::Mode::kTrain, 0);
     EXPECT_EQ(std::memcmp(base.data(), again.data(), base.numel() * 4), 0);
+  }
+}
+
+}  // namespace
+}  // namespace dropkit::dropout
+
+namespace dropkit::dropout {
+namespace {
+
+struct DcFixture {
+  std::unique_ptr<DropConnect> layer;
+  std::unique_ptr<nn::ParamArena> arena;
+};
+DcFixture dropconnect(std::int64_t in, std::int64_t out, nn::Activation f, double p,
+                      Scaling scaling = Scaling::kInverted,
+                      DropConnectInference inference = DropConnectInference::kMean,
+                      int samples = 100) {
+  DcFixture d{std::make_unique<DropConnect>(in, out, f, p, scaling, inference, samples, 12),
+              nullptr};
+  d.arena = std::make_unique<nn::ParamArena>(std::vector<nn::Layer*>{d.layer.get()});
+  d.layer->init_params(4, 1);
+  return d;
+}
+
+// One-hot inputs read single weights: y_j = s m_jk w_jk. A fraction p of them is 0, the kept
+// ones are w_jk / (1 - p) exactly, and a new step draws a new mask.
+TEST(DropConnectTest, MasksWeightsAtTheRateAndScalesTheKeptOnes) {
+  const std::int64_t in = 64, out = 512;
+  for (double p : kRates) {
+    auto d = dropconnect(in, out, nn::Activation::kIdentity, p);
+    Tensor x(Shape{in, in});  // row k: e_k
+    for (std::int64_t k = 0; k < in; ++k) x[static_cast<std::size_t>(k * in + k)] = 1.0f;
+    Tensor y, y2;
+    d.layer->forward(x, y, train(3, 1));
+    std::size_t zeros = 0;
+    const float s = static_cast<float>(1.0 / (1.0 - p));
+    for (std::int64_t k = 0; k < in; ++k) {
+      for (std::int64_t j = 0; j < out; ++j) {
+        const float v = y[static_cast<std::size_t>(k * out + j)];
+        const float w = d.layer->weight()[j * in + k];
+        if (v == 0.0f) {
+          ++zeros;
+        } else {
+          ASSERT_EQ(v, w * s) << p;
+        }
+      }
+    }
+    const double n = static_cast<double>(in * out);
+    EXPECT_NEAR(zeros / n, p, kK * test::binomial_sigma(n, p)) << p;
+    d.layer->forward(x, y2, train(3, 2));
+    EXPECT_NE(std::memcmp(y.data(), y2.data(), y.numel() * 4), 0) << "a new step, a new mask";
+  }
+}
+
+// The mean rule is the expectation of training's pre-activations: over many steps the average
+// training output of an identity layer approaches the eval output within k sigma.
+TEST(DropConnectTest, MeanRuleIsTheExpectationOfTraining) {
+  for (auto scaling : {Scaling::kInverted, Scaling::kInference}) {
+    auto d = dropconnect(20, 30, nn::Activation::kIdentity, 0.4, scaling);
+    const Tensor x = standard_normal(Shape{2, 20}, 8);
+    Tensor ye, y;
+    d.layer->forward(x, ye, {.mode = nn::Mode::kEval});
+    const int steps = 4000;
+    std::vector<double> sum(ye.numel()), sq(ye.numel());
+    for (int t = 0; t < steps; ++t) {
+      d.layer->forward(x, y, train(1, static_cast<std::uint64_t>(t)));
+      for (std::size_t i = 0; i < y.numel(); ++i) sum[i] += y[i], sq[i] += double(y[i]) * y[i];
+    }
+    for (std::size_t i = 0; i < ye.numel(); ++i) {
+      const double mean = sum[i] / steps, var = sq[i] / steps - mean * mean;
+      EXPECT_NEAR(mean, ye[i], kK * std::sqrt(var / steps) + 1e-6) << i;
+    }
+  }
+}
+
+// The Gaussian sampling rule: with the identity its output is mu (the sample mean of N(mu, v),
+// within k sigma); with ReLU it is E[max(u, 0)] = mu Phi(mu / sd) + sd phi(mu / sd).
+TEST(DropConnectTest, GaussianRuleMatchesItsMoments) {
+  const int samples = 4000;
+  const Tensor x = standard_normal(Shape{3, 16}, 6);
+  auto mean_rule = dropconnect(16, 8, nn::Activation::kIdentity, 0.3);
+  auto ident = dropconnect(16, 8, nn::Activation::kIdentity, 0.3, Scaling::kInverted,
+                           DropConnectInference::kGaussian, samples);
+  auto relu = dropconnect(16, 8, nn::Activation::kReLU, 0.3, Scaling::kInverted,
+                          DropConnectInference::kGaussian, samples);
+  // The same weights in all three (init_params scales by the activation's gain).
+  for (auto* d : {&mean_rule, &ident}) {
+    std::copy(relu.arena->values().begin(), relu.arena->values().end(), d->arena->values().begin());
+  }
+  Tensor mu, yi, yr, again;
+  mean_rule.layer->forward(x, mu, {.mode = nn::Mode::kEval});
+  ident.layer->forward(x, yi, {.mode = nn::Mode::kEval});
+  relu.layer->forward(x, yr, {.mode = nn::Mode::kEval});
+  relu.layer->forward(x, again, {.mode = nn::Mode::kEval});
+  EXPECT_EQ(std::memcmp(yr.data(), again.data(), yr.numel() * 4), 0) << "eval is deterministic";
+  const double k = 0.3 / 0.7;  // s^2 p (1 - p) for inverted scaling
+  for (std::int64_t r = 0; r < 3; ++r) {
+    for (std::int64_t j = 0; j < 8; ++j) {
+      double v = 0;
+      for (std::int64_t c = 0; c < 16; ++c) {
+        const double xv = x[static_cast<std::size_t>(r * 16 + c)];
+        const double wv = ident.layer->weight()[j * 16 + c];
+        v += k * xv * xv * wv * wv;
+      }
+      const std::size_t i = static_cast<std::size_t>(r * 8 + j);
+      const double sd = std::sqrt(v), m = mu[i];
+      EXPECT_NEAR(yi[i], m, kK * sd / std::sqrt(samples)) << i;
+      const double expect = m * 0.5 * std::erfc(-m / sd / std::sqrt(2.0)) +
+                            sd * std::exp(-0.5 * m * m / (sd * sd)) / std::sqrt(2 * M_PI);
+      EXPECT_NEAR(yr[i], expect, kK * sd / std::sqrt(samples)) << i;
+    }
   }
 }
 

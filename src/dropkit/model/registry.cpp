@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "dropkit/dropout/alpha_dropout.h"
+#include "dropkit/dropout/dropconnect.h"
 #include "dropkit/dropout/dropout.h"
 #include "dropkit/dropout/gaussian_dropout.h"
 #include "dropkit/dropout/gaussian_noise.h"
@@ -45,22 +46,35 @@ std::vector<int> shared_axes_of(const json& c) {
   return dropout::parse_shared_axes(c.at("shared_axes").get<std::string>());
 }
 
+Option units_option() {
+  return {.name = "units",
+          .type = Type::kInt,
+          .default_value = nullptr,  // required: no default
+          .help = "output units",
+          .min = 1,
+          .max = 1 << 20};
+}
+Option activation_option() {
+  return {.name = "activation",
+          .type = Type::kString,
+          .default_value = "identity",
+          .help = "activation fused into the layer",
+          .choices = nn::activation_names()};
+}
+Option scaling_option() {
+  return {.name = "scaling",
+          .type = Type::kString,
+          .default_value = dropout::scaling_name(dropout::Dropout::kDefaultScaling),
+          .help = "inverted: kept units * 1/(1-p) in training; inference: eval * (1-p)",
+          .choices = {"inverted", "inference"}};
+}
+
 std::vector<LayerKind> make_kinds() {
   std::vector<LayerKind> k;
   k.push_back({
       .kind = "dense",
       .summary = "fully connected: y = f(x W^T + b); reads any input as [examples, features]",
-      .options = {{.name = "units",
-                   .type = Type::kInt,
-                   .default_value = nullptr,  // required: no default
-                   .help = "output units",
-                   .min = 1,
-                   .max = 1 << 20},
-                  {.name = "activation",
-                   .type = Type::kString,
-                   .default_value = "identity",
-                   .help = "activation fused into the layer",
-                   .choices = nn::activation_names()}},
+      .options = {units_option(), activation_option()},
       .positional = {"units", "activation"},
       .create = [](const json& c, const Shape& in, std::size_t) -> std::unique_ptr<nn::Layer> {
         return std::make_unique<nn::Linear>(
@@ -72,11 +86,7 @@ std::vector<LayerKind> make_kinds() {
       .kind = "dropout",
       .summary = "Bernoulli dropout (Srivastava et al. 2014); drop_prob is the probability to DROP",
       .options = {drop_prob_option(),
-                  {.name = "scaling",
-                   .type = Type::kString,
-                   .default_value = dropout::scaling_name(dropout::Dropout::kDefaultScaling),
-                   .help = "inverted: kept units * 1/(1-p) in training; inference: eval * (1-p)",
-                   .choices = {"inverted", "inference"}},
+                  scaling_option(),
                   {.name = "mask_storage",
                    .type = Type::kString,
                    .default_value = dropout::storage_name(dropout::Dropout::kDefaultStorage),
@@ -126,6 +136,37 @@ std::vector<LayerKind> make_kinds() {
       .create = [](const json& c, const Shape&, std::size_t index) -> std::unique_ptr<nn::Layer> {
         return std::make_unique<dropout::AlphaDropout>(c.at("drop_prob").get<double>(),
                                                        stream_of(index), shared_axes_of(c));
+      },
+  });
+  k.push_back({
+      .kind = "dropconnect",
+      .summary = "dense layer with dropped weights (Wan et al. 2013), one mask per step",
+      .options = {units_option(),
+                  drop_prob_option(),
+                  activation_option(),
+                  scaling_option(),
+                  {.name = "inference",
+                   .type = Type::kString,
+                   .default_value = "mean",
+                   .help = "eval: mean (weights scaled) or gaussian (the paper's sampling rule)",
+                   .choices = {"mean", "gaussian"}},
+                  {.name = "samples",
+                   .type = Type::kInt,
+                   .default_value = 100,
+                   .help = "draws per unit of the gaussian rule",
+                   .min = 1,
+                   .max = 100000}},
+      .positional = {"units", "drop_prob", "activation"},
+      .create = [](const json& c, const Shape& in,
+                   std::size_t index) -> std::unique_ptr<nn::Layer> {
+        return std::make_unique<dropout::DropConnect>(
+            static_cast<std::int64_t>(in.row_size()), c.at("units").get<std::int64_t>(),
+            nn::parse_activation(c.at("activation").get<std::string>()),
+            c.at("drop_prob").get<double>(),
+            dropout::parse_scaling(c.at("scaling").get<std::string>()),
+            c.at("inference") == "mean" ? dropout::DropConnectInference::kMean
+                                        : dropout::DropConnectInference::kGaussian,
+            c.at("samples").get<int>(), stream_of(index));
       },
   });
   k.push_back({

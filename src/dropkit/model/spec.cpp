@@ -33,6 +33,13 @@ std::vector<std::string> split(const std::string& s, char sep) {
   }
 }
 
+// A layer with a fused activation option (dense, dropconnect): a following activation folds in.
+bool takes_activation(const json& layer) {
+  const std::string kind = layer["kind"].get<std::string>();
+  if (kind == "activation") return false;
+  return find_option(find_layer_kind(kind).options, "activation") != nullptr;
+}
+
 bool is_activation_name(const std::string& word) {
   const auto& names = nn::activation_names();
   return std::find(names.begin(), names.end(), word) != names.end();
@@ -97,17 +104,17 @@ json parse_item(const std::string& item, const std::string& owner) {
 json parse_net_text(const std::string& text) {
   json layers = json::array();
   const auto items = split(text, ',');
-  bool previous_dense_without_activation = false;
+  bool previous_takes_activation = false;
   for (std::size_t i = 0; i < items.size(); ++i) {
     const std::string item = trim(items[i]);
     const std::string owner = fmt::format("--net item {} '{}': ", i + 1, item);
     json layer = parse_item(item, owner);
-    if (layer["kind"] == "activation" && previous_dense_without_activation) {
+    if (layer["kind"] == "activation" && previous_takes_activation) {
       layers.back()["activation"] = layer["function"];
-      previous_dense_without_activation = false;
+      previous_takes_activation = false;
       continue;
     }
-    previous_dense_without_activation = layer["kind"] == "dense" && !layer.contains("activation");
+    previous_takes_activation = takes_activation(layer) && !layer.contains("activation");
     layers.push_back(complete_layer_config(layer, owner));
   }
   return layers;
@@ -212,7 +219,7 @@ std::string net_to_text(const json& layers) {
     std::string item = layer_to_text(layers[i]);
     // A dense layer without activation followed by an activation layer must say so, or the
     // parser would fuse the two.
-    if (layers[i]["kind"] == "dense" && layers[i].value("activation", "identity") == "identity" &&
+    if (takes_activation(layers[i]) && layers[i].value("activation", "identity") == "identity" &&
         i + 1 < layers.size() && layers[i + 1]["kind"] == "activation") {
       item += ":activation=identity";
     }

@@ -9,7 +9,8 @@
 //   dropout:drop_prob=0.3:mask_storage=recompute,dense:units=64:activation=selu,dense:10
 //
 // An activation's name stands for {"kind": "activation", "function": name}; directly after a
-// dense layer that sets no activation it is fused into that layer (`dense:1024,relu` is
+// layer with an activation option (dense, dropconnect) that sets none, it is fused into that
+// layer (`dense:1024,relu` is
 // `dense:1024:relu`: one layer, and one pass fewer over its output). Spaces around items are
 // ignored.
 //

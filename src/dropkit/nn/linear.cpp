@@ -59,17 +59,23 @@ void Linear::init_params(std::uint64_t seed, std::uint32_t stream) {
 }
 
 void Linear::forward(const Tensor& x, Tensor& y, const Context& ctx) {
+  run_forward(x, y, ctx, w_);
+}
+
+void Linear::run_forward(const Tensor& x, Tensor& y, const Context& ctx, const float* w,
+                         bool activate) {
   if (&x == &y) throw std::invalid_argument(name() + ": cannot run in place");
   y.resize(output_shape(x.shape()));
   const std::int64_t rows = x.shape()[0];
   auto& pool = ctx.threads();
   float* yd = y.data();
   kernels::linear_forward(
-      pool, rows, in_, out_, x.data(), w_, yd, [&](std::int64_t j0, std::int64_t j1) {
+      pool, rows, in_, out_, x.data(), w, yd, [&](std::int64_t j0, std::int64_t j1) {
         for (std::int64_t r = 0; r < rows; ++r) {
           float* row = yd + r * out_;
           for (std::int64_t j = j0; j < j1; ++j) row[j] += b_[j];
-          activation_forward(f_, row + j0, row + j0, static_cast<std::size_t>(j1 - j0));
+          if (activate)
+            activation_forward(f_, row + j0, row + j0, static_cast<std::size_t>(j1 - j0));
         }
       });
   const bool train = ctx.mode == Mode::kTrain;
@@ -93,21 +99,21 @@ const float* Linear::output_grad(const Tensor& dy, const Tensor& dx) {
   return dz_.data();
 }
 
-void Linear::input_grad(const float* dz, Tensor& dx) const {
+void Linear::input_grad(const float* dz, Tensor& dx, const float* w) const {
   if (!needs_input_grad_) return;
   dx.resize(x_->shape());
-  kernels::linear_backward_input(*pool_, x_->shape()[0], in_, out_, dz, w_, dx.data());
+  kernels::linear_backward_input(*pool_, x_->shape()[0], in_, out_, dz, w, dx.data());
 }
 
 void Linear::backward(const Tensor& dy, Tensor& dx) {
   const float* dz = output_grad(dy, dx);
   kernels::linear_backward_weights(*pool_, x_->shape()[0], in_, out_, x_->data(), dz, dw_, db_);
-  input_grad(dz, dx);
+  input_grad(dz, dx, w_);
 }
 
 void Linear::backward_to(const Tensor& dy, Tensor& dx, GradientSink& sink) {
   const float* dz = output_grad(dy, dx);
-  input_grad(dz, dx);  // first: it reads W, which the sink may change
+  input_grad(dz, dx, w_);  // first: it reads W, which the sink may change
   kernels::linear_weight_grads(
       *pool_, x_->shape()[0], in_, out_, x_->data(), dz, true,
       [&](std::int64_t j0, std::int64_t j1, const float* dw, const float* db) {

@@ -33,6 +33,8 @@ namespace dropkit::nn {
 
 class Linear : public Layer {
  public:
+  // (A layer that masks or transforms the weights, DropConnect, derives from Linear and runs
+  // the same product, epilogue and backward with its own weights: run_forward, input_grad.)
   Linear(std::int64_t in, std::int64_t out, Activation f = Activation::kIdentity);
 
   std::string kind() const override { return "dense"; }
@@ -52,7 +54,16 @@ class Linear : public Layer {
   float* weight() { return w_; }
   float* bias() { return b_; }
 
- private:
+ protected:
+  // y = f(x w^T + b) with the weights `w` ([out, in]), or x w^T + b without f when !activate;
+  // keeps what backward needs in Mode::kTrain.
+  void run_forward(const Tensor& x, Tensor& y, const Context& ctx, const float* w,
+                   bool activate = true);
+  // Checks, then returns dz = dy * f'(y) (dy itself for the identity).
+  const float* output_grad(const Tensor& dy, const Tensor& dx);
+  // dx = dz w (nothing when the input gradient is not needed).
+  void input_grad(const float* dz, Tensor& dx, const float* w) const;
+
   std::int64_t in_, out_;
   Activation f_;
   float *w_ = nullptr, *b_ = nullptr, *dw_ = nullptr, *db_ = nullptr;
@@ -60,10 +71,6 @@ class Linear : public Layer {
   const Tensor* y_ = nullptr;
   parallel::ThreadPool* pool_ = nullptr;
   Tensor dz_;  // reused across steps
-
-  // Checks, then returns dz = dy * f'(y) (dy itself for the identity).
-  const float* output_grad(const Tensor& dy, const Tensor& dx);
-  void input_grad(const float* dz, Tensor& dx) const;
 };
 
 }  // namespace dropkit::nn

@@ -1,0 +1,126 @@
+#include "dropkit/dropout/dropconnect.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "dropkit/dropout/mask.h"
+#include "dropkit/kernels/gemm.h"
+#include "dropkit/kernels/table.h"
+
+namespace dropkit::dropout {
+
+DropConnect::DropConnect(std::int64_t in, std::int64_t out, nn::Activation f, double drop_prob,
+                         Scaling scaling, DropConnectInference inference, int samples,
+                         std::uint32_t stream_id)
+    : nn::Linear(in, out, f),
+      drop_prob_(checked_drop_prob(drop_prob)),
+      scaling_(scaling),
+      inference_(inference),
+      samples_(samples),
+      stream_id_(stream_id),
+      keep_(drop_prob),
+      train_scale_(scaling == Scaling::kInverted && drop_prob < 1.0
+                       ? static_cast<float>(1.0 / (1.0 - drop_prob))
+                       : (scaling == Scaling::kInverted ? 0.0f : 1.0f)),
+      eval_scale_(scaling == Scaling::kInference ? static_cast<float>(1.0 - drop_prob) : 1.0f) {
+  if (samples < 1 || samples > 100000) {
+    throw std::invalid_argument(fmt::format("samples = {} is outside [1, 100000]", samples));
+  }
+}
+
+nlohmann::json DropConnect::config() const {
+  nlohmann::json c = nn::Linear::config();
+  c["drop_prob"] = drop_prob_;
+  c["scaling"] = scaling_name(scaling_);
+  c["inference"] = inference_ == DropConnectInference::kMean ? "mean" : "gaussian";
+  c["samples"] = samples_;
+  return c;
+}
+
+void DropConnect::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
+  auto& pool = ctx.threads();
+  const auto w = std::span<const float>(w_, static_cast<std::size_t>(in_ * out_));
+  wm_.resize(Shape{out_, in_});
+  if (ctx.mode == nn::Mode::kEval) {
+    if (inference_ == DropConnectInference::kGaussian && drop_prob_ > 0.0 && drop_prob_ < 1.0) {
+      gaussian_rule(x, y, ctx);
+      return;
+    }
+    if (keep_.drops_all() && scaling_ == Scaling::kInference) {
+      std::fill(wm_.span().begin(), wm_.span().end(), 0.0f);  // W (1 - 1), never 0 * Inf
+    } else {
+      scale_copy(pool, eval_scale_, w, wm_.span());
+    }
+    run_forward(x, y, ctx, wm_.data());
+    return;
+  }
+  saved_key_ = {ctx.seed, stream_id_, ctx.step};
+  apply_keep_mask(pool, saved_key_, 0, keep_, train_scale_, w, wm_.span());
+  run_forward(x, y, ctx, wm_.data());
+}
+
+void DropConnect::backward(const Tensor& dy, Tensor& dx) {
+  const float* dz = output_grad(dy, dx);
+  const std::int64_t rows = x_->shape()[0];
+  // dW = s M o (dz^T x): the unmasked product, masked by the forward's mask, then accumulated.
+  dwm_.resize(Shape{out_, in_});
+  kernels::linear_backward_weights(*pool_, rows, in_, out_, x_->data(), dz, dwm_.data(), nullptr,
+                                   /*accumulate=*/false);
+  apply_keep_mask(*pool_, saved_key_, 0, keep_, train_scale_, dwm_.span(), dwm_.span());
+  // dW += the masked product; db += the column sums of dz (rows in order: the same bits for any
+  // thread count). Threads take whole rows of W and columns of dz.
+  const auto in = static_cast<std::size_t>(in_), out = static_cast<std::size_t>(out_);
+  parallel::parallel_for(*pool_, out, 16, [&](std::size_t j0, std::size_t j1) {
+    for (std::size_t i = j0 * in; i < j1 * in; ++i) dw_[i] += dwm_[i];
+    for (std::size_t j = j0; j < j1; ++j) {
+      float sum = 0.0f;
+      for (std::size_t r = 0; r < static_cast<std::size_t>(rows); ++r) sum += dz[r * out + j];
+      db_[j] += sum;
+    }
+  });
+  input_grad(dz, dx, wm_.data());
+}
+
+void DropConnect::gaussian_rule(const Tensor& x, Tensor& y, const nn::Context& ctx) {
+  auto& pool = ctx.threads();
+  const std::size_t nw = static_cast<std::size_t>(in_ * out_);
+  const std::int64_t rows = x.shape()[0];
+  const double p = drop_prob_, s = train_scale_;
+  const auto k = static_cast<float>(s * s * p * (1.0 - p));
+  // mu = x (c W)^T + b, without the activation.
+  scale_copy(pool, eval_scale_, std::span<const float>(w_, nw), wm_.span());
+  run_forward(x, pre_, {.mode = nn::Mode::kEval, .pool = &pool}, wm_.data(), /*activate=*/false);
+  // v = k (x o x)(W o W)^T.
+  x2_.resize(Shape{rows, in_});
+  w2_.resize(Shape{out_, in_});
+  for (std::size_t i = 0; i < x2_.numel(); ++i) x2_[i] = x[i] * x[i];
+  for (std::size_t i = 0; i < nw; ++i) w2_[i] = k * w_[i] * w_[i];
+  var_.resize(Shape{rows, out_});
+  kernels::linear_forward(pool, rows, in_, out_, x2_.data(), w2_.data(), var_.data(),
+                          [](std::int64_t, std::int64_t) {});
+  y.resize(Shape{rows, out_});
+  const rng::StreamKey key{0, stream_id_, 0};
+  const auto z_count = static_cast<std::size_t>(samples_);
+  parallel::parallel_for(
+      pool, static_cast<std::size_t>(rows), 1, [&](std::size_t r0, std::size_t r1) {
+        std::vector<float> z(z_count), u(z_count);
+        for (std::size_t r = r0; r < r1; ++r) {
+          for (std::int64_t j = 0; j < out_; ++j) {
+            const std::size_t i = r * static_cast<std::size_t>(out_) + static_cast<std::size_t>(j);
+            const std::uint64_t unit = (ctx.row_offset + r) * static_cast<std::uint64_t>(out_) +
+                                       static_cast<std::uint64_t>(j);
+            kernels::active_kernels().fill_normal(key, unit * z_count, z.data(), z_count);
+            const float mu = pre_[i], sd = std::sqrt(std::max(var_[i], 0.0f));
+            for (std::size_t t = 0; t < z_count; ++t) u[t] = mu + sd * z[t];
+            nn::activation_forward(f_, u.data(), u.data(), z_count);
+            double sum = 0;
+            for (float v : u) sum += v;
+            y[i] = static_cast<float>(sum / static_cast<double>(z_count));
+          }
+        }
+      });
+}
+
+}  // namespace dropkit::dropout

@@ -124,6 +124,35 @@ TEST_F(Cli, NetSpecTrainsResumesBitForBitAndEvaluatesWithoutTheTrainingSet) {
   EXPECT_EQ(nlohmann::json::parse(e.out)["net"], ja["net"]);
 }
 
+// Every member of the dropout family trains from --net, resumes to the same bytes and evaluates.
+TEST_F(Cli, EveryFamilyMemberTrainsResumesAndEvaluatesFromNet) {
+  for (const std::string net :
+       {"gaussian_noise:0.5,dense:32:relu,gaussian_dropout:0.5,dense:4",
+        "alpha_dropout:0.1,dense:32:selu,alpha_dropout:0.1:shared_axes=1,dense:4",
+        "dropout:0.2:shared_axes=2,dropconnect:32:0.5:relu,dense:4",
+        "dropconnect:24:0.3:tanh:inference=gaussian:samples=20,dense:4"}) {
+    SCOPED_TRACE(net);
+    const fs::path a = root_ / "fam_a", b = root_ / "fam_b";
+    fs::remove_all(a);
+    fs::remove_all(b);
+    const std::string base =
+        "train --data " + (root_ / "data").string() + " --net " + net + " --val 40 --batch 25 ";
+    const auto straight = run(base + "--epochs 2 --json --out " + a.string());
+    ASSERT_EQ(straight.code, 0) << straight.err;
+    ASSERT_EQ(run(base + "--epochs 1 --out " + b.string()).code, 0);
+    ASSERT_EQ(run("train --data " + (root_ / "data").string() + " --resume " + b.string() +
+                  " --epochs 2 --threads 1")
+                  .code,
+              0);
+    EXPECT_EQ(read_file(a / "checkpoint.safetensors"), read_file(b / "checkpoint.safetensors"));
+    const auto e =
+        run("eval --json --data " + (root_ / "data").string() + " --model " + a.string());
+    ASSERT_EQ(e.code, 0) << e.err;
+    EXPECT_EQ(nlohmann::json::parse(e.out)["test_accuracy"],
+              nlohmann::json::parse(straight.out)["test_accuracy"]);
+  }
+}
+
 TEST_F(Cli, BadNetSpecsExitTwoNamingTheLayerAndWriteNothing) {
   const fs::path out = root_ / "never";
   const std::string base =

@@ -74,9 +74,18 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
     return v;
   };
   Variant with = make(layers);
+  // Without noise: stochastic layers left out, and a DropConnect layer replaced by the dense layer
+  // it masks.
   nlohmann::json deterministic = nlohmann::json::array();
-  for (std::size_t i = 0; i < with.net->size(); ++i)
-    if (!with.net->layer(i).stochastic()) deterministic.push_back(with.net->layers()[i]);
+  for (std::size_t i = 0; i < with.net->size(); ++i) {
+    const auto& value = with.net->layers()[i];
+    if (value["kind"] == "dropconnect") {
+      deterministic.push_back(
+          {{"kind", "dense"}, {"units", value["units"]}, {"activation", value["activation"]}});
+    } else if (!with.net->layer(i).stochastic()) {
+      deterministic.push_back(value);
+    }
+  }
   Variant without = make(deterministic);
   if (with.net->output_shape().rank() != 1) {
     throw std::invalid_argument("bench train: the net must end in one output per class");
@@ -98,7 +107,8 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
   // The dense layers' sizes, (in, out) each, from the model's own shapes.
   std::vector<std::pair<std::int64_t, std::int64_t>> dense;
   for (std::size_t i = 0; i < with.net->size(); ++i) {
-    if (with.net->layer(i).kind() != "dense") continue;
+    const std::string kind = with.net->layer(i).kind();
+    if (kind != "dense" && kind != "dropconnect") continue;
     const Shape in = with.net->layer_input_shape(i, b);
     dense.emplace_back(static_cast<std::int64_t>(in.row_size()),
                        with.net->layer(i).output_shape(in)[1]);

@@ -18,7 +18,10 @@
 
 #include "bench_train.h"
 #include "commands.h"
+#include "dropkit/dropout/alpha_dropout.h"
 #include "dropkit/dropout/dropout.h"
+#include "dropkit/dropout/gaussian_dropout.h"
+#include "dropkit/dropout/gaussian_noise.h"
 #include "dropkit/dropout/mask.h"
 #include "dropkit/kernels/table.h"
 #include "measure.h"
@@ -103,6 +106,30 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale) {
       rows.push_back({"dropout_backward_bits", n, threads,
                       median_seconds(reps, [&] { stored.backward(ys, dxs); }),
                       b8 + static_cast<double>(n) / 8, copy});
+      // The rest of the family, in the same fused pass (dropout/mask.h).
+      dropout::GaussianDropout gaussian(0.5, 1);
+      dropout::GaussianNoise noise(1.0, 1);
+      dropout::AlphaDropout alpha(0.1, 1);
+      rows.push_back({"gaussian_dropout_forward", n, threads,
+                      median_seconds(reps, [&] { gaussian.forward(xs, ys, ctx); }), b8, copy});
+      rows.push_back({"gaussian_dropout_backward", n, threads,
+                      median_seconds(reps, [&] { gaussian.backward(ys, dxs); }), b8, copy});
+      rows.push_back({"gaussian_noise_forward", n, threads,
+                      median_seconds(reps, [&] { noise.forward(xs, ys, ctx); }), b8, copy});
+      rows.push_back({"alpha_dropout_forward", n, threads,
+                      median_seconds(reps, [&] { alpha.forward(xs, ys, ctx); }), b8, copy});
+      rows.push_back({"alpha_dropout_backward", n, threads,
+                      median_seconds(reps, [&] { alpha.backward(ys, dxs); }), b8, copy});
+      // Spatial dropout: [n / 1024, 16, 8, 8], one mask value per example and channel.
+      if (n % 1024 == 0) {
+        const Shape flat = xs.shape(), nchw{static_cast<std::int64_t>(n / 1024), 16, 8, 8};
+        xs.reshape(nchw);
+        dropout::Dropout spatial(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kBits, 1,
+                                 {2, 3});
+        rows.push_back({"dropout_forward_spatial", n, threads,
+                        median_seconds(reps, [&] { spatial.forward(xs, ys, ctx); }), b8, copy});
+        xs.reshape(flat);
+      }
       const rng::StreamKey s{7, 1, 1};
       rows.push_back({"philox_bits", n, threads,
                       median_seconds(reps,

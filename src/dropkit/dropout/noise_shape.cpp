@@ -55,10 +55,33 @@ Shape noise_shape(const Shape& input, const std::vector<int>& shared_axes) {
 
 namespace detail {
 
-std::vector<std::size_t> strides(const Shape& s) {
-  std::vector<std::size_t> st(s.rank(), 1);
-  for (std::size_t i = s.rank(); i-- > 1;) st[i - 1] = st[i] * static_cast<std::size_t>(s[i]);
-  return st;
+Walk plan_walk(const Shape& input, const Shape& noise) {
+  Walk w;
+  for (std::size_t a = 1; a < input.rank(); ++a) {
+    const auto extent = static_cast<std::size_t>(input[a]);
+    if (extent == 1) continue;  // either way: nothing to walk
+    const bool shared = noise[a] == 1;
+    if (!w.extent.empty() && w.shared.back() == shared) {
+      w.extent.back() *= extent;
+    } else {
+      w.extent.push_back(extent);
+      w.shared.push_back(shared);
+    }
+  }
+  if (w.extent.empty()) {  // one element per example
+    w.extent.push_back(1);
+    w.shared.push_back(false);
+  }
+  const std::size_t k = w.extent.size();
+  w.in_stride.assign(k, 1);
+  w.noise_stride.assign(k, 1);
+  for (std::size_t a = k - 1; a-- > 0;) {
+    w.in_stride[a] = w.in_stride[a + 1] * w.extent[a + 1];
+    w.noise_stride[a] = w.noise_stride[a + 1] * (w.shared[a + 1] ? 1 : w.extent[a + 1]);
+  }
+  w.example_size = input.row_size();
+  w.noise_example_size = noise.row_size();
+  return w;
 }
 
 }  // namespace detail

@@ -42,15 +42,22 @@ void broadcast_noise(parallel::ThreadPool& pool, const Shape& input, const Shape
 
 namespace dropkit::dropout::detail {
 
-// Walks axis `axis` of one example: strides of the input (in) and the noise (nz) per axis.
+// The walk's plan: the axes after the examples, with neighbours that are both shared or both
+// not merged into one (row-major makes them one contiguous run), so that spatial dropout's
+// [N, C, H, W] walks as [N, C, H*W] with one value per run of H*W elements, not as runs of W.
+struct Walk {
+  std::vector<std::size_t> extent;  // per merged axis
+  std::vector<bool> shared;         // one noise value along it
+  std::vector<std::size_t> in_stride, noise_stride;
+  std::size_t example_size = 0, noise_example_size = 0;
+};
+Walk plan_walk(const Shape& input, const Shape& noise);
+
 template <class Op>
-void broadcast_axis(const Shape& input, const Shape& noise, const std::vector<std::size_t>& in,
-                    const std::vector<std::size_t>& nz, std::size_t axis, const float* x,
-                    const float* f, float* y, Op& op) {
-  const auto extent = static_cast<std::size_t>(input[axis]);
-  const bool shared = noise[axis] == 1 && input[axis] != 1;
-  if (axis + 1 == input.rank()) {
-    if (shared) {
+void walk_axis(const Walk& w, std::size_t axis, const float* x, const float* f, float* y, Op& op) {
+  const std::size_t extent = w.extent[axis];
+  if (axis + 1 == w.extent.size()) {
+    if (w.shared[axis]) {
       const float v = *f;
       for (std::size_t i = 0; i < extent; ++i) y[i] = op(x[i], v);
     } else {
@@ -59,12 +66,10 @@ void broadcast_axis(const Shape& input, const Shape& noise, const std::vector<st
     return;
   }
   for (std::size_t i = 0; i < extent; ++i) {
-    broadcast_axis(input, noise, in, nz, axis + 1, x + i * in[axis],
-                   f + (shared ? 0 : i * nz[axis]), y + i * in[axis], op);
+    walk_axis(w, axis + 1, x + i * w.in_stride[axis],
+              f + (w.shared[axis] ? 0 : i * w.noise_stride[axis]), y + i * w.in_stride[axis], op);
   }
 }
-
-std::vector<std::size_t> strides(const Shape& s);
 
 }  // namespace dropkit::dropout::detail
 
@@ -77,13 +82,13 @@ void broadcast_noise(parallel::ThreadPool& pool, const Shape& input, const Shape
     for (std::size_t i = 0; i < input.numel(); ++i) y[i] = op(x[i], f[i]);
     return;
   }
-  const auto in = detail::strides(input), nz = detail::strides(noise);
+  const detail::Walk w = detail::plan_walk(input, noise);
   const auto examples = static_cast<std::size_t>(input[0]);
   parallel::parallel_for(pool, examples, 1, [&](std::size_t n0, std::size_t n1) {
     Op local = op;
     for (std::size_t n = n0; n < n1; ++n) {
-      detail::broadcast_axis(input, noise, in, nz, 1, x + n * in[0], f + n * nz[0], y + n * in[0],
-                             local);
+      detail::walk_axis(w, 0, x + n * w.example_size, f + n * w.noise_example_size,
+                        y + n * w.example_size, local);
     }
   });
 }

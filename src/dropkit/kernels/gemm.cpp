@@ -44,12 +44,13 @@ void weight_grad_block(std::int64_t rows, std::int64_t in, std::int64_t out, con
 void linear_backward_weights(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                              std::int64_t out, const float* x, const float* dy, float* dw,
                              float* db, bool accumulate) {
-  parallel::parallel_for(
-      pool, static_cast<std::size_t>(out), 64, [&](std::size_t b, std::size_t e) {
-        const auto j0 = static_cast<std::int64_t>(b), j1 = static_cast<std::int64_t>(e);
-        weight_grad_block(rows, in, out, x, dy, j0, j1, dw + j0 * in, db ? db + j0 : nullptr,
-                          accumulate);
-      });
+  parallel::parallel_for(pool, static_cast<std::size_t>(out), kBlock,
+                         [&](std::size_t b, std::size_t e) {
+                           for_grid_blocks(b, e, [&](std::int64_t j0, std::int64_t j1) {
+                             weight_grad_block(rows, in, out, x, dy, j0, j1, dw + j0 * in,
+                                               db ? db + j0 : nullptr, accumulate);
+                           });
+                         });
 }
 
 float* thread_scratch(std::size_t floats) {
@@ -60,10 +61,12 @@ float* thread_scratch(std::size_t floats) {
 
 void linear_backward_input(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                            std::int64_t out, const float* dy, const float* w, float* dx) {
-  parallel::parallel_for(pool, static_cast<std::size_t>(in), 64, [&](std::size_t b, std::size_t e) {
-    const auto i0 = static_cast<std::int64_t>(b), i1 = static_cast<std::int64_t>(e);
-    sgemm(false, false, rows, i1 - i0, out, 1.0f, dy, out, w + i0, in, 0.0f, dx + i0, in);
-  });
+  parallel::parallel_for(
+      pool, static_cast<std::size_t>(in), kBlock, [&](std::size_t b, std::size_t e) {
+        for_grid_blocks(b, e, [&](std::int64_t i0, std::int64_t i1) {
+          sgemm(false, false, rows, i1 - i0, out, 1.0f, dy, out, w + i0, in, 0.0f, dx + i0, in);
+        });
+      });
 }
 
 }  // namespace dropkit::kernels

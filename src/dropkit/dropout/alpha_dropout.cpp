@@ -6,6 +6,7 @@
 #include "dropkit/dropout/dropout.h"
 #include "dropkit/dropout/mask.h"
 #include "dropkit/dropout/noise_shape.h"
+#include "dropkit/kernels/table.h"
 
 namespace dropkit::dropout {
 namespace {
@@ -51,8 +52,13 @@ void AlphaDropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
   std::fill(noise_.span().begin(), noise_.span().end(), 1.0f);
   apply_keep_mask(pool, d.key, d.first, keep_, 1.0f, noise_.span(), noise_.span());
   const float a = a_, b = b_, c = c_;
-  broadcast_noise(pool, d.shape, d.noise, x.data(), noise_.data(), y.data(),
-                  [=](float v, float k) { return k != 0.0f ? a * v + b : c; });
+  broadcast_noise(
+      pool, d.shape, d.noise, x.data(), noise_.data(), y.data(),
+      [=](float v, float k) { return k != 0.0f ? a * v + b : c; },
+      [=](const float* xs, float* ys, const float* k, std::size_t runs, std::size_t len,
+          bool streaming) {
+        kernels::active_kernels().run_affine(xs, ys, k, runs, len, a, b, c, streaming);
+      });
 }
 
 void AlphaDropout::backward(const Tensor& dy, Tensor& dx) {
@@ -64,8 +70,13 @@ void AlphaDropout::backward(const Tensor& dy, Tensor& dx) {
     apply_keep_mask(*d.pool, d.key, d.first, keep_, a_, dy.span(), dx.span());
   } else {
     const float a = a_;
-    broadcast_noise(*d.pool, d.shape, d.noise, dy.data(), noise_.data(), dx.data(),
-                    [=](float v, float k) { return k != 0.0f ? v * a : 0.0f; });
+    broadcast_noise(
+        *d.pool, d.shape, d.noise, dy.data(), noise_.data(), dx.data(),
+        [=](float v, float k) { return k != 0.0f ? v * a : 0.0f; },
+        [=](const float* xs, float* ys, const float* k, std::size_t runs, std::size_t len,
+            bool streaming) {
+          kernels::active_kernels().run_scale(xs, ys, k, runs, len, a, streaming);  // k in {0, 1}
+        });
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include "dropkit/dropout/mask.h"
 #include "dropkit/dropout/noise_shape.h"
+#include "dropkit/kernels/table.h"
 
 namespace dropkit::dropout {
 
@@ -64,6 +65,17 @@ std::size_t Dropout::saved_bytes(MaskStorage storage, std::size_t n) {
   return storage == MaskStorage::kBits ? mask_words(0, n) * sizeof(std::uint64_t) : 0;
 }
 
+namespace {
+// A shared mask value m (scale or 0) on one element, and on a run of elements.
+float masked(float v, float m) {
+  return m != 0.0f ? v * m : 0.0f;
+}
+void run_masked(const float* x, float* y, const float* f, std::size_t runs, std::size_t len,
+                bool streaming) {
+  kernels::active_kernels().run_scale(x, y, f, runs, len, 1.0f, streaming);
+}
+}  // namespace
+
 void Dropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
   auto& pool = ctx.threads();
   if (&y != &x) y.resize(x.shape());
@@ -82,8 +94,7 @@ void Dropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
     noise_.resize(d.noise);
     std::fill(noise_.span().begin(), noise_.span().end(), 1.0f);
     apply_keep_mask(pool, d.key, d.first, keep_, train_scale_, noise_.span(), noise_.span());
-    broadcast_noise(pool, d.shape, d.noise, x.data(), noise_.data(), y.data(),
-                    [](float v, float m) { return m != 0.0f ? v * m : 0.0f; });
+    broadcast_noise(pool, d.shape, d.noise, x.data(), noise_.data(), y.data(), masked, run_masked);
     return;
   }
   const bool keep_bits =
@@ -100,8 +111,8 @@ void Dropout::backward(const Tensor& dy, Tensor& dx) {
   }
   if (&dx != &dy) dx.resize(dy.shape());
   if (d.shared) {
-    broadcast_noise(*d.pool, d.shape, d.noise, dy.data(), noise_.data(), dx.data(),
-                    [](float v, float m) { return m != 0.0f ? v * m : 0.0f; });
+    broadcast_noise(*d.pool, d.shape, d.noise, dy.data(), noise_.data(), dx.data(), masked,
+                    run_masked);
   } else if (storage_ == MaskStorage::kBits) {
     apply_stored_mask(*d.pool, bits_, d.first, train_scale_, dy.span(), dx.span());
   } else {

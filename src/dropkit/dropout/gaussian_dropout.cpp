@@ -6,6 +6,7 @@
 #include "dropkit/dropout/dropout.h"
 #include "dropkit/dropout/mask.h"
 #include "dropkit/dropout/noise_shape.h"
+#include "dropkit/kernels/table.h"
 
 namespace dropkit::dropout {
 
@@ -31,8 +32,14 @@ void GaussianDropout::apply(const Draw& d, const Tensor& v, Tensor& out) {
                    out.span());
     return;
   }
-  broadcast_noise(*d.pool, d.shape, d.noise, v.data(), noise_.data(), out.data(),
-                  [](float a, float e) { return a * e; });
+  // (A noise value of exactly 0 makes its elements exactly 0, as for dropout.)
+  broadcast_noise(
+      *d.pool, d.shape, d.noise, v.data(), noise_.data(), out.data(),
+      [](float a, float e) { return e != 0.0f ? a * e : 0.0f; },
+      [](const float* x, float* y, const float* e, std::size_t runs, std::size_t len,
+         bool streaming) {
+        kernels::active_kernels().run_scale(x, y, e, runs, len, 1.0f, streaming);
+      });
 }
 
 void GaussianDropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {

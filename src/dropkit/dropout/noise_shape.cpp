@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "dropkit/core/options.h"
+#include "dropkit/kernels/table.h"
 
 namespace dropkit::dropout {
 
@@ -54,6 +55,10 @@ Shape noise_shape(const Shape& input, const std::vector<int>& shared_axes) {
 }
 
 namespace detail {
+
+void store_fence() {
+  kernels::active_kernels().store_fence();
+}
 
 Walk plan_walk(const Shape& input, const Shape& noise) {
   Walk w;

@@ -52,6 +52,16 @@ struct KernelTable {
   // y = x with non-temporal (streaming) stores where the ISA has them: half of the bandwidth
   // reference (the other half is memcpy; the benchmark takes the faster).
   void (*copy_streaming)(const float* x, float* y, std::size_t n);
+  // Runs of a broadcast noise value (dropout/noise_shape.h): `runs` contiguous runs of `len`
+  // elements, run r taking the noise value f[r]; streaming stores when `streaming` (then the
+  // caller calls store_fence once after all runs); x may equal y. For element i of run r:
+  //   run_scale   a = f[r] * m;  y = a == 0 ? 0 : x * a     (a dropped run is zeros, never 0 * Inf)
+  //   run_affine  y = f[r] != 0 ? a * x + b : c             (alpha dropout; a dropped run is c)
+  void (*run_scale)(const float* x, float* y, const float* f, std::size_t runs, std::size_t len,
+                    float m, bool streaming);
+  void (*run_affine)(const float* x, float* y, const float* f, std::size_t runs, std::size_t len,
+                     float a, float b, float c, bool streaming);
+  void (*store_fence)();
 
   // Optimizer updates over one range (g is only read). Each returns squared_norm of the updated
   // w[0, n), bit for bit, for max-norm without a second pass:

@@ -21,10 +21,8 @@ DropConnect::DropConnect(std::int64_t in, std::int64_t out, nn::Activation f, do
       samples_(samples),
       stream_id_(stream_id),
       keep_(drop_prob),
-      train_scale_(scaling == Scaling::kInverted && drop_prob < 1.0
-                       ? static_cast<float>(1.0 / (1.0 - drop_prob))
-                       : (scaling == Scaling::kInverted ? 0.0f : 1.0f)),
-      eval_scale_(scaling == Scaling::kInference ? static_cast<float>(1.0 - drop_prob) : 1.0f) {
+      train_scale_(train_scale_of(drop_prob, scaling)),
+      eval_scale_(eval_scale_of(drop_prob, scaling)) {
   if (samples < 1 || samples > 100000) {
     throw std::invalid_argument(fmt::format("samples = {} is outside [1, 100000]", samples));
   }

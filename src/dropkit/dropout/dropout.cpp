@@ -27,12 +27,19 @@ Dropout::Dropout(double drop_prob, Scaling scaling, MaskStorage storage, std::ui
       scaling_(scaling),
       storage_(storage),
       keep_(drop_prob),
-      // p = 1 under inverted scaling would be 1/0; nothing is ever kept then, so the scale is
-      // never applied and 0 is as good as any value and cannot create an Inf.
-      train_scale_(scaling == Scaling::kInverted && drop_prob < 1.0
-                       ? static_cast<float>(1.0 / (1.0 - drop_prob))
-                       : (scaling == Scaling::kInverted ? 0.0f : 1.0f)),
-      eval_scale_(scaling == Scaling::kInference ? static_cast<float>(1.0 - drop_prob) : 1.0f) {}
+      train_scale_(train_scale_of(drop_prob, scaling)),
+      eval_scale_(eval_scale_of(drop_prob, scaling)) {}
+
+float train_scale_of(double drop_prob, Scaling scaling) {
+  if (scaling == Scaling::kInference) return 1.0f;
+  // p = 1 under inverted scaling would be 1/0; nothing is ever kept then, so the scale is never
+  // applied and 0 is as good as any value and cannot create an Inf.
+  return drop_prob < 1.0 ? static_cast<float>(1.0 / (1.0 - drop_prob)) : 0.0f;
+}
+
+float eval_scale_of(double drop_prob, Scaling scaling) {
+  return scaling == Scaling::kInference ? static_cast<float>(1.0 - drop_prob) : 1.0f;
+}
 
 std::string_view scaling_name(Scaling s) {
   return s == Scaling::kInverted ? "inverted" : "inference";

@@ -50,6 +50,13 @@ MaskStorage parse_storage(std::string_view name);
 // Throws std::invalid_argument naming the value and the range [0, 1] unless 0 <= drop_prob <= 1.
 double checked_drop_prob(double drop_prob, const char* what = "drop_prob");
 
+// The factors of the table above, in double, rounded to float once: what multiplies a kept unit
+// in training (1 / (1 - p) inverted, 1 inference; 0 for p = 1 inverted, where nothing is kept and
+// 1/0 must not appear), and what multiplies every unit in eval (1 inverted, 1 - p inference).
+// Every layer that keeps or drops (Dropout, DropConnect) scales with these.
+float train_scale_of(double drop_prob, Scaling scaling);
+float eval_scale_of(double drop_prob, Scaling scaling);
+
 class Dropout : public NoiseLayer {
  public:
   // stream_id distinguishes this layer's masks from every other layer's; give each its own.

@@ -153,6 +153,25 @@ TEST_F(Cli, EveryFamilyMemberTrainsResumesAndEvaluatesFromNet) {
   }
 }
 
+// A run trained from a --net JSON file keeps its model in the checkpoint: eval and resume work
+// after the file is gone.
+TEST_F(Cli, ARunOfANetFileOutlivesTheFile) {
+  const fs::path spec = root_ / "net.json", out = root_ / "from_file";
+  std::ofstream(spec) << R"([{"kind": "dense", "units": 16, "activation": "relu"},
+                             {"kind": "dropout", "drop_prob": 0.25}, {"kind": "dense", "units": 4}])";
+  ASSERT_EQ(run("train --data " + (root_ / "data").string() + " --net " + spec.string() +
+                " --val 40 --batch 25 --epochs 1 --out " + out.string())
+                .code,
+            0);
+  fs::remove(spec);
+  const auto e = run("eval --data " + (root_ / "data").string() + " --model " + out.string());
+  EXPECT_EQ(e.code, 0) << e.err;
+  const auto r = run("train --data " + (root_ / "data").string() + " --resume " + out.string() +
+                     " --epochs 2");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(lines(out / "metrics.jsonl"), 2u);
+}
+
 TEST_F(Cli, BadNetSpecsExitTwoNamingTheLayerAndWriteNothing) {
   const fs::path out = root_ / "never";
   const std::string base =

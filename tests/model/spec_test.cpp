@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 #include <random>
 
@@ -134,7 +135,8 @@ TEST(Spec, ErrorsNameTheItemItsPositionAndTheProblem) {
   EXPECT_THAT(err("dense:10:units=3"), HasSubstr("units given twice"));
   EXPECT_THAT(err("dense:10,,dense:3"), HasSubstr("item 2"));
   EXPECT_THAT(err("relu:3"), HasSubstr("takes no arguments"));
-  EXPECT_THAT(err("gaussian_noise:-1"), HasSubstr("sigma = -1 is outside [0, inf)"));
+  EXPECT_THAT(err("gaussian_noise:-1"), HasSubstr("sigma = -1 is outside [0, 1e+30]"));
+  EXPECT_THAT(err("gaussian_noise:1e39"), HasSubstr("outside [0, 1e+30]"));
   EXPECT_THAT(err("alpha_dropout:1.01"), HasSubstr("drop_prob = 1.01 is outside [0, 1]"));
   EXPECT_THAT(err("gaussian_dropout:inf"), HasSubstr("drop_prob = inf is outside [0, 1]"));
   EXPECT_THAT(err(""), HasSubstr("empty"));
@@ -261,6 +263,38 @@ TEST(ModelTest, RoundTripsAsJsonAndRejectsBadNormalization) {
   json j = a.to_json();
   j["input_shape"] = {1, -2};
   EXPECT_THROW(Model::from_json(j), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace dropkit::model
+
+namespace dropkit::model {
+namespace {
+
+// A model sees its own example shape whatever layout the batch comes in: a flat [n, 784] batch
+// gives what [n, 1, 28, 28] gives, so a shared noise axis keeps its meaning.
+TEST(ModelTest, AFlatBatchIsReshapedToTheModelsExampleShape) {
+  Model m(parse_net_text("dropout:0.5:shared_axes=2,dense:8"), Shape{1, 4, 6});
+  m.init_params(2);
+  Tensor nchw(Shape{5, 1, 4, 6}), flat(Shape{5, 24});
+  for (std::size_t i = 0; i < nchw.numel(); ++i) nchw[i] = flat[i] = 0.1f * (i % 13);
+  const nn::Context ctx{.mode = nn::Mode::kTrain, .seed = 3, .step = 1};
+  const Tensor a = m.forward(nchw, ctx).clone();
+  const Tensor& b = m.forward(flat, ctx);
+  ASSERT_EQ(a.shape(), b.shape());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.numel() * 4), 0);
+  EXPECT_THROW(m.forward(Tensor(Shape{5, 25}), ctx), std::invalid_argument);
+}
+
+// A forward that throws midway leaves no train forward for backward to use.
+TEST(ModelTest, BackwardAfterAFailedForwardIsRefused) {
+  Model m(parse_net_text("tanh,dropout:0.5:shared_axes=2,dense:3"), Shape{1, 2, 3});
+  m.init_params(1);
+  const nn::Context ctx{.mode = nn::Mode::kTrain, .seed = 3, .step = 1};
+  m.forward(Tensor(Shape{2, 1, 2, 3}), ctx);
+  // The layers themselves on a flat batch: tanh runs, then dropout's shared axis 2 is missing.
+  EXPECT_THROW(m.net().forward(Tensor(Shape{2, 6}), ctx), std::invalid_argument);
+  EXPECT_THROW(m.backward(Tensor(Shape{2, 3})), std::logic_error);
 }
 
 }  // namespace

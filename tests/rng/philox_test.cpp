@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "dropkit/core/tensor.h"
 #include "dropkit/kernels/table.h"
 
 namespace dropkit::rng {
@@ -135,7 +136,8 @@ TEST_P(IsaTest, MaskKernelsEqualTheReference) {
 }
 
 // The dropout family's kernels against their definitions, element by element, at awkward starts
-// and lengths, in place, and on the streaming path (outputs of 2^20 elements and more).
+// and lengths, in place, and on the streaming path (outputs of 2^20 elements and more, 64-byte
+// aligned).
 TEST_P(IsaTest, FamilyKernelsEqualTheReference) {
   const auto& k = kernels::kernel_table(GetParam());
   const StreamKey s{8, 21, 5};
@@ -163,6 +165,21 @@ TEST_P(IsaTest, FamilyKernelsEqualTheReference) {
         ASSERT_EQ(bits_of(y[1 + i]), bits_of(x[3 + i] * (1.0f + sigma * zn))) << n << " " << i;
         ASSERT_EQ(bits_of(z[2 + i]), bits_of(x[3 + i] + sigma * zn)) << n << " " << i;
       }
+    }
+  }
+  // The streaming path for certain: a 64-byte aligned output of 2^20 + 77 elements from index 0.
+  dropkit::Tensor xa(dropkit::Shape{static_cast<std::int64_t>(big)}), ya(xa.shape());
+  std::copy(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(big), xa.data());
+  for (int which = 0; which < 3; ++which) {
+    if (which == 0) k.mask_affine(s, 0, keep.word(), a, b, c, xa.data(), ya.data(), big, nullptr);
+    if (which == 1) k.gauss_mul(s, 0, sigma, xa.data(), ya.data(), big);
+    if (which == 2) k.gauss_add(s, 0, sigma, xa.data(), ya.data(), big);
+    for (std::size_t i = 0; i < big; i += 997) {
+      const float xi = xa[i];
+      const float expect = which == 0   ? (keep.keep(bits_at(s, i)) ? a * xi + b : c)
+                           : which == 1 ? xi * (1.0f + sigma * normal_at(s, i))
+                                        : xi + sigma * normal_at(s, i);
+      ASSERT_EQ(bits_of(ya[i]), bits_of(expect)) << which << " " << i;
     }
   }
   // In place gives what out of place gives.

@@ -178,7 +178,7 @@ int run_train(CLI::App& app, TrainOpts& o) {
     }
   }
   for (const auto& [name, value] : given) config.set(name, value);
-  config.validate();
+  config.validate(/*resolve_net=*/!resumed);  // a resumed run's model is in its checkpoint
   const fs::path out = o.out;
   const auto data = data::load_mnist_dir(o.data);
   const int threads = resolve_threads(o.threads);

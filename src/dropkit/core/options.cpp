@@ -12,7 +12,7 @@ namespace {
 
 std::string bound(double v) {
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  if (v >= 18446744073709551615.0) return "2^64-1";  // the largest uint64 (seeds, counts)
+  if (v == 18446744073709551615.0) return "2^64-1";  // the largest uint64 (seeds, counts)
   return fmt::format("{}", v);
 }
 

@@ -99,7 +99,6 @@ void DropConnect::gaussian_rule(const Tensor& x, Tensor& y, const nn::Context& c
   kernels::linear_forward(pool, rows, in_, out_, x2_.data(), w2_.data(), var_.data(),
                           [](std::int64_t, std::int64_t) {});
   y.resize(Shape{rows, out_});
-  const rng::StreamKey key{0, stream_id_, 0};
   const auto z_count = static_cast<std::size_t>(samples_);
   parallel::parallel_for(
       pool, static_cast<std::size_t>(rows), 1, [&](std::size_t r0, std::size_t r1) {
@@ -109,7 +108,9 @@ void DropConnect::gaussian_rule(const Tensor& x, Tensor& y, const nn::Context& c
             const std::size_t i = r * static_cast<std::size_t>(out_) + static_cast<std::size_t>(j);
             const std::uint64_t unit = (ctx.row_offset + r) * static_cast<std::uint64_t>(out_) +
                                        static_cast<std::uint64_t>(j);
-            kernels::active_kernels().fill_normal(key, unit * z_count, z.data(), z_count);
+            // One stream per unit (its index in step): samples <= 100000 stay far inside a
+            // stream's 2^36 draws, however many units and rows there are.
+            kernels::active_kernels().fill_normal({0, stream_id_, unit}, 0, z.data(), z_count);
             const float mu = pre_[i], sd = std::sqrt(std::max(var_[i], 0.0f));
             for (std::size_t t = 0; t < z_count; ++t) u[t] = mu + sd * z[t];
             nn::activation_forward(f_, u.data(), u.data(), z_count);

@@ -8,10 +8,10 @@
 //                   mean rule, exact in expectation before f
 //   eval, "gaussian" the paper's sampling rule: u ~ N(mu, v) per unit with mu = x (c W)^T + b,
 //                   v = k (x o x)(W o W)^T, k = s^2 p (1 - p) (p / (1 - p) inverted, p (1 - p)
-//                   inference), and y = the mean of f(u) over `samples` draws. Deterministic: the
-//                   draws come from a fixed key (seed 0, the layer's stream, step 0), so eval
-//                   still gives the same output every time; they are keyed by (example + row
-//                   offset, unit, sample), the same for any batch split.
+//                   inference), and y = the mean of f(u) over `samples` draws. Deterministic
+//                   (eval gives the same output every time, independent of the run's seed):
+//                   draw t of unit j of example r is element t of the stream (seed 0, the
+//                   layer's stream, step (r + row offset) * units + j), the same for any split.
 //   backward        dx = dz (s M o W), dW += s M o (dz^T x), db += sum dz, the forward's mask.
 //
 // The mask is drawn once per training step for the whole batch (not per example as in the paper;

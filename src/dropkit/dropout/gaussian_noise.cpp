@@ -11,9 +11,9 @@ namespace dropkit::dropout {
 
 GaussianNoise::GaussianNoise(double sigma, std::uint32_t stream_id)
     : NoiseLayer(stream_id, {}), sigma_(sigma) {
-  if (!(sigma >= 0.0 && std::isfinite(sigma))) {  // NaN fails too
+  if (!(sigma >= 0.0 && sigma <= kMaxSigma)) {  // NaN fails too
     throw std::invalid_argument(
-        fmt::format("sigma = {} is outside [0, inf) (the noise's standard deviation)", sigma));
+        fmt::format("sigma = {} is outside [0, 1e30] (the noise's standard deviation)", sigma));
   }
 }
 

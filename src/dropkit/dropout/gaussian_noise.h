@@ -5,8 +5,9 @@
 //   eval            y = x
 //   backward        dx = dy
 //
-// Any sigma >= 0 (Keras 3 refuses sigma > 1; nothing here needs that limit); sigma = 0 is the
-// identity, bitwise. Kind "gaussian_noise"; config: sigma in [0, inf).
+// Any sigma in [0, 1e30] (Keras 3 refuses sigma > 1; nothing here needs that limit; the cap keeps
+// sigma z, |z| <= 5.77, finite in float); sigma = 0 is the identity, bitwise. Kind
+// "gaussian_noise"; config: sigma in [0, 1e30].
 #pragma once
 
 #include "dropkit/dropout/noise_layer.h"
@@ -15,6 +16,7 @@ namespace dropkit::dropout {
 
 class GaussianNoise : public NoiseLayer {
  public:
+  static constexpr double kMaxSigma = 1e30;
   explicit GaussianNoise(double sigma, std::uint32_t stream_id = 0);
   std::string kind() const override { return "gaussian_noise"; }
   nlohmann::json config() const override { return {{"sigma", sigma_}}; }

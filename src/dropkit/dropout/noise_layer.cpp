@@ -16,14 +16,19 @@ Shape NoiseLayer::output_shape(const Shape& in) const {
 }
 
 const NoiseLayer::Draw& NoiseLayer::begin_draw(const Tensor& x, const nn::Context& ctx) {
-  draw_.shape = x.shape();
-  draw_.noise = shared_axes_.empty() ? x.shape() : noise_shape(x.shape(), shared_axes_);
-  draw_.shared = draw_.noise != draw_.shape;
-  draw_.key = {ctx.seed, stream_id_, ctx.step};
+  // Built apart and then stored whole: a forward that throws (a shape the shared axes do not
+  // fit) leaves no draw behind for a backward to misuse.
+  has_draw_ = false;
+  Draw d;
+  d.shape = x.shape();
+  d.noise = shared_axes_.empty() ? x.shape() : noise_shape(x.shape(), shared_axes_);
+  d.shared = d.noise != d.shape;
+  d.key = {ctx.seed, stream_id_, ctx.step};
   // Rows are the leading axis: a worker holding rows [r, r + n) of a batch draws what a single
   // process draws for them (SPEC 2).
-  draw_.first = ctx.row_offset * draw_.noise.row_size();
-  draw_.pool = &ctx.threads();
+  d.first = ctx.row_offset * d.noise.row_size();
+  d.pool = &ctx.threads();
+  draw_ = std::move(d);
   has_draw_ = ctx.mode == nn::Mode::kTrain;
   return draw_;
 }

@@ -1,5 +1,6 @@
 #include "dropkit/model/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -86,13 +87,20 @@ std::string Model::describe() const {
   return fmt::format("{} | {} -> {}", s, input_.str(), output_.str());
 }
 
-const Tensor& Model::forward(const Tensor& x, const nn::Context& ctx) {
+const Tensor& Model::shaped_input(const Tensor& x) {
   if (x.shape().rank() < 1 || x.shape().row_size() != input_.numel()) {
     throw std::invalid_argument(
         fmt::format("model: input {} does not hold examples of shape {} ({} values each)",
                     x.shape().str(), input_.str(), input_.numel()));
   }
-  return net_->forward(x, ctx);
+  if (x.shape().example() == input_) return x;
+  shaped_.resize(input_.with_batch(x.shape()[0]));
+  std::copy(x.span().begin(), x.span().end(), shaped_.span().begin());
+  return shaped_;
+}
+
+const Tensor& Model::forward(const Tensor& x, const nn::Context& ctx) {
+  return net_->forward(shaped_input(x), ctx);
 }
 
 void Model::backward(const Tensor& dy, nn::GradientSink* sink) {

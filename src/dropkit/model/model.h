@@ -41,9 +41,14 @@ class Model {
   std::string spec() const;                                 // the text form (model/spec.h)
   std::string describe() const;  // "dropout:0.2 -> dense:1024:relu -> ... | 784 -> 10"
 
-  // x: [n, ...] with input_shape().numel() values per example, already normalised
-  // (data::make_batch). Returns the last layer's output [n, ...output_shape()].
+  // x: [n, ...input_shape()], already normalised (data::make_batch). Returns the last layer's
+  // output [n, ...output_shape()]. An x of another shape with input_shape().numel() values per
+  // example is copied into [n, ...input_shape()] first (shaped_input), so that every layer sees
+  // the shape the model was built for (a shared noise axis means what it said).
   const Tensor& forward(const Tensor& x, const nn::Context& ctx);
+  // x itself when its examples have input_shape(), else its copy in that shape; throws
+  // std::invalid_argument if the element counts differ.
+  const Tensor& shaped_input(const Tensor& x);
   void backward(const Tensor& dy, nn::GradientSink* sink = nullptr);
 
   // The layers as the engine that runs them (a training step uses it directly).
@@ -62,6 +67,7 @@ class Model {
   Shape input_, output_;
   data::Normalization norm_;
   std::unique_ptr<Sequential> net_;
+  Tensor shaped_;  // shaped_input's copy, reused
 };
 
 }  // namespace dropkit::model

@@ -120,8 +120,7 @@ std::vector<LayerKind> make_kinds() {
                    .default_value = nullptr,
                    .help = "standard deviation of the noise",
                    .min = 0,
-                   .max = std::numeric_limits<double>::infinity(),
-                   .max_open = true}},
+                   .max = dropout::GaussianNoise::kMaxSigma}},
       .positional = {"sigma"},
       .create = [](const json& c, const Shape&, std::size_t index) -> std::unique_ptr<nn::Layer> {
         return std::make_unique<dropout::GaussianNoise>(c.at("sigma").get<double>(),

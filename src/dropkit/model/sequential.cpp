@@ -54,6 +54,7 @@ void Sequential::init_params(std::uint64_t seed) {
 const Tensor& Sequential::forward(const Tensor& x, const nn::Context& ctx) {
   params();
   if (layers_.empty()) throw std::logic_error("Sequential: no layers");
+  trained_forward_ = false;  // until every layer has run: a throw midway allows no backward
   const Tensor* in = &x;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     layers_[i]->forward(*in, outputs_[i], ctx);

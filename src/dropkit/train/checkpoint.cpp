@@ -174,7 +174,7 @@ Checkpoint read_checkpoint(const std::filesystem::path& file) {
 
   std::map<std::string, Tensor> tensors = std::move(st.tensors);
   try {
-    ck.config = TrainConfig::from_json(json::parse(*meta("config")));
+    ck.config = TrainConfig::from_json(json::parse(*meta("config")), /*resolve_net=*/false);
     const json state = json::parse(*meta("state"));
     ck.state = state_from_json(state);
     if (ck.version == 1) {

@@ -237,9 +237,9 @@ void TrainConfig::set(const std::string& name, const json& value) {
       f.ref);
 }
 
-void TrainConfig::validate() const {
+void TrainConfig::validate(bool resolve_net) const {
   for (const auto& f : fields()) f.option.check(get(f.option.name));
-  layers();
+  if (resolve_net || net.empty()) layers();
 }
 
 json TrainConfig::to_json() const {
@@ -248,11 +248,11 @@ json TrainConfig::to_json() const {
   return j;
 }
 
-TrainConfig TrainConfig::from_json(const json& j) {
+TrainConfig TrainConfig::from_json(const json& j, bool resolve_net) {
   if (!j.is_object()) throw std::invalid_argument("config: expected a JSON object");
   TrainConfig c;
   for (const auto& [key, value] : j.items()) c.set(key, value);
-  c.validate();
+  c.validate(resolve_net);
   return c;
 }
 

@@ -54,14 +54,15 @@ struct TrainConfig {
   // Checks the value against the option's range first; std::invalid_argument naming it.
   void set(const std::string& name, const nlohmann::json& value);
 
-  // Every field in its range, and the network resolvable: std::invalid_argument naming the
-  // field and the valid range (or the layer and the problem).
-  void validate() const;
+  // Every field in its range, and (with resolve_net) the network resolvable: std::invalid_argument
+  // naming the field and the valid range (or the layer and the problem). A checkpoint holds its
+  // model, so reading one does not resolve `net` again: a --net file may be gone by then.
+  void validate(bool resolve_net = true) const;
   // Every field, by name.
   nlohmann::json to_json() const;
   // The fields present take their values (checked); missing ones keep their defaults, so a
   // config written before a field existed still loads. An unknown key is an error.
-  static TrainConfig from_json(const nlohmann::json& j);
+  static TrainConfig from_json(const nlohmann::json& j, bool resolve_net = true);
 
   // The layer list this config trains: model::resolve_net(net), or the --arch net.
   nlohmann::json layers() const;

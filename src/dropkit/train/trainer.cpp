@@ -104,7 +104,7 @@ Trainer::Trainer(TrainConfig config, const data::TrainTest& data, parallel::Thre
 
 Trainer::Trainer(Checkpoint ck, const data::TrainTest& data, parallel::ThreadPool& pool)
     : config_(std::move(ck.config)), data_(data), pool_(pool), state_(std::move(ck.state)) {
-  config_.validate();
+  config_.validate(/*resolve_net=*/false);  // the model comes from the checkpoint
   if (config_.epochs < state_.epoch) {
     throw std::invalid_argument(
         fmt::format("--epochs {} is fewer than the {} epochs the run has done already",
@@ -138,8 +138,8 @@ EpochRecord Trainer::run_epoch(const Progress& progress) {
                      labels_);
     const nn::Context ctx{
         .mode = nn::Mode::kTrain, .seed = config_.seed, .step = state_.step, .pool = &pool_};
-    const LossResult r =
-        train_step(model_->net(), *optimizer_, state_.epoch, x_, labels_, ctx, dlogits_);
+    const LossResult r = train_step(model_->net(), *optimizer_, state_.epoch,
+                                    model_->shaped_input(x_), labels_, ctx, dlogits_);
     ++state_.step;
     loss_sum += r.loss * static_cast<double>(e - b);
     seen += e - b;

@@ -3,6 +3,7 @@
 // small synthetic MNIST-style directory.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -270,6 +271,41 @@ TEST_F(Cli, ResumedRunEndsWhereAnUninterruptedOneDoes) {
   // metrics.jsonl keeps the first run's epoch time for epoch 1.
   const std::string metrics = read_file(b / "metrics.jsonl");
   EXPECT_THAT(metrics.substr(0, metrics.find('\n')), HasSubstr("epoch_seconds"));
+}
+
+// When the last update of an epoch diverges, the epoch's weights and evaluated losses are NaN:
+// the run exits 3 without recording that epoch, and whatever checkpoint is there still loads.
+TEST_F(Cli, DivergenceInAnEpochsLastUpdateLeavesALoadableCheckpoint) {
+  const fs::path out = root_ / "diverged_late";
+  for (const char* lr : {"1e12", "1e9", "1e15"}) {
+    fs::remove_all(out);
+    // One step per epoch: every update is an epoch's last.
+    const auto r = run("train --data " + (root_ / "data").string() +
+                       " --val 40 --batch 65536 --epochs 5 --arch 64-32-4 --max-norm 0 --lr " + lr +
+                       " --out " + out.string());
+    ASSERT_EQ(r.code, 3) << lr << r.err;
+    EXPECT_THAT(r.err, HasSubstr("at step"));
+    if (fs::exists(out / "checkpoint.safetensors")) {
+      const auto e = run("eval --data " + (root_ / "data").string() + " --model " + out.string());
+      EXPECT_EQ(e.code, 0) << lr << e.err;
+      const auto c = run("train --data " + (root_ / "data").string() + " --resume " + out.string() +
+                         " --epochs 6");
+      EXPECT_EQ(c.code, 3) << lr << c.err;  // it diverges again, but it loaded
+    }
+  }
+}
+
+// A named pipe in place of a data file is refused at once instead of blocking forever.
+TEST_F(Cli, ANamedPipeAsADataFileIsRefused) {
+  const fs::path d = root_ / "fifo_data";
+  fs::create_directories(d);
+  for (const auto& f : fs::directory_iterator(root_ / "data"))
+    fs::copy_file(f.path(), d / f.path().filename());
+  fs::remove(d / "t10k-labels-idx1-ubyte");
+  ASSERT_EQ(mkfifo((d / "t10k-labels-idx1-ubyte").c_str(), 0600), 0);
+  expect_one_line_error(run("train --data " + d.string()), "not a regular file");
+  expect_one_line_error(run("eval --data " + d.string() + " --model " + (root_ / "x").string()),
+                        "");  // the model is missing too; either error, at once
 }
 
 TEST_F(Cli, DivergenceExitsThreeNamingTheStepAndLeavesNoCheckpoint) {

@@ -87,7 +87,8 @@ TEST_F(IdxTest, RoundTripsOneToFourDimsPlainAndGz) {
     std::size_t n = 1;
     for (const auto d : shapes[s]) n *= d;
     const Bytes payload = pattern(n, static_cast<std::uint32_t>(s));
-    const auto name = "a" + std::to_string(s);
+    std::string name = "a";  // (appended: GCC 12 warns falsely on "a" + std::string)
+    name += std::to_string(s);
     const IdxArray from_plain = read_idx(plain(name, idx(shapes[s], payload)));
     const IdxArray from_gz = read_idx(gz(name + ".gz", idx(shapes[s], payload)));
     EXPECT_EQ(from_plain.dims, shapes[s]);

@@ -25,7 +25,13 @@ std::size_t Shape::numel() const {
 }
 
 std::string Shape::str() const {
-  return fmt::format("[{}]", fmt::join(dims_, ", "));
+  // (Not fmt::join: with fmt 9, GCC 12 -O3 warns falsely inside its spec parser.)
+  std::string s = "[";
+  for (std::size_t i = 0; i < dims_.size(); ++i) {
+    if (i > 0) s += ", ";
+    s += std::to_string(dims_[i]);
+  }
+  return s + "]";
 }
 
 std::size_t Shape::row_size() const {

@@ -65,6 +65,15 @@ const char* idx_type_name(std::uint8_t type) {
 class ByteSource {
  public:
   explicit ByteSource(const fs::path& path) : path_(path) {
+    // Only regular files (or links to them): opening a named pipe would wait for a writer
+    // forever, and a device or directory is never a data set.
+    std::error_code ec;
+    const auto type = fs::status(path, ec).type();
+    if (!ec && type != fs::file_type::regular) {
+      fail(path_,
+           "is not a regular file (data files must be; a named pipe, device or directory "
+           "is refused)");
+    }
     file_ = std::fopen(path.c_str(), "rb");
     if (file_ == nullptr) fail(path_, "cannot open: ", std::strerror(errno));
     std::array<unsigned char, 2> magic{};

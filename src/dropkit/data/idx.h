@@ -31,7 +31,8 @@ struct IdxArray {
 // huge allocation: magic (two zero bytes, type byte, ndims byte), element type 0x08 (unsigned
 // byte) only, ndims in 1..4, every dimension > 0, total size <= 2^31 bytes. The payload length
 // must then equal the product of dims exactly: a short file ("truncated") and trailing bytes
-// ("trailing data") are both errors, as is a missing or unreadable file.
+// ("trailing data") are both errors, as is a missing or unreadable file, or one that is not a
+// regular file (a named pipe would block forever).
 IdxArray read_idx(const std::filesystem::path& path);
 
 // Images as bytes, row-major [count, rows*cols], labels as bytes [count].

@@ -165,6 +165,15 @@ EpochRecord Trainer::run_epoch(const Progress& progress) {
   const EvalResult t = evaluate_test();
   rec.test_loss = t.loss;
   rec.test_accuracy = t.accuracy;
+  // The last step's update can diverge after its loss was checked: then the weights, and the
+  // losses evaluated with them, are not finite. Such an epoch is not recorded, so no checkpoint
+  // can hold it.
+  for (double loss : {rec.train_eval_loss, rec.val_loss, rec.test_loss}) {
+    if (!std::isfinite(loss)) throw TrainingDiverged(state_.step, loss);
+  }
+  for (float w : model_->params().values()) {
+    if (!std::isfinite(w)) throw TrainingDiverged(state_.step, w);
+  }
   ++state_.epoch;
   state_.history.push_back(rec);
   return rec;
@@ -179,6 +188,10 @@ EvalResult Trainer::evaluate_test() {
 }
 
 void Trainer::save_checkpoint(const std::filesystem::path& file) const {
+  // Only finite weights and metrics are ever saved: anything else could not be loaded.
+  for (float w : model_->params().values()) {
+    if (!std::isfinite(w)) throw std::logic_error("save_checkpoint: the weights are not finite");
+  }
   TrainState state = state_;
   state.adam_steps = optimizer_->adam_steps();
   train::save_checkpoint(file, *model_, *optimizer_, config_, state);

@@ -43,8 +43,10 @@ EvalResult evaluate(model::Model& model, const data::Dataset& d,
 // output per class for every label of d (`what` names the split in the message).
 void check_model_fits(const model::Model& model, const data::Dataset& d, const char* what);
 
-// Thrown when the loss becomes NaN or infinite; the model is left as it was before that step's
-// update, and no checkpoint is written for the epoch.
+// Thrown when the loss becomes NaN or infinite (the model is then left as it was before that
+// step's update), or when an epoch ends with weights or evaluated losses that are not finite
+// (its last update diverged; the epoch is not recorded). Either way no checkpoint is written for
+// the epoch, and save_checkpoint refuses non-finite weights.
 class TrainingDiverged : public std::runtime_error {
  public:
   TrainingDiverged(std::uint64_t step, double loss);

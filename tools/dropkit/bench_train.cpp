@@ -212,8 +212,8 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
   const double pf = median(tf), pb = median(tb), p = std::min(pf, pb);
   const double sw = median(tw), sn = median(tn);
   // The ratios are medians of per-round ratios: each round's variants ran back to back, so a
-  // round's ratio is immune to the machine's speed drifting between rounds (on this VM the
-  // medians of whole runs move by +-4 %, the paired ratios by about 1 %).
+  // round's ratio is immune to the machine's speed drifting between rounds (docs/design.md: on
+  // the 2-core VMs the medians of whole runs move by +-4 %, the paired ratios by about 1 %).
   std::vector<double> over_products, over_plain;
   for (std::size_t r = 0; r < tw.size(); ++r) {
     over_products.push_back(tw[r] / (pf < pb ? tf[r] : tb[r]));

@@ -65,30 +65,44 @@ void write_outputs(const fs::path& out, const train::Trainer& t,
                                    error_series(t.history(), "", "#1f77b4")));
 }
 
+// The epochs of a metrics.jsonl, one JSON object per line. A line that does not parse throws
+// "<file>:<line>: ..." or, with skip_damaged, is left out.
+std::vector<train::EpochRecord> read_metrics(const fs::path& file, bool skip_damaged) {
+  std::vector<train::EpochRecord> records;
+  const std::string text = read_file(file);
+  std::size_t line = 0;
+  for (std::size_t pos = 0; pos < text.size();) {
+    const std::size_t end = std::min(text.find('\n', pos), text.size());
+    ++line;
+    try {
+      records.push_back(
+          train::EpochRecord::from_json(nlohmann::json::parse(text.substr(pos, end - pos))));
+    } catch (const std::exception& e) {
+      if (!skip_damaged) {
+        throw std::runtime_error(fmt::format("{}:{}: {}", file.string(), line, e.what()));
+      }
+    }
+    pos = end + 1;
+  }
+  return records;
+}
+
 // Epoch times of the epochs already in `dir`/metrics.jsonl that match `history` (same epoch and
-// step); a missing or unreadable file gives none.
+// step); a missing or unreadable file gives none, a damaged line loses only its time.
 std::map<int, double> earlier_epoch_seconds(const fs::path& dir,
                                             const std::vector<train::EpochRecord>& history) {
   std::map<int, double> seconds;
-  std::string text;
+  std::vector<train::EpochRecord> records;
   try {
-    text = read_file(dir / "metrics.jsonl");
+    records = read_metrics(dir / "metrics.jsonl", /*skip_damaged=*/true);
   } catch (const std::exception&) {
     return seconds;
   }
-  for (std::size_t pos = 0; pos < text.size();) {
-    const std::size_t end = std::min(text.find('\n', pos), text.size());
-    try {
-      const auto r =
-          train::EpochRecord::from_json(nlohmann::json::parse(text.substr(pos, end - pos)));
-      if (r.epoch >= 1 && static_cast<std::size_t>(r.epoch) <= history.size() &&
-          history[static_cast<std::size_t>(r.epoch) - 1].step == r.step) {
-        seconds[r.epoch] = r.seconds;
-      }
-    } catch (const std::exception&) {
-      // A damaged line only loses its time.
+  for (const auto& r : records) {
+    if (r.epoch >= 1 && static_cast<std::size_t>(r.epoch) <= history.size() &&
+        history[static_cast<std::size_t>(r.epoch) - 1].step == r.step) {
+      seconds[r.epoch] = r.seconds;
     }
-    pos = end + 1;
   }
   return seconds;
 }
@@ -365,21 +379,7 @@ Run add_compare(CLI::App& app) {
                "gap", "best test");
     for (std::size_t i = 0; i < o->runs.size(); ++i) {
       const fs::path dir = o->runs[i];
-      std::vector<train::EpochRecord> h;
-      const std::string text = read_file(dir / "metrics.jsonl");
-      std::size_t line = 0;
-      for (std::size_t pos = 0; pos < text.size();) {
-        const std::size_t end = std::min(text.find('\n', pos), text.size());
-        ++line;
-        try {
-          h.push_back(
-              train::EpochRecord::from_json(nlohmann::json::parse(text.substr(pos, end - pos))));
-        } catch (const std::exception& e) {
-          throw std::runtime_error(
-              fmt::format("{}:{}: {}", (dir / "metrics.jsonl").string(), line, e.what()));
-        }
-        pos = end + 1;
-      }
+      const auto h = read_metrics(dir / "metrics.jsonl", /*skip_damaged=*/false);
       if (h.empty()) throw std::runtime_error((dir / "metrics.jsonl").string() + ": no epochs");
       const auto& last = h.back();
       double best = 0;

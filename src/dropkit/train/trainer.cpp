@@ -1,15 +1,13 @@
 #include "dropkit/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
-#include <map>
+#include <limits>
 #include <numeric>
 
 #include <fmt/format.h>
 
-#include "dropkit/core/atomic_file.h"
-#include "dropkit/model/safetensors.h"
 #include "dropkit/model/spec.h"
 #include "dropkit/train/loss.h"
 
@@ -17,6 +15,10 @@ namespace dropkit::train {
 namespace {
 
 constexpr std::size_t kEvalChunk = 1000;
+
+bool finite(std::span<const float> values) {
+  return std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
+}
 
 }  // namespace
 
@@ -171,8 +173,8 @@ EpochRecord Trainer::run_epoch(const Progress& progress) {
   for (double loss : {rec.train_eval_loss, rec.val_loss, rec.test_loss}) {
     if (!std::isfinite(loss)) throw TrainingDiverged(state_.step, loss);
   }
-  for (float w : model_->params().values()) {
-    if (!std::isfinite(w)) throw TrainingDiverged(state_.step, w);
+  if (!finite(model_->params().values())) {
+    throw TrainingDiverged(state_.step, std::numeric_limits<double>::quiet_NaN());
   }
   ++state_.epoch;
   state_.history.push_back(rec);
@@ -189,8 +191,8 @@ EvalResult Trainer::evaluate_test() {
 
 void Trainer::save_checkpoint(const std::filesystem::path& file) const {
   // Only finite weights and metrics are ever saved: anything else could not be loaded.
-  for (float w : model_->params().values()) {
-    if (!std::isfinite(w)) throw std::logic_error("save_checkpoint: the weights are not finite");
+  if (!finite(model_->params().values())) {
+    throw std::logic_error("save_checkpoint: the weights are not finite");
   }
   TrainState state = state_;
   state.adam_steps = optimizer_->adam_steps();

@@ -7,12 +7,16 @@
 //   - its value (kind + config) round-trips through the registry and the text form, and its
 //     parameters and buffers, copied into a rebuilt layer, give the same outputs bit for bit;
 //   - eval mode is deterministic and ignores seed and step;
+//   - Monte-Carlo sampling: T samples stacked in one call (Context::samples) equal T separate
+//     calls, bit for bit, a sample of rows [a, b) with row_offset a equals those rows of the
+//     whole batch's sample, and a sample draws from its own domain, not the training step's;
 //   - forward and backward are bitwise identical at 1, 2 and 3 threads.
 // A kind that is registered but has no examples below fails the suite: adding a layer means
 // adding its examples here.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -281,6 +285,105 @@ TEST_P(LayerHarness, EvalIsDeterministicAndIgnoresSeedAndStep) {
   b.layer->forward(x, y2, {.mode = nn::Mode::kEval, .seed = 77, .step = 1234, .pool = &pool});
   EXPECT_TRUE(same_bits(y1, y2));
   for (std::size_t i = 0; i < y1.numel(); ++i) ASSERT_TRUE(std::isfinite(y1[i]));
+}
+
+// One sample of the given rows of x (a copy of them, with the row offset they have in x).
+Tensor sample_of(nn::Layer& layer, const Tensor& x, std::int64_t row0, std::int64_t rows,
+                 std::uint64_t step, parallel::ThreadPool& pool) {
+  const std::size_t per = x.shape().row_size();
+  Tensor part(
+      x.shape().example().with_batch(rows),
+      x.span().subspan(static_cast<std::size_t>(row0) * per, static_cast<std::size_t>(rows) * per));
+  Tensor y;
+  layer.forward(part, y,
+                {.mode = nn::Mode::kSample,
+                 .seed = 8,
+                 .step = step,
+                 .row_offset = 40 + static_cast<std::uint64_t>(row0),
+                 .pool = &pool});
+  return y;
+}
+
+// Noise is the same whatever the batch, bit for bit. A matrix product's rounding may depend on
+// the row count it is given (oneDNN picks kernels by shape), so a layer with one (dense,
+// dropconnect) is held to 1e-5 relative: a wrong mask would be off by far more.
+void expect_same_sample(const float* got, const float* want, std::size_t n, bool exact,
+                        const std::string& what) {
+  for (std::size_t i = 0; i < n; ++i) {
+    if (exact) {
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(got[i]), std::bit_cast<std::uint32_t>(want[i]))
+          << what << ", element " << i << ": " << got[i] << " vs " << want[i];
+    } else {
+      ASSERT_NEAR(got[i], want[i], 1e-5 * (1 + std::fabs(want[i]))) << what << ", element " << i;
+    }
+  }
+}
+
+TEST_P(LayerHarness, StackedSamplesEqualSeparateSamplesWhateverTheBatch) {
+  Built b = build(ex().layer, ex().input);
+  const bool exact = b.layer->param_specs().empty();
+  parallel::ThreadPool pool(2);
+  const std::int64_t n = ex().input[0];
+  constexpr std::uint64_t kSamples = 3, kStep = 5;
+  // Block s holds its own values (a layer that mixed blocks up would show it).
+  const Tensor stacked = input_for(ex().input.example().with_batch(n * kSamples), 11);
+  Tensor y;
+  b.layer->forward(stacked, y,
+                   {.mode = nn::Mode::kSample,
+                    .seed = 8,
+                    .step = kStep,
+                    .row_offset = 40,
+                    .samples = kSamples,
+                    .pool = &pool});
+  ASSERT_EQ(y.shape(), b.layer->output_shape(stacked.shape()));
+  const std::size_t out_per = y.shape().row_size();
+  for (std::uint64_t s = 0; s < kSamples; ++s) {
+    const auto row0 = static_cast<std::int64_t>(s) * n;
+    // Sample kStep + s of the examples at offset 40.., computed alone...
+    Tensor x_s(ex().input,
+               stacked.span().subspan(static_cast<std::size_t>(row0) * ex().input.row_size(),
+                                      ex().input.numel()));
+    Tensor alone;
+    b.layer->forward(
+        x_s, alone,
+        {.mode = nn::Mode::kSample, .seed = 8, .step = kStep + s, .row_offset = 40, .pool = &pool});
+    expect_same_sample(y.data() + row0 * out_per, alone.data(), alone.numel(), exact,
+                       "sample " + std::to_string(s));
+    // ...and one row at a time, each with its own offset.
+    for (std::int64_t r = 0; r < n; ++r) {
+      const Tensor row = sample_of(*b.layer, x_s, r, 1, kStep + s, pool);
+      expect_same_sample(row.data(), alone.data() + r * out_per, out_per, exact,
+                         "sample " + std::to_string(s) + ", row " + std::to_string(r));
+    }
+  }
+  // A noise layer refuses rows that are not a multiple of the samples.
+  if (b.layer->stochastic() && n * kSamples > 1) {
+    const Tensor odd = input_for(ex().input.example().with_batch(n * kSamples - 1));
+    Tensor y_odd;
+    EXPECT_THROW(b.layer->forward(odd, y_odd,
+                                  {.mode = nn::Mode::kSample, .samples = kSamples, .pool = &pool}),
+                 std::invalid_argument);
+  }
+}
+
+TEST_P(LayerHarness, SamplesDoNotReplayTrainingMasks) {
+  Built b = build(ex().layer, ex().input);
+  if (!b.layer->stochastic()) GTEST_SKIP() << "no noise";
+  parallel::ThreadPool pool(2);
+  const Tensor x = input_for(ex().input);
+  bool varies = false, differs = false;
+  Tensor first_train;
+  for (std::uint64_t t = 0; t < 8; ++t) {
+    Tensor train, sample;
+    b.layer->forward(x, train, {.mode = nn::Mode::kTrain, .seed = 8, .step = t, .pool = &pool});
+    b.layer->forward(x, sample, {.mode = nn::Mode::kSample, .seed = 8, .step = t, .pool = &pool});
+    if (t == 0) first_train = train.clone();
+    varies = varies || !same_bits(train, first_train);
+    differs = differs || !same_bits(train, sample);
+  }
+  // A layer whose draws do not change its output (p = 0 or 1, sigma 0) cannot show it.
+  if (!varies) GTEST_SKIP() << "the noise does not change the output";
+  EXPECT_TRUE(differs) << "sample t replays training step t for t = 0..7";
 }
 
 TEST_P(LayerHarness, BitwiseIdenticalAtOneTwoAndThreeThreads) {

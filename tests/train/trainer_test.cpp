@@ -152,6 +152,54 @@ TEST(Trainer, RejectsArchitectureThatDoesNotFitTheData) {
   EXPECT_THROW(Trainer(c, data, pool), std::invalid_argument);
 }
 
+TEST(Trainer, ExcludedClassesAreNeverTrainedOnValidatedOrTested) {
+  const auto data = toy_data(400, 100);  // labels cycle 0, 1, 2, 3
+  TrainConfig c = toy_config();
+  c.epochs = 1;
+  c.exclude_classes = "3,1";
+  parallel::ThreadPool pool(2);
+  Trainer t(c, data, pool);
+  const EpochRecord rec = t.run_epoch();
+  EXPECT_EQ(t.evaluate_test().count, 50u);  // the test examples of classes 0 and 2
+  EXPECT_EQ(rec.step, 6u);                  // ceil(175 / 32): half of the 350 training rows
+  // Every excluded training example can be changed without changing the run.
+  auto other = data;
+  for (std::size_t i = 0; i < other.train.count; ++i) {
+    if (other.train.labels[i] % 2 == 1) {
+      for (std::size_t p = 0; p < other.train.features(); ++p)
+        other.train.images[i * other.train.features() + p] = 255;
+    }
+  }
+  Trainer t2(c, other, pool);
+  const EpochRecord rec2 = t2.run_epoch();
+  EXPECT_EQ(rec2.val_loss, rec.val_loss);
+  EXPECT_EQ(params_of(t2), params_of(t));
+  // A class the model has no output for, and a list that leaves no class, are refused.
+  c.exclude_classes = "4";
+  EXPECT_THROW(Trainer(c, data, pool), std::invalid_argument);
+  c.exclude_classes = "0,1,2,3";
+  EXPECT_THROW(Trainer(c, data, pool), std::invalid_argument);
+}
+
+TEST(Batcher, ClassListsAreParsedStrictly) {
+  EXPECT_EQ(data::parse_class_list(""), std::vector<int>{});
+  EXPECT_EQ(data::parse_class_list("9,8"), (std::vector<int>{8, 9}));
+  EXPECT_EQ(data::class_list_text({8, 9}), "8,9");
+  for (const char* bad :
+       {"10", "8,8", ",", "8,", "-1", "a", "0,1,2,3,4,5,6,7,8,9", "1 ,2", "0001"}) {
+    SCOPED_TRACE(bad);
+    try {
+      data::parse_class_list(bad);
+      ADD_FAILURE() << "accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_THAT(e.what(), HasSubstr("[0, 9]"));
+    }
+  }
+  const auto d = test::synthetic_dataset(12, 2, 4, 1);
+  const std::vector<std::uint32_t> rows = {0, 1, 2, 3, 4, 5, 11};
+  EXPECT_EQ(data::rows_without(d, rows, {1, 3}), (std::vector<std::uint32_t>{0, 2, 4}));
+}
+
 TEST(TrainConfigTest, JsonRoundTripAndValidation) {
   TrainConfig c = toy_config();
   EXPECT_EQ(TrainConfig::from_json(c.to_json()).to_json(), c.to_json());
@@ -188,7 +236,7 @@ TEST(TrainConfigTest, EveryOptionRoundTripsDefaultsAndChecksItsRange) {
         if (!o.choices.empty()) {
           other = o.choices.back() == o.default_value ? o.choices.front() : o.choices.back();
         } else {
-          other = o.name == "arch" ? "64-7-4" : "dense:4";
+          other = o.name == "arch" ? "64-7-4" : o.name == "exclude_classes" ? "1,3" : "dense:4";
         }
         break;
       case Option::Type::kInt:

@@ -342,6 +342,8 @@ Run add_eval(CLI::App& app) {
     parallel::ThreadPool pool(resolve_threads(o->threads));
     std::vector<std::uint32_t> rows(test.count);
     std::iota(rows.begin(), rows.end(), 0u);
+    // The classes the model was trained on, as `train` reported its test accuracy.
+    rows = data::rows_without(test, rows, data::parse_class_list(ck.config.exclude_classes, 256));
     Tensor x;
     std::vector<std::uint8_t> labels;
     const auto r = train::evaluate(*ck.model, test, rows, pool, x, labels);

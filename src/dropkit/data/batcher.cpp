@@ -44,6 +44,56 @@ Split split_train_val(std::size_t count, std::size_t val) {
   return s;
 }
 
+std::vector<int> parse_class_list(const std::string& text, int num_classes) {
+  std::vector<int> classes;
+  if (text.empty()) return classes;
+  const auto bad = [&](const std::string& why) {
+    return std::invalid_argument(fmt::format(
+        "class list '{}': {} (expected comma-separated class numbers in [0, {}], not all of "
+        "them)",
+        text, why, num_classes - 1));
+  };
+  std::size_t begin = 0;
+  while (begin <= text.size()) {
+    const std::size_t end = std::min(text.find(',', begin), text.size());
+    const std::string item = text.substr(begin, end - begin);
+    if (item.empty() || item.size() > 3 ||
+        !std::all_of(item.begin(), item.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      throw bad("'" + item + "' is not a class number");
+    }
+    const int c = std::stoi(item);
+    if (c >= num_classes) throw bad(fmt::format("{} is not a class", c));
+    if (std::find(classes.begin(), classes.end(), c) != classes.end()) {
+      throw bad(fmt::format("{} is named twice", c));
+    }
+    classes.push_back(c);
+    begin = end + 1;
+  }
+  if (static_cast<int>(classes.size()) >= num_classes) throw bad("that leaves no class");
+  std::sort(classes.begin(), classes.end());
+  return classes;
+}
+
+std::string class_list_text(const std::vector<int>& classes) {
+  std::string s;
+  for (int c : classes) {
+    if (!s.empty()) s += ',';
+    s += std::to_string(c);
+  }
+  return s;
+}
+
+std::vector<std::uint32_t> rows_without(const Dataset& d, std::span<const std::uint32_t> rows,
+                                        const std::vector<int>& classes) {
+  std::vector<std::uint32_t> kept;
+  kept.reserve(rows.size());
+  for (std::uint32_t r : rows) {
+    if (std::find(classes.begin(), classes.end(), d.labels.at(r)) == classes.end())
+      kept.push_back(r);
+  }
+  return kept;
+}
+
 std::vector<std::uint32_t> epoch_permutation(std::span<const std::uint32_t> rows,
                                              std::uint64_t seed, std::uint64_t epoch) {
   std::vector<std::uint32_t> keys(rows.size());

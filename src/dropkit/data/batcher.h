@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "dropkit/core/tensor.h"
@@ -26,6 +27,16 @@ struct Split {
   std::vector<std::uint32_t> train, val;
 };
 Split split_train_val(std::size_t count, std::size_t val);
+
+// Classes held out of a run ("8,9": Fashion-MNIST's bag and ankle boot), for out-of-distribution
+// experiments. parse_class_list accepts comma-separated whole numbers in [0, num_classes),
+// without repeats, fewer than num_classes of them ("" is none); std::invalid_argument quoting
+// the text and naming the valid range otherwise. The result is sorted.
+std::vector<int> parse_class_list(const std::string& text, int num_classes = 10);
+std::string class_list_text(const std::vector<int>& classes);  // {8, 9} -> "8,9"
+// The rows of `rows` whose label is not in `classes`, in their order.
+std::vector<std::uint32_t> rows_without(const Dataset& d, std::span<const std::uint32_t> rows,
+                                        const std::vector<int>& classes);
 
 // The order of `rows` in epoch `epoch`: sorted by a Philox key of (seed, kShuffleStream, epoch,
 // position), a pure function of those, independent of threads.

@@ -18,7 +18,10 @@
 // as most implementations do): a per-example mask would need a matrix-vector product per
 // example instead of one matrix product per batch. It is keyed by (seed, stream, step, weight
 // index j * in + k) and applied by the one mask kernel (dropout/mask.h); the masked weights live
-// in one scratch matrix of W's size, reused every step, never one per example.
+// in one scratch matrix of W's size, reused every step, never one per example. Monte-Carlo
+// sampling (Mode::kSample) draws one mask per sample from the sampling domain (rng/streams.h),
+// shared by every example of that sample; stacked samples (Context::samples) are one product
+// each.
 // Kind "dropconnect"; config: units, activation, drop_prob, scaling, inference (mean, gaussian),
 // samples (for gaussian).
 #pragma once

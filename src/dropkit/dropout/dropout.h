@@ -10,8 +10,9 @@
 //   kInference  h                     0           h * (1 - p)      (the paper's weight scaling)
 //
 // with p = drop_prob and s computed once in double and rounded to float: y = x * s exactly.
-// Mode::kSample (Monte-Carlo dropout, Gal & Ghahramani 2016) draws masks as in training, keyed
-// by the sample index in ctx.step, and allows no backward.
+// Mode::kSample (Monte-Carlo dropout, Gal & Ghahramani 2016) draws masks as in training, from
+// the sampling domain (rng::sample_stream) keyed by the sample index in ctx.step, and allows no
+// backward.
 //
 // Backward: dx = dy * m * s (s = 1 for kInference), the forward's mask. MaskStorage::kRecompute
 // (default) keeps nothing per element and regenerates the mask from its counters;

@@ -28,8 +28,11 @@ void GaussianDropout::apply(const Draw& d, const Tensor& v, Tensor& out) {
     return;
   }
   if (!d.shared) {
-    apply_gaussian(*d.pool, d.key, d.first, NoiseKind::kMultiplicative, sigma_, v.span(),
-                   out.span());
+    each_block(d,
+               [&](const rng::StreamKey& key, std::uint64_t first, std::size_t b, std::size_t n) {
+                 apply_gaussian(*d.pool, key, first, NoiseKind::kMultiplicative, sigma_,
+                                v.span().subspan(b, n), out.span().subspan(b, n));
+               });
     return;
   }
   // (A noise value of exactly 0 makes its elements exactly 0, as for dropout.)
@@ -53,8 +56,11 @@ void GaussianDropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx
   if (d.shared) {  // e per noise element: 1 + s z
     noise_.resize(d.noise);
     std::fill(noise_.span().begin(), noise_.span().end(), 1.0f);
-    apply_gaussian(*d.pool, d.key, d.first, NoiseKind::kMultiplicative, sigma_, noise_.span(),
-                   noise_.span());
+    each_block(
+        d, [&](const rng::StreamKey& key, std::uint64_t first, std::size_t b, std::size_t n) {
+          const auto noise = noise_.span().subspan(b, n);
+          apply_gaussian(*d.pool, key, first, NoiseKind::kMultiplicative, sigma_, noise, noise);
+        });
   }
   apply(d, x, y);
 }

@@ -23,10 +23,12 @@ const NoiseLayer::Draw& NoiseLayer::begin_draw(const Tensor& x, const nn::Contex
   d.shape = x.shape();
   d.noise = shared_axes_.empty() ? x.shape() : noise_shape(x.shape(), shared_axes_);
   d.shared = d.noise != d.shape;
-  d.key = {ctx.seed, stream_id_, ctx.step};
+  d.key = ctx.noise_key(stream_id_);
   // Rows are the leading axis: a worker holding rows [r, r + n) of a batch draws what a single
-  // process draws for them (SPEC 2).
+  // process draws for them (SPEC 2); a stacked sample block starts at the same row_offset.
   d.first = ctx.row_offset * d.noise.row_size();
+  d.blocks = ctx.blocks();
+  ctx.block_rows(x.shape().rank() ? x.shape()[0] : 0, name());
   d.pool = &ctx.threads();
   draw_ = std::move(d);
   has_draw_ = ctx.mode == nn::Mode::kTrain;

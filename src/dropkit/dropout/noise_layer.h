@@ -3,8 +3,9 @@
 // its draw, never the draw itself (backward recomputes it from the counters), except the small
 // noise tensor of a shared noise shape.
 //
-// Modes (nn/layer.h): Train and Sample draw from (ctx.seed, stream_id, ctx.step); Eval draws
-// nothing. Only Train allows backward.
+// Modes (nn/layer.h): Train draws from (ctx.seed, stream_id, ctx.step), Sample from the
+// sampling domain (ctx.seed, rng::sample_stream(stream_id), sample index), one sample per stacked
+// block of rows; Eval draws nothing. Only Train allows backward.
 #pragma once
 
 #include <cstdint>
@@ -27,18 +28,32 @@ class NoiseLayer : public nn::Layer {
   NoiseLayer(std::uint32_t stream_id, std::vector<int> shared_axes)
       : stream_id_(stream_id), shared_axes_(std::move(shared_axes)) {}
 
-  // Where a Train or Sample forward on x draws: its stream key, the stream index of its first
-  // draw (row_offset times the per-example count of draws), and the shape drawn over (x's, or the
-  // noise shape when axes are shared). Records it for backward in Mode::kTrain, forgets any
-  // earlier one otherwise.
+  // Where a Train or Sample forward on x draws: its stream key (Context::noise_key: the sampling
+  // domain in Mode::kSample), the stream index of its first draw (row_offset times the
+  // per-example count of draws), and the shape drawn over (x's, or the noise shape when axes are
+  // shared). In Mode::kSample the rows may be Context::samples stacked blocks, each its own
+  // sample: each_block hands out their keys. Records it for backward in Mode::kTrain, forgets
+  // any earlier one otherwise.
   struct Draw {
-    rng::StreamKey key;
+    rng::StreamKey key;  // block 0's
     std::uint64_t first = 0;
     Shape shape;          // the input's shape
     Shape noise;          // the shape drawn over (== shape unless axes are shared)
     bool shared = false;  // noise != shape
+    std::uint64_t blocks = 1;
     parallel::ThreadPool* pool = nullptr;
   };
+  // Calls gen(key, first, begin, count) once per block: the noise elements [begin, begin + count)
+  // (row-major in d.noise) are draws first, first + 1, ... of stream `key`. One call in Train.
+  template <class Gen>
+  static void each_block(const Draw& d, Gen&& gen) {
+    const std::size_t per = d.noise.numel() / d.blocks;
+    for (std::uint64_t b = 0; b < d.blocks; ++b) {
+      rng::StreamKey key = d.key;
+      key.step += b;
+      gen(key, d.first, static_cast<std::size_t>(b) * per, per);
+    }
+  }
   const Draw& begin_draw(const Tensor& x, const nn::Context& ctx);
   void forget_draw() { has_draw_ = false; }
   // The recorded draw after checking dy against it (nn::check_backward).

@@ -27,12 +27,16 @@
 
 #include "dropkit/core/tensor.h"
 #include "dropkit/parallel/thread_pool.h"
+#include "dropkit/rng/philox.h"
+#include "dropkit/rng/streams.h"
 
 namespace dropkit::nn {
 
 // Train: stochastic layers draw fresh noise for (seed, step) and backward is allowed.
 // Eval: deterministic, consumes no randomness (dropout is the identity or weight scaling).
-// Sample: Monte-Carlo inference: noise drawn as in training, keyed by the sample index in `step`.
+// Sample: Monte-Carlo inference: noise drawn as in training but from the sampling domain
+// (rng::sample_stream), keyed by the sample index in `step`; every other layer (BatchNorm
+// included) behaves as in Eval. No backward.
 enum class Mode { kTrain, kEval, kSample };
 
 struct Context {
@@ -41,10 +45,26 @@ struct Context {
   std::uint64_t step = 0;  // training step, or Monte-Carlo sample index in Mode::kSample
   // Index of this batch's first row in the global batch: a data-parallel worker holding rows
   // [r, r + n) passes r and draws exactly the masks a single process would (SPEC section 2).
+  // In Mode::kSample: the index of the first example in the data set, so that sample t of
+  // example i is the same whatever the batch it came in.
   std::uint64_t row_offset = 0;
+  // Mode::kSample only: the rows are `samples` stacked blocks of the same examples, block s
+  // being Monte-Carlo sample step + s (so T samples go through one matrix product). Layers that
+  // draw noise draw each block as its own sample; every other layer is row-wise and sees one
+  // batch. The row count must be a multiple of it.
+  std::uint64_t samples = 1;
   parallel::ThreadPool* pool = nullptr;  // nullptr: parallel::default_pool()
 
   parallel::ThreadPool& threads() const { return pool ? *pool : parallel::default_pool(); }
+  // Blocks of stacked rows (1 unless sampling).
+  std::uint64_t blocks() const { return mode == Mode::kSample ? samples : 1; }
+  // The key a consumer with training stream `stream` draws from for block `block`: its own
+  // stream in Train, the sampling domain in Sample (rng/streams.h).
+  rng::StreamKey noise_key(std::uint32_t stream, std::uint64_t block = 0) const {
+    return {seed, mode == Mode::kSample ? rng::sample_stream(stream) : stream, step + block};
+  }
+  // rows / blocks(); std::invalid_argument naming `who` unless blocks() divides rows evenly.
+  std::int64_t block_rows(std::int64_t rows, const std::string& who) const;
 };
 
 // A trainable parameter gets gradients and optimizer state; a buffer (BatchNorm's running

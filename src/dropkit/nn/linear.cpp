@@ -66,22 +66,23 @@ void Linear::run_forward(const Tensor& x, Tensor& y, const Context& ctx, const f
                          bool activate) {
   if (&x == &y) throw std::invalid_argument(name() + ": cannot run in place");
   y.resize(output_shape(x.shape()));
-  const std::int64_t rows = x.shape()[0];
   auto& pool = ctx.threads();
-  float* yd = y.data();
-  kernels::linear_forward(
-      pool, rows, in_, out_, x.data(), w, yd, [&](std::int64_t j0, std::int64_t j1) {
-        for (std::int64_t r = 0; r < rows; ++r) {
-          float* row = yd + r * out_;
-          for (std::int64_t j = j0; j < j1; ++j) row[j] += b_[j];
-          if (activate)
-            activation_forward(f_, row + j0, row + j0, static_cast<std::size_t>(j1 - j0));
-        }
-      });
+  product(pool, x.shape()[0], x.data(), w, y.data(), activate);
   const bool train = ctx.mode == Mode::kTrain;
   x_ = train ? &x : nullptr;
   y_ = train ? &y : nullptr;
   pool_ = &pool;
+}
+
+void Linear::product(parallel::ThreadPool& pool, std::int64_t rows, const float* x, const float* w,
+                     float* y, bool activate) const {
+  kernels::linear_forward(pool, rows, in_, out_, x, w, y, [&](std::int64_t j0, std::int64_t j1) {
+    for (std::int64_t r = 0; r < rows; ++r) {
+      float* row = y + r * out_;
+      for (std::int64_t j = j0; j < j1; ++j) row[j] += b_[j];
+      if (activate) activation_forward(f_, row + j0, row + j0, static_cast<std::size_t>(j1 - j0));
+    }
+  });
 }
 
 const float* Linear::output_grad(const Tensor& dy, const Tensor& dx) {

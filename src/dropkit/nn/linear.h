@@ -59,6 +59,9 @@ class Linear : public Layer {
   // keeps what backward needs in Mode::kTrain.
   void run_forward(const Tensor& x, Tensor& y, const Context& ctx, const float* w,
                    bool activate = true);
+  // The same on raw rows: y [rows, out] = f(x [rows, in] w^T + b); keeps nothing.
+  void product(parallel::ThreadPool& pool, std::int64_t rows, const float* x, const float* w,
+               float* y, bool activate = true) const;
   // Checks, then returns dz = dy * f'(y) (dy itself for the identity).
   const float* output_grad(const Tensor& dy, const Tensor& dx);
   // dx = dz w (nothing when the input gradient is not needed).

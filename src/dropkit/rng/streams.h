@@ -13,4 +13,12 @@ inline constexpr std::uint32_t kInitStreamBase = 0x00020000u;
 // The training-set permutation of epoch e uses step e.
 inline constexpr std::uint32_t kShuffleStream = 0x00030000u;
 
+// Monte-Carlo sampling (nn::Mode::kSample) draws from its own domain: the training stream id
+// with this bit set, and the sample index as the step. Sample t of a layer is then independent of
+// its training step t, instead of replaying that step's masks (no base above uses bit 31).
+inline constexpr std::uint32_t kSampleDomain = 0x80000000u;
+constexpr std::uint32_t sample_stream(std::uint32_t stream) {
+  return stream | kSampleDomain;
+}
+
 }  // namespace dropkit::rng

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "dropkit/data/batcher.h"
 #include "dropkit/model/spec.h"
 #include "dropkit/nn/activation.h"
 
@@ -196,6 +197,12 @@ std::vector<Field> make_fields() {
        .min = 0,
        .max = kMaxU64},
       [](TrainConfig& c) -> std::uint64_t& { return c.train_eval; });
+  add({.name = "exclude_classes",
+       .type = Type::kString,
+       .default_value = d.exclude_classes,
+       .help = "classes left out of training, validation and test, e.g. 8,9 (for "
+               "out-of-distribution tests with `dropkit predict`)"},
+      [](TrainConfig& c) -> std::string& { return c.exclude_classes; });
   add({.name = "seed",
        .type = Type::kInt,
        .default_value = d.seed,
@@ -239,6 +246,8 @@ void TrainConfig::set(const std::string& name, const json& value) {
 
 void TrainConfig::validate(bool resolve_net) const {
   for (const auto& f : fields()) f.option.check(get(f.option.name));
+  // The syntax here; the classes against the model's outputs when the trainer builds it.
+  data::parse_class_list(exclude_classes, 256);
   if (resolve_net || net.empty()) layers();
 }
 

@@ -36,6 +36,9 @@ struct TrainConfig {
   std::uint64_t seed = 1;
   // Examples of the training split evaluated (eval mode) each epoch for train_accuracy.
   std::uint64_t train_eval = 10000;
+  // Classes left out of training, validation and test ("8,9"; data::parse_class_list): the
+  // model never sees them, and `dropkit predict` treats them as out-of-distribution.
+  std::string exclude_classes;
 
   // A reference to the member an option sets.
   using Ref = std::variant<bool& (*)(TrainConfig&), int& (*)(TrainConfig&),

@@ -93,7 +93,7 @@ Trainer::Trainer(TrainConfig config, const data::TrainTest& data, parallel::Thre
                                               inputs, data.train.features()));
     }
   }
-  split_ = data::split_train_val(data.train.count, config_.val);
+  select_rows();
   // One example is [1, rows, cols]: a channel axis, so convolutions can follow; dense layers
   // read it as rows * cols features.
   model_ = std::make_unique<model::Model>(config_.layers(),
@@ -112,17 +112,31 @@ Trainer::Trainer(Checkpoint ck, const data::TrainTest& data, parallel::ThreadPoo
         fmt::format("--epochs {} is fewer than the {} epochs the run has done already",
                     config_.epochs, state_.epoch));
   }
-  split_ = data::split_train_val(data.train.count, config_.val);
+  select_rows();
   model_ = std::move(ck.model);
   prepare();
   restore_optimizer(ck, model_->params(), *optimizer_);
 }
 
+void Trainer::select_rows() {
+  const auto excluded = data::parse_class_list(config_.exclude_classes, 256);
+  split_ = data::split_train_val(data_.train.count, config_.val);
+  split_.train = data::rows_without(data_.train, split_.train, excluded);
+  split_.val = data::rows_without(data_.train, split_.val, excluded);
+  std::vector<std::uint32_t> test(data_.test.count);
+  std::iota(test.begin(), test.end(), 0u);
+  test_rows_ = data::rows_without(data_.test, test, excluded);
+  if (split_.train.empty() || test_rows_.empty()) {
+    throw std::invalid_argument(fmt::format(
+        "--exclude-classes {} leaves no training or no test examples", config_.exclude_classes));
+  }
+}
+
 void Trainer::prepare() {
   check_model_fits(*model_, data_.train, "training");
   check_model_fits(*model_, data_.test, "test");
-  test_rows_.resize(data_.test.count);
-  std::iota(test_rows_.begin(), test_rows_.end(), 0u);
+  // The classes against the model's outputs (check_model_fits made them rank 1).
+  data::parse_class_list(config_.exclude_classes, static_cast<int>(model_->output_shape()[0]));
   optimizer_ = std::make_unique<Optimizer>(config_.optimizer, model_->params().size());
 }
 

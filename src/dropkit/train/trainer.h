@@ -91,13 +91,14 @@ class Trainer {
   void save_checkpoint(const std::filesystem::path& file) const;
 
  private:
-  void prepare();  // the checks and buffers both constructors share
+  void prepare();      // the checks and buffers both constructors share
+  void select_rows();  // split_ and test_rows_, without config_.exclude_classes
 
   TrainConfig config_;
   const data::TrainTest& data_;
   parallel::ThreadPool& pool_;
   data::Split split_;
-  std::vector<std::uint32_t> test_rows_;  // 0 .. test count - 1
+  std::vector<std::uint32_t> test_rows_;  // the test examples of the classes trained on
   std::unique_ptr<model::Model> model_;
   std::unique_ptr<Optimizer> optimizer_;
   TrainState state_;

@@ -33,8 +33,6 @@ namespace dropkit::cli {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr const char* kCheckpoint = "checkpoint.safetensors";
-
 // A run's train error (dashed) and test error (solid), in percent per epoch.
 std::vector<Series> error_series(const std::vector<train::EpochRecord>& h,
                                  const std::string& prefix, const std::string& color) {

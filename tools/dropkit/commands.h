@@ -11,10 +11,14 @@ namespace dropkit::cli {
 
 using Run = std::function<int()>;
 
+// The model file in a run directory (`train --out`, read by eval, predict and --resume).
+inline constexpr const char* kCheckpoint = "checkpoint.safetensors";
+
 Run add_bench(CLI::App& app);
 Run add_demo(CLI::App& app);
 Run add_train(CLI::App& app);
 Run add_eval(CLI::App& app);
 Run add_compare(CLI::App& app);
+Run add_predict(CLI::App& app);
 
 }  // namespace dropkit::cli

@@ -18,6 +18,10 @@ int main(int argc, char** argv) {
   };
   add("train", "train a network with or without dropout", dropkit::cli::add_train);
   add("eval", "evaluate a trained model in eval mode", dropkit::cli::add_eval);
+  add("predict",
+      "predict with a trained model: weight scaling or Monte-Carlo dropout, with uncertainty "
+      "and calibration",
+      dropkit::cli::add_predict);
   add("compare", "compare finished runs: accuracy table and one SVG of their curves",
       dropkit::cli::add_compare);
   add("bench", "measure dropout kernels (or `bench train`) against references",

@@ -121,19 +121,34 @@ void draw_y_ticks(std::string& out, const Axis& y) {
   }
 }
 
+void draw_x_tick(std::string& out, const Axis& x, double v) {
+  const double px = x(v);
+  out += line(px, kBottom, px, kBottom + 5, "stroke=\"black\" stroke-width=\"1\"");
+  out += text(px, kBottom + 20, "middle", 12, fmt::format("{:g}", v));
+}
+
 void draw_x_ticks(std::string& out, const Axis& x, std::size_t epochs) {
   // Whole epochs only: a fractional step (few epochs) becomes 1.
   const auto step = std::max<std::size_t>(
       1, static_cast<std::size_t>(std::llround(nice_step(static_cast<double>(epochs - 1) / 10))));
-  std::vector<std::size_t> ticks = {1};
+  draw_x_tick(out, x, 1);
   for (std::size_t e = step; e <= epochs; e += step) {
     // Epoch 1 always gets a tick; a multiple of the step too close to it would collide.
-    if (2 * (e - 1) >= step && e != 1) ticks.push_back(e);
+    if (2 * (e - 1) >= step && e != 1) draw_x_tick(out, x, static_cast<double>(e));
   }
-  for (const std::size_t e : ticks) {
-    const double px = x(static_cast<double>(e));
-    out += line(px, kBottom, px, kBottom + 5, "stroke=\"black\" stroke-width=\"1\"");
-    out += text(px, kBottom + 20, "middle", 12, fmt::format("{}", e));
+}
+
+// A logarithmic axis (x holds log10 of the values): ticks at 1, 2 and 5 times powers of ten.
+void draw_log_x_ticks(std::string& out, const Axis& x) {
+  for (int e = static_cast<int>(std::floor(x.lo)); e <= static_cast<int>(std::ceil(x.hi)); ++e) {
+    for (const double m : {1.0, 2.0, 5.0}) {
+      const double v = m * std::pow(10.0, e);
+      if (std::log10(v) >= x.lo - 1e-9 && std::log10(v) <= x.hi + 1e-9) {
+        const double px = x(std::log10(v));
+        out += line(px, kBottom, px, kBottom + 5, "stroke=\"black\" stroke-width=\"1\"");
+        out += text(px, kBottom + 20, "middle", 12, fmt::format("{:g}", v));
+      }
+    }
   }
 }
 
@@ -160,10 +175,8 @@ void draw_legend(std::string& out, const std::vector<Series>& series) {
   }
 }
 
-}  // namespace
-
-std::string line_chart_svg(const std::string& title, const std::string& y_label,
-                           const std::vector<Series>& series) {
+std::string svg_open(const std::string& title, const std::string& x_label,
+                     const std::string& y_label) {
   std::string out = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" "
       "viewBox=\"0 0 {0} {1}\">\n",
@@ -171,32 +184,77 @@ std::string line_chart_svg(const std::string& title, const std::string& y_label,
   out += fmt::format("<rect x=\"0\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"white\"/>\n", kWidth,
                      kHeight);
   out += text(kWidth / 2, 30, "middle", 18, title, "font-weight=\"bold\"");
-  out += text(kLeft + (kRight - kLeft) / 2, kHeight - 15, "middle", 14, "epoch");
+  out += text(kLeft + (kRight - kLeft) / 2, kHeight - 15, "middle", 14, x_label);
   const double mid_y = kTop + (kBottom - kTop) / 2;
   out += text(22, mid_y, "middle", 14, y_label,
               fmt::format("transform=\"rotate(-90 22 {:.1f})\"", mid_y));
+  return out;
+}
 
+// Axes last, so grid lines and curves do not paint over them; then the legend.
+void svg_close(std::string& out, const std::vector<Series>& series) {
+  out += line(kLeft, kBottom, kRight, kBottom, "stroke=\"black\" stroke-width=\"1\"");
+  out += line(kLeft, kTop, kLeft, kBottom, "stroke=\"black\" stroke-width=\"1\"");
+  draw_legend(out, series);
+  out += "</svg>\n";
+}
+
+}  // namespace
+
+std::string line_chart_svg(const std::string& title, const std::string& y_label,
+                           const std::vector<Series>& series) {
+  return xy_chart_svg(title, "epoch", y_label, series, false);
+}
+
+std::string xy_chart_svg(const std::string& title, const std::string& x_label,
+                         const std::string& y_label, const std::vector<Series>& series,
+                         bool log_x) {
+  std::string out = svg_open(title, x_label, y_label);
+  const double mid_y = kTop + (kBottom - kTop) / 2;
+  // The x of point i of a series: its x[i], or i + 1 (an epoch) when it has none.
+  const auto x_of = [&](const Series& s, std::size_t i) {
+    const double v = s.x.empty() ? static_cast<double>(i + 1) : s.x.at(i);
+    return log_x ? std::log10(v) : v;
+  };
   const Range data = finite_range(series);
   if (data.empty()) {
     out += text(kLeft + (kRight - kLeft) / 2, mid_y, "middle", 16, "no data", "fill=\"#777777\"");
   } else {
-    std::size_t epochs = 0;
-    for (const Series& s : series) epochs = std::max(epochs, s.y.size());
-    // A single epoch is drawn in the middle rather than on the y axis.
-    const Axis x = epochs > 1 ? Axis{1, static_cast<double>(epochs), kLeft, kRight}
-                              : Axis{0, 2, kLeft, kRight};
+    bool epochs_only = true;
+    Range xr;
+    for (const Series& s : series) {
+      epochs_only = epochs_only && s.x.empty();
+      for (std::size_t i = 0; i < s.y.size(); ++i) {
+        const double v = x_of(s, i);
+        if (!std::isfinite(v)) continue;
+        xr.lo = std::min(xr.lo, v);
+        xr.hi = std::max(xr.hi, v);
+      }
+    }
+    if (epochs_only) xr.lo = 1;
+    // A single x is drawn in the middle rather than on the y axis.
+    const Axis x = xr.hi > xr.lo ? Axis{xr.lo, xr.hi, kLeft, kRight}
+                                 : Axis{xr.lo - 1, xr.lo + 1, kLeft, kRight};
     const Range yr = padded(data);
     const Axis y{yr.lo, yr.hi, kBottom, kTop};
     draw_y_ticks(out, y);
-    draw_x_ticks(out, x, epochs);
+    if (log_x) {
+      draw_log_x_ticks(out, x);
+    } else if (epochs_only) {
+      draw_x_ticks(out, x, static_cast<std::size_t>(xr.hi));
+    } else {
+      const double step = nice_step((x.hi - x.lo) / 8);
+      for (double v = std::ceil(x.lo / step) * step; v <= x.hi + 1e-9 * step; v += step)
+        draw_x_tick(out, x, v);
+    }
 
     for (const Series& s : series) {
       std::string points;
       std::size_t count = 0;
       double last_x = 0, last_y = 0;
       for (std::size_t i = 0; i < s.y.size(); ++i) {
-        if (!std::isfinite(s.y[i])) continue;
-        last_x = x(static_cast<double>(i + 1));
+        if (!std::isfinite(s.y[i]) || !std::isfinite(x_of(s, i))) continue;
+        last_x = x(x_of(s, i));
         // Clamped, so a (meaningless) negative error cannot draw outside the plot.
         last_y = std::clamp(y(s.y[i]), kTop, kBottom);
         if (count++ > 0) points += ' ';
@@ -214,12 +272,38 @@ std::string line_chart_svg(const std::string& title, const std::string& y_label,
       }
     }
   }
+  svg_close(out, series);
+  return out;
+}
 
-  // Axes last, so grid lines and curves do not paint over them.
-  out += line(kLeft, kBottom, kRight, kBottom, "stroke=\"black\" stroke-width=\"1\"");
-  out += line(kLeft, kTop, kLeft, kBottom, "stroke=\"black\" stroke-width=\"1\"");
-  draw_legend(out, series);
-  out += "</svg>\n";
+std::string reliability_svg(const std::string& title, const std::vector<Reliability>& diagrams) {
+  std::string out =
+      svg_open(title, "confidence (mean probability of the predicted class)", "accuracy");
+  const Axis x{0, 1, kLeft, kRight};
+  const Axis y{0, 1, kBottom, kTop};
+  draw_y_ticks(out, y);
+  for (int k = 0; k <= 10; k += 2) draw_x_tick(out, x, k / 10.0);
+  // The diagonal: perfect calibration.
+  out += line(x(0), y(0), x(1), y(1),
+              "stroke=\"#777777\" stroke-width=\"1\" stroke-dasharray=\"4 4\"");
+  std::vector<Series> legend;
+  const double n = static_cast<double>(std::max<std::size_t>(diagrams.size(), 1));
+  for (std::size_t d = 0; d < diagrams.size(); ++d) {
+    const Reliability& r = diagrams[d];
+    legend.push_back({r.label, r.color, false, {}, {}});
+    const double bins = static_cast<double>(r.accuracy.size());
+    for (std::size_t b = 0; b < r.accuracy.size(); ++b) {
+      if (!std::isfinite(r.accuracy[b])) continue;  // an empty bin
+      const double left = static_cast<double>(b) / bins + static_cast<double>(d) / (n * bins);
+      const double w = 1.0 / (n * bins);
+      out += fmt::format(
+          "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\" "
+          "fill-opacity=\"0.75\"/>\n",
+          x(left), y(r.accuracy[b]), x(left + w) - x(left), y(0) - y(r.accuracy[b]),
+          escape(r.color));
+    }
+  }
+  svg_close(out, legend);
   return out;
 }
 

@@ -10,13 +10,15 @@
 
 namespace dropkit::cli {
 
-// One curve. y[i] is the value at epoch i+1; NaN (and infinite) values are skipped, the line
-// joining the points on either side. `color` is any SVG color ("#1f77b4", "red").
+// One curve. y[i] is the value at x[i], or at epoch i+1 when x is empty; NaN (and infinite)
+// values are skipped, the line joining the points on either side. `color` is any SVG color
+// ("#1f77b4", "red").
 struct Series {
   std::string label;
   std::string color;
   bool dashed = false;
   std::vector<double> y;
+  std::vector<double> x = {};
 };
 
 // An 800x500 SVG line chart: x is the epoch (1 .. the longest series), y the error in percent.
@@ -27,5 +29,20 @@ struct Series {
 // "</svg>\n".
 std::string line_chart_svg(const std::string& title, const std::string& y_label,
                            const std::vector<Series>& series);
+
+// The same chart with the series' own x values (all of them must have x), a named x axis, and
+// optionally a logarithmic x (ticks at 1, 2, 5 times powers of ten; x must be > 0).
+std::string xy_chart_svg(const std::string& title, const std::string& x_label,
+                         const std::string& y_label, const std::vector<Series>& series, bool log_x);
+
+// A reliability diagram: per confidence bin (equal width over [0, 1]) a bar at the bin's
+// accuracy, the diagrams' bars side by side within each bin (NaN: an empty bin, no bar), and the
+// diagonal of perfect calibration.
+struct Reliability {
+  std::string label;  // e.g. "MC T=50 (ECE 0.012)"
+  std::string color;
+  std::vector<double> accuracy;  // per bin
+};
+std::string reliability_svg(const std::string& title, const std::vector<Reliability>& diagrams);
 
 }  // namespace dropkit::cli

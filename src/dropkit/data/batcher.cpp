@@ -120,7 +120,7 @@ void make_batch(const Dataset& d, std::span<const std::uint32_t> rows, const Nor
     const std::uint8_t* p = d.images.data() + static_cast<std::size_t>(rows[i]) * f;
     float* out = x.data() + i * f;
     for (std::size_t j = 0; j < f; ++j) out[j] = table[p[j]];
-    labels[i] = d.labels[rows[i]];
+    labels[i] = d.labels.empty() ? 0 : d.labels[rows[i]];
   }
 }
 

@@ -44,7 +44,7 @@ std::vector<std::uint32_t> epoch_permutation(std::span<const std::uint32_t> rows
                                              std::uint64_t seed, std::uint64_t epoch);
 
 // x [rows.size(), 1, image rows, image cols] (one channel: NCHW) and labels for the given
-// examples.
+// examples (0 for a data set without labels: images to predict).
 void make_batch(const Dataset& d, std::span<const std::uint32_t> rows, const Normalization& norm,
                 Tensor& x, std::vector<std::uint8_t>& labels);
 

@@ -52,15 +52,25 @@ void Sequential::init_params(std::uint64_t seed) {
 }
 
 const Tensor& Sequential::forward(const Tensor& x, const nn::Context& ctx) {
-  params();
   if (layers_.empty()) throw std::logic_error("Sequential: no layers");
+  const Tensor& y = forward(x, ctx, 0, layers_.size());
+  trained_forward_ = ctx.mode == nn::Mode::kTrain;
+  return y;
+}
+
+const Tensor& Sequential::forward(const Tensor& x, const nn::Context& ctx, std::size_t begin,
+                                  std::size_t end) {
+  params();
+  if (begin > end || end > layers_.size()) {
+    throw std::out_of_range(
+        fmt::format("Sequential: layers [{}, {}) of {}", begin, end, layers_.size()));
+  }
   trained_forward_ = false;  // until every layer has run: a throw midway allows no backward
   const Tensor* in = &x;
-  for (std::size_t i = 0; i < layers_.size(); ++i) {
+  for (std::size_t i = begin; i < end; ++i) {
     layers_[i]->forward(*in, outputs_[i], ctx);
     in = &outputs_[i];
   }
-  trained_forward_ = ctx.mode == nn::Mode::kTrain;
   return *in;
 }
 

@@ -34,6 +34,11 @@ class Sequential {
   void init_params(std::uint64_t seed);
 
   const Tensor& forward(const Tensor& x, const nn::Context& ctx);
+  // Layers [begin, end) only, x being layer begin's input; returns layer end - 1's output (x
+  // itself when begin == end). Allows no backward. Monte-Carlo prediction runs the layers before
+  // the first stochastic one once and the rest on stacked samples (predict/predictor.h).
+  const Tensor& forward(const Tensor& x, const nn::Context& ctx, std::size_t begin,
+                        std::size_t end);
   // With a sink, each layer runs backward_to(sink) (nn/layer.h): the gradients of layers that
   // support it go to the sink instead of the arena.
   void backward(const Tensor& dy, nn::GradientSink* sink = nullptr);

@@ -1,0 +1,142 @@
+#include "dropkit/predict/predictor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "dropkit/data/batcher.h"
+#include "dropkit/parallel/thread_pool.h"
+
+namespace dropkit::predict {
+
+std::vector<std::uint64_t> report_counts(const PredictOptions& options) {
+  const std::uint64_t total = std::max<std::uint64_t>(options.samples, 1);
+  std::vector<std::uint64_t> counts = options.report_at;
+  for (std::uint64_t k : counts) {
+    if (k == 0 || k > total) {
+      throw std::invalid_argument(
+          fmt::format("a report at {} samples is outside [1, {}] (the samples drawn)", k, total));
+    }
+  }
+  counts.push_back(total);
+  std::sort(counts.begin(), counts.end());
+  counts.erase(std::unique(counts.begin(), counts.end()), counts.end());
+  return counts;
+}
+
+std::size_t first_stochastic_layer(const model::Model& model) {
+  for (std::size_t i = 0; i < model.size(); ++i) {
+    if (model.layer(i).stochastic()) return i;
+  }
+  return model.size();
+}
+
+namespace {
+
+// log-softmax of each row of `logits` [rows, classes], in place into `out`.
+void log_softmax_rows(const float* logits, std::size_t rows, std::size_t classes, float* out) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* z = logits + r * classes;
+    float* y = out + r * classes;
+    const float m = *std::max_element(z, z + classes);
+    double sum = 0;
+    for (std::size_t c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(z[c] - m));
+    const auto lse = static_cast<float>(std::log(sum));
+    for (std::size_t c = 0; c < classes; ++c) y[c] = z[c] - m - lse;
+  }
+}
+
+}  // namespace
+
+void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std::size_t end,
+             const PredictOptions& options, parallel::ThreadPool& pool,
+             const std::function<void(const ExampleResult&)>& on_result) {
+  if (begin > end || end > d.count) {
+    throw std::invalid_argument(fmt::format(
+        "predict: examples [{}, {}) are outside the {} in the data", begin, end, d.count));
+  }
+  if (model.input_shape().numel() != d.features()) {
+    throw std::invalid_argument(
+        fmt::format("the model takes examples of shape {} ({} values) but the images are {}x{}",
+                    model.input_shape().str(), model.input_shape().numel(), d.rows, d.cols));
+  }
+  const Shape& out = model.output_shape();
+  if (out.rank() != 1) {
+    throw std::invalid_argument("predict: the model's output per example is " + out.str() +
+                                ", not one score per class");
+  }
+  const auto classes = static_cast<std::size_t>(out[0]);
+  const auto counts = report_counts(options);
+  const bool mc = options.samples > 0;
+  const std::uint64_t total = mc ? options.samples : 1;
+  const std::size_t max_rows = std::max<std::size_t>(options.max_rows, 1);
+  // Samples per stacked pass, and examples per chunk.
+  const auto group = static_cast<std::size_t>(std::min<std::uint64_t>(total, max_rows));
+  const std::size_t chunk = std::max<std::size_t>(1, max_rows / group);
+  const std::size_t k = mc ? first_stochastic_layer(model) : model.size();
+  const bool labelled = !d.labels.empty();
+
+  parallel::ScopedFlushDenormals flush;
+  model::Sequential& net = model.net();
+  SampleAccumulator acc(chunk, classes);
+  std::vector<std::uint32_t> rows;
+  std::vector<std::uint8_t> labels;
+  Tensor x, stacked;
+  std::vector<float> logp;
+  for (std::size_t c0 = begin; c0 < end; c0 += chunk) {
+    const std::size_t n = std::min(chunk, end - c0);
+    rows.resize(n);
+    std::iota(rows.begin(), rows.end(), static_cast<std::uint32_t>(c0));
+    data::make_batch(d, rows, model.normalization(), x, labels);
+    // The deterministic prefix, once per example.
+    const nn::Context eval{.mode = nn::Mode::kEval, .row_offset = c0, .pool = &pool};
+    const Tensor& prefix = net.forward(model.shaped_input(x), eval, 0, k);
+    acc.clear();
+    std::size_t next_report = 0;
+    for (std::uint64_t s0 = 0; s0 < total; s0 += group) {
+      const std::size_t g = static_cast<std::size_t>(std::min<std::uint64_t>(group, total - s0));
+      const Tensor* logits = &prefix;
+      if (k < model.size()) {
+        // g copies of the prefix's rows, one block per sample.
+        stacked.resize(prefix.shape().example().with_batch(static_cast<std::int64_t>(g * n)));
+        parallel::parallel_for(pool, g, 1, [&](std::size_t b, std::size_t e) {
+          for (std::size_t s = b; s < e; ++s)
+            std::copy(prefix.span().begin(), prefix.span().end(),
+                      stacked.span().begin() + static_cast<std::ptrdiff_t>(s * prefix.numel()));
+        });
+        const nn::Context sample{.mode = nn::Mode::kSample,
+                                 .seed = options.seed,
+                                 .step = s0,
+                                 .row_offset = c0,
+                                 .samples = g,
+                                 .pool = &pool};
+        logits = &net.forward(stacked, sample, k, model.size());
+      }
+      logp.resize(g * n * classes);
+      log_softmax_rows(logits->data(), g * n, classes, logp.data());
+      for (std::size_t s = 0; s < g; ++s) {
+        for (std::size_t i = 0; i < n; ++i) {
+          acc.add(i, std::span<const float>(logp).subspan((s * n + i) * classes, classes));
+        }
+        const std::uint64_t done = s0 + s + 1;
+        if (next_report < counts.size() && counts[next_report] == done) {
+          for (std::size_t i = 0; i < n; ++i) {
+            ExampleResult r;
+            r.index = c0 + i;
+            r.label = labelled ? labels[i] : -1;
+            r.samples = done;
+            r.stats = acc.stats(i, r.label);
+            r.probs = acc.mean_probs(i);
+            on_result(r);
+          }
+          ++next_report;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace dropkit::predict

@@ -224,9 +224,8 @@ int run_predict(const Opts& o) {
       [&](const predict::ExampleResult& e) {
         if (!o.out.empty()) lines += example_line(e, o.top_k, csv);
       };
-  const Prediction det =
-      run_prediction(model, d, {.samples = 0, .seed = 0, .report_at = {}, .max_rows = o.max_rows},
-                     excluded, pool, o.mc == 0 ? write_line : nullptr);
+  const Prediction det = run_prediction(model, d, {.samples = 0, .max_rows = o.max_rows}, excluded,
+                                        pool, o.mc == 0 ? write_line : nullptr);
   std::optional<Prediction> mc;
   if (o.mc > 0) mc = run_prediction(model, d, mc_opts, excluded, pool, write_line);
 

@@ -115,11 +115,14 @@ void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std
                                  .pool = &pool};
         logits = &net.forward(stacked, sample, k, model.size());
       }
-      logp.resize(g * n * classes);
-      log_softmax_rows(logits->data(), g * n, classes, logp.data());
+      // Without a stochastic layer every sample is the prefix's output: one block, reused.
+      const std::size_t blocks = k < model.size() ? g : 1;
+      logp.resize(blocks * n * classes);
+      log_softmax_rows(logits->data(), blocks * n, classes, logp.data());
       for (std::size_t s = 0; s < g; ++s) {
+        const std::size_t block = blocks == 1 ? 0 : s;
         for (std::size_t i = 0; i < n; ++i) {
-          acc.add(i, std::span<const float>(logp).subspan((s * n + i) * classes, classes));
+          acc.add(i, std::span<const float>(logp).subspan((block * n + i) * classes, classes));
         }
         const std::uint64_t done = s0 + s + 1;
         if (next_report < counts.size() && counts[next_report] == done) {

@@ -37,7 +37,7 @@ struct PredictOptions {
   // Sample counts to report besides `samples` (each in [1, samples]): the statistics after the
   // first k samples, for the paper's figure 11 from one run (the first k samples of a T-sample
   // run are exactly a k-sample run).
-  std::vector<std::uint64_t> report_at;
+  std::vector<std::uint64_t> report_at = {};
   // Rows per stacked forward: examples per chunk = max(1, max_rows / samples), samples per pass
   // = min(samples, max_rows).
   std::size_t max_rows = 2048;

@@ -37,7 +37,8 @@ void SampleAccumulator::add(std::size_t example, std::span<const float> log_prob
   for (std::size_t c = 0; c < classes_; ++c) {
     const double lp = log_probs[c];
     const double p = std::exp(lp);
-    if (p > 0) h -= p * lp;
+    // log(p), not lp: the same terms as H[p_bar] for T = 1, so that its MI is exactly 0.
+    if (p > 0) h -= p * std::log(p);
     sum_[o + c] += p;
     sum_sq_[o + c] += p * p;
     // Log-sum-exp, rescaled when the maximum grows.

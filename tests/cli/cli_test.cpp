@@ -351,5 +351,86 @@ TEST_F(Cli, CompareAndBenchRun) {
   EXPECT_GT(tj["dropout_over_products"].get<double>(), 0.0);
 }
 
+// predict: per-example lines (CSV or JSON lines), aggregates side by side, the sweep, the SVGs,
+// out-of-distribution AUROC for the classes the model was trained without; the same bytes at
+// any thread count.
+TEST_F(Cli, PredictWritesExamplesAggregatesAndFigures) {
+  const fs::path m = root_ / "ood_model";
+  ASSERT_EQ(run(train_args("--epochs 2 --exclude-classes 3 --out " + m.string())).code, 0);
+  const std::string base =
+      "predict --model " + m.string() + " --data " + (root_ / "data").string() + " ";
+  const fs::path csv = root_ / "p.csv", svg = root_ / "rel.svg", sweep = root_ / "sweep.svg";
+  const auto r = run(base + "--mc 4 --sweep 1,2 --json --out " + csv.string() + " --reliability " +
+                     svg.string() + " --sweep-svg " + sweep.string());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["examples"], 80);
+  EXPECT_EQ(j["exclude_classes"], "3");
+  for (const char* p : {"deterministic", "mc"}) {
+    SCOPED_TRACE(p);
+    EXPECT_EQ(j[p]["examples"], 60);  // the 20 test images of class 3 are out of distribution
+    for (const char* k : {"accuracy", "nll", "brier", "ece"}) EXPECT_TRUE(j[p][k].is_number());
+    EXPECT_TRUE(j[p]["misclassification_auroc"].contains("entropy"));
+    EXPECT_TRUE(j[p]["ood_auroc"]["max_probability"].is_number());
+  }
+  EXPECT_TRUE(j["mc"]["ood_auroc"].contains("mutual_information"));
+  ASSERT_EQ(j["sweep"].size(), 3u);  // 1, 2 and 4 samples
+  EXPECT_EQ(j["sweep"][2]["samples"], 4);
+  EXPECT_EQ(j["sweep"][2]["accuracy"], j["mc"]["accuracy"]);
+  EXPECT_EQ(lines(csv), 81u);
+  EXPECT_THAT(read_file(csv), ::testing::StartsWith("index,label,predicted,confidence,entropy,"
+                                                    "mutual_information,variance,p0,p1,p2,p3\n"));
+  for (const fs::path& f : {svg, sweep}) EXPECT_THAT(read_file(f), ::testing::EndsWith("</svg>\n"));
+
+  // JSON lines with the top 2 classes; the deterministic prediction without --mc.
+  const fs::path jl = root_ / "p.jsonl";
+  ASSERT_EQ(run(base + "--top-k 2 --out " + jl.string()).code, 0);
+  std::ifstream in(jl);
+  std::string first;
+  std::getline(in, first);
+  const auto e = nlohmann::json::parse(first);
+  EXPECT_EQ(e["index"], 0);
+  EXPECT_EQ(e["top"].size(), 2u);
+  EXPECT_EQ(e["mutual_information"], 0.0);
+  EXPECT_EQ(e["top"][0][0], e["predicted"]);
+
+  // The same bytes at 1 and 3 threads.
+  const fs::path t1 = root_ / "t1.csv", t3 = root_ / "t3.csv";
+  ASSERT_EQ(run(base + "--mc 3 --threads 1 --out " + t1.string()).code, 0);
+  ASSERT_EQ(run(base + "--mc 3 --threads 3 --out " + t3.string()).code, 0);
+  EXPECT_EQ(read_file(t1), read_file(t3));
+
+  // Images without labels: per-example output, no accuracy.
+  const auto images = run("predict --model " + m.string() + " --mc 2 --images " +
+                          (root_ / "data" / "t10k-images-idx3-ubyte").string());
+  ASSERT_EQ(images.code, 0) << images.err;
+  EXPECT_THAT(images.out, HasSubstr("no labels"));
+}
+
+TEST_F(Cli, PredictRefusesBadRequestsAndWritesNothing) {
+  const fs::path m = root_ / "model";
+  ASSERT_EQ(run(train_args("--epochs 1 --out " + m.string())).code, 0);
+  const fs::path out = root_ / "never.csv";
+  const std::string base = "predict --model " + m.string() + " --data " +
+                           (root_ / "data").string() + " --out " + out.string() + " ";
+  expect_one_line_error(run(base + "--mc 4 --sweep 1,5"), "outside [1, 4]");
+  expect_one_line_error(run(base + "--sweep 1,2"), "--sweep needs --mc");
+  expect_one_line_error(run(base + "--mc 4 --sweep 1,x"), "not a sample count");
+  expect_one_line_error(run(base + "--exclude-classes 7"), "[0, 3]");
+  expect_one_line_error(
+      run(base + "--labels " + (root_ / "data" / "t10k-labels-idx1-ubyte").string()),
+      "--labels needs --images");
+  expect_one_line_error(
+      run(base + "--images " + (root_ / "data" / "t10k-labels-idx1-ubyte").string()),
+      "3 dimensions");
+  expect_one_line_error(run("predict --model " + (root_ / "nowhere").string()), "nowhere");
+  EXPECT_FALSE(fs::exists(out));
+  // An output directory that cannot be created fails before any prediction is made.
+  const auto r = run("predict --model " + m.string() + " --data " + (root_ / "data").string() +
+                     " --out /proc/no/such/dir/p.csv");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("/proc/no/such/dir"));
+}
+
 }  // namespace
 }  // namespace dropkit

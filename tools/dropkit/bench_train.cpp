@@ -37,7 +37,7 @@ void add_bench_train_options(CLI::App& app, BenchTrainOptions& o) {
   app.add_option("--steps", o.steps, "timed rounds for `bench train`")
       ->check(CLI::Range(3, 100000))
       ->capture_default_str();
-  app.add_option("--threads", o.threads, "threads for `bench train` (0 = all)")
+  app.add_option("--threads", o.threads, "threads for `bench train` and `bench predict` (0 = all)")
       ->check(CLI::Range(0, 256))
       ->capture_default_str();
 }

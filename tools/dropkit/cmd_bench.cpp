@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bench_predict.h"
 #include "bench_train.h"
 #include "commands.h"
 #include "dropkit/dropout/alpha_dropout.h"
@@ -180,10 +181,13 @@ Run add_bench(CLI::App& app) {
     std::vector<std::size_t> sizes{1u << 20, 16u << 20, 64u << 20};
     int reps = 4;
     BenchTrainOptions train;
+    BenchPredictOptions predict;
   };
   auto o = std::make_shared<Opts>();
-  app.add_option("what", o->what, "kernels (dropout against copy) or train (a training step)")
-      ->check(CLI::IsMember({"kernels", "train"}))
+  app.add_option("what", o->what,
+                 "kernels (dropout against copy), train (a training step) or predict "
+                 "(Monte-Carlo prediction)")
+      ->check(CLI::IsMember({"kernels", "train", "predict"}))
       ->capture_default_str();
   app.add_flag("--json", o->json, "print one JSON object on stdout and nothing else");
   app.add_option("--sizes", o->sizes, "element counts for `bench kernels`")
@@ -193,8 +197,10 @@ Run add_bench(CLI::App& app) {
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
   add_bench_train_options(app, o->train);
+  add_bench_predict_options(app, o->predict);
   return [o] {
     if (o->what == "train") return run_bench_train(o->train, o->json);
+    if (o->what == "predict") return run_bench_predict(o->predict, o->train.threads, o->json);
     return run_kernels(o->json, o->sizes, o->reps);
   };
 }

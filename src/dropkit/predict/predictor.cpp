@@ -36,17 +36,13 @@ std::size_t first_stochastic_layer(const model::Model& model) {
 
 namespace {
 
-// log-softmax of each row of `logits` [rows, classes], in place into `out`.
-void log_softmax_rows(const float* logits, std::size_t rows, std::size_t classes, float* out) {
-  for (std::size_t r = 0; r < rows; ++r) {
-    const float* z = logits + r * classes;
-    float* y = out + r * classes;
-    const float m = *std::max_element(z, z + classes);
-    double sum = 0;
-    for (std::size_t c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(z[c] - m));
-    const auto lse = static_cast<float>(std::log(sum));
-    for (std::size_t c = 0; c < classes; ++c) y[c] = z[c] - m - lse;
-  }
+// y = log-softmax(z) over `classes` values (max-shifted, the sum in double).
+void log_softmax(const float* z, std::size_t classes, float* y) {
+  const float m = *std::max_element(z, z + classes);
+  double sum = 0;
+  for (std::size_t c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(z[c] - m));
+  const auto lse = static_cast<float>(std::log(sum));
+  for (std::size_t c = 0; c < classes; ++c) y[c] = z[c] - m - lse;
 }
 
 }  // namespace
@@ -85,7 +81,6 @@ void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std
   std::vector<std::uint32_t> rows;
   std::vector<std::uint8_t> labels;
   Tensor x, stacked;
-  std::vector<float> logp;
   for (std::size_t c0 = begin; c0 < end; c0 += chunk) {
     const std::size_t n = std::min(chunk, end - c0);
     rows.resize(n);
@@ -117,14 +112,25 @@ void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std
       }
       // Without a stochastic layer every sample is the prefix's output: one block, reused.
       const std::size_t blocks = k < model.size() ? g : 1;
-      logp.resize(blocks * n * classes);
-      log_softmax_rows(logits->data(), blocks * n, classes, logp.data());
-      for (std::size_t s = 0; s < g; ++s) {
-        const std::size_t block = blocks == 1 ? 0 : s;
-        for (std::size_t i = 0; i < n; ++i) {
-          acc.add(i, std::span<const float>(logp).subspan((block * n + i) * classes, classes));
+      for (std::size_t s = 0; s < g;) {
+        // Samples [s, stop): up to the next reported count, or the group's end.
+        std::size_t stop = g;
+        if (next_report < counts.size() && counts[next_report] <= s0 + g) {
+          stop = static_cast<std::size_t>(counts[next_report] - s0);
         }
-        const std::uint64_t done = s0 + s + 1;
+        // Examples in parallel, each one's samples in order: the same sums at any thread count.
+        parallel::parallel_for(pool, n, 1, [&](std::size_t i0, std::size_t i1) {
+          std::vector<float> lp(classes);
+          for (std::size_t i = i0; i < i1; ++i) {
+            for (std::size_t t = s; t < stop; ++t) {
+              const std::size_t row = (blocks == 1 ? 0 : t) * n + i;
+              log_softmax(logits->data() + row * classes, classes, lp.data());
+              acc.add(i, lp);
+            }
+          }
+        });
+        s = stop;
+        const std::uint64_t done = s0 + s;
         if (next_report < counts.size() && counts[next_report] == done) {
           for (std::size_t i = 0; i < n; ++i) {
             ExampleResult r;

@@ -44,7 +44,8 @@ struct ExampleStats {
 };
 
 // Accumulates samples for a set of examples, one sample's log-probabilities (a log-softmax row)
-// at a time: memory per example is a few numbers per class, whatever T is.
+// at a time: memory per example is a few numbers per class, whatever T is. add() for different
+// examples may run concurrently.
 class SampleAccumulator {
  public:
   SampleAccumulator(std::size_t examples, std::size_t classes);

@@ -1,0 +1,165 @@
+// `dropkit bench predict`: T Monte-Carlo samples over a data set (predict::predict, exactly what
+// `dropkit predict --mc T` runs) against the reference the issue names: T times the matrix
+// products of one stochastic pass over the same examples. The products are timed on their own,
+// with the same kernels, on blocks of the row count predict stacks per pass and on blocks four
+// times as tall; the faster is the reference (a slow reference would flatter the ratio). Rounds
+// interleave the two, and the ratio is the median of per-round ratios.
+//
+// The images are random bytes: a dense network's cost does not depend on the pixel values.
+#include "bench_predict.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "dropkit/kernels/gemm.h"
+#include "dropkit/kernels/table.h"
+#include "dropkit/model/spec.h"
+#include "dropkit/predict/predictor.h"
+#include "dropkit/train/checkpoint.h"
+#include "measure.h"
+
+namespace dropkit::cli {
+
+void add_bench_predict_options(CLI::App& app, BenchPredictOptions& o) {
+  app.add_option("--model", o.model,
+                 "`bench predict`: a run directory (default: the default network, random "
+                 "weights)");
+  app.add_option("--mc", o.mc, "`bench predict`: samples T")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{100000}))
+      ->capture_default_str();
+  app.add_option("--examples", o.examples, "`bench predict`: examples predicted")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24))
+      ->capture_default_str();
+  app.add_option("--batch-rows", o.batch_rows, "`bench predict`: rows per stacked pass")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("--rounds", o.rounds, "`bench predict`: timed rounds")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+}
+
+int run_bench_predict(const BenchPredictOptions& o, int threads_flag, bool json) {
+  const int threads = resolve_threads(threads_flag);
+  parallel::ThreadPool pool(threads);
+  parallel::ScopedFlushDenormals flush;
+  std::unique_ptr<model::Model> model;
+  if (o.model.empty()) {
+    model = std::make_unique<model::Model>(
+        model::mlp_layers(model::parse_arch("784-1024-1024-10"), "relu", 0.2, 0.5, "inverted"),
+        Shape{1, 28, 28});
+    model->init_params(1);
+  } else {
+    model = std::move(train::read_checkpoint(std::filesystem::path(o.model) / kCheckpoint).model);
+  }
+  const Shape& in = model->input_shape();
+  if (in.rank() != 3 || in[0] != 1) {
+    throw std::invalid_argument("bench predict: the model must take one-channel images, not " +
+                                in.str());
+  }
+  data::Dataset d;
+  d.count = o.examples;
+  d.rows = static_cast<std::size_t>(in[1]);
+  d.cols = static_cast<std::size_t>(in[2]);
+  d.images.resize(d.count * d.features());
+  std::vector<std::uint32_t> bits((d.images.size() + 3) / 4);
+  kernels::active_kernels().fill_bits({7, 7, 7}, 0, bits.data(), bits.size());
+  std::memcpy(d.images.data(), bits.data(), d.images.size());
+
+  const predict::PredictOptions po{.samples = o.mc, .seed = 1, .max_rows = o.batch_rows};
+  auto run_predict = [&] {
+    predict::predict(*model, d, 0, d.count, po, pool, [](const predict::ExampleResult&) {});
+  };
+
+  // The products of one stochastic pass: every dense layer from the first stochastic one on
+  // (those before it run once per example, not T times), plus once those before it.
+  const std::size_t k = predict::first_stochastic_layer(*model);
+  struct Dense {
+    std::int64_t in, out;
+    bool per_sample;
+  };
+  std::vector<Dense> dense;
+  for (std::size_t i = 0; i < model->size(); ++i) {
+    const std::string kind = model->layer(i).kind();
+    if (kind != "dense" && kind != "dropconnect") continue;
+    const Shape s = model->layer_input_shape(i, 1);
+    dense.push_back(
+        {static_cast<std::int64_t>(s.row_size()), model->layer(i).output_shape(s)[1], i >= k});
+  }
+  const std::size_t group = std::min<std::size_t>(o.mc, o.batch_rows);
+  const std::size_t chunk = std::max<std::size_t>(1, o.batch_rows / group);
+  const auto stacked = static_cast<std::int64_t>(group * chunk);  // rows per pass of predict
+  // Products over `rows` rows in blocks of `block` rows.
+  std::int64_t widest = 1;
+  for (const Dense& l : dense) widest = std::max({widest, l.in, l.out});
+  const std::int64_t tallest = 4 * stacked;
+  Tensor a(Shape{tallest, widest}), c(Shape{tallest, widest}), w(Shape{widest, widest});
+  kernels::active_kernels().fill_normal({3, 3, 3}, 0, a.data(), a.numel());
+  kernels::active_kernels().fill_normal({4, 4, 4}, 0, w.data(), w.numel());
+  const auto per_sample_rows = static_cast<double>(o.mc) * static_cast<double>(o.examples);
+  auto products = [&](std::int64_t block) {
+    // T * examples rows through the per-sample layers, examples rows through the rest.
+    for (const Dense& l : dense) {
+      const double rows = l.per_sample ? per_sample_rows : static_cast<double>(o.examples);
+      const auto blocks = static_cast<std::int64_t>(rows / static_cast<double>(block));
+      const std::int64_t rest = static_cast<std::int64_t>(rows) - blocks * block;
+      for (std::int64_t b = 0; b <= blocks; ++b) {
+        const std::int64_t r = b < blocks ? block : rest;
+        if (r == 0) continue;
+        kernels::linear_forward(pool, r, l.in, l.out, a.data(), w.data(), c.data(),
+                                [](std::int64_t, std::int64_t) {});
+      }
+    }
+  };
+  double flops = 0;
+  for (const Dense& l : dense)
+    flops += 2.0 * (l.per_sample ? per_sample_rows : static_cast<double>(o.examples)) *
+             static_cast<double>(l.in) * static_cast<double>(l.out);
+
+  // Warm-up: buffers faulted in, oneDNN kernels generated.
+  {
+    predict::predict(*model, d, 0, std::min<std::size_t>(d.count, chunk), po, pool,
+                     [](const predict::ExampleResult&) {});
+    products(stacked);
+  }
+  std::vector<double> tp, ts, tt, ratios;
+  for (int r = 0; r < o.rounds; ++r) {
+    tp.push_back(seconds_of(run_predict));
+    ts.push_back(seconds_of([&] { products(stacked); }));
+    tt.push_back(seconds_of([&] { products(tallest); }));
+    ratios.push_back(tp.back() / std::min(ts.back(), tt.back()));
+  }
+  const double pred = median(tp), ref = std::min(median(ts), median(tt)), ratio = median(ratios);
+  if (json) {
+    fmt::print("{}\n", nlohmann::json{{"net", model->spec()},
+                                      {"samples", o.mc},
+                                      {"examples", o.examples},
+                                      {"threads", threads},
+                                      {"isa", kernels::active_kernels().name},
+                                      {"rows_per_pass", stacked},
+                                      {"predict_seconds", pred},
+                                      {"products_seconds", ref},
+                                      {"products_stacked_rows_seconds", median(ts)},
+                                      {"products_4x_rows_seconds", median(tt)},
+                                      {"products_gflops", flops / ref / 1e9},
+                                      {"predict_over_products", ratio}}
+                           .dump(2));
+    return 0;
+  }
+  fmt::print("bench predict: {}, T = {} on {} examples, {} threads, {} kernels, median of {}\n",
+             model->spec(), o.mc, o.examples, threads, kernels::active_kernels().name, o.rounds);
+  fmt::print("  Monte-Carlo prediction      {:8.3f} s\n", pred);
+  fmt::print(
+      "  T x products of one pass    {:8.3f} s  ({:.0f} GFLOP/s; {} rows {:.3f} s, {} rows "
+      "{:.3f} s)\n",
+      ref, flops / ref / 1e9, stacked, median(ts), tallest, median(tt));
+  fmt::print("  prediction / products       {:8.3f}  (median of per-round ratios)\n", ratio);
+  return 0;
+}
+
+}  // namespace dropkit::cli

@@ -45,18 +45,19 @@ void AlphaDropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
   }
   const Draw& d = begin_draw(x, ctx);
   if (!d.shared) {
-    each_block(d,
-               [&](const rng::StreamKey& key, std::uint64_t first, std::size_t b, std::size_t n) {
-                 apply_keep_affine(pool, key, first, keep_, a_, b_, c_, x.span().subspan(b, n),
-                                   y.span().subspan(b, n));
-               });
+    each_block(d, [&](parallel::ThreadPool& p, const rng::StreamKey& key, std::uint64_t first,
+                      std::size_t b, std::size_t n) {
+      apply_keep_affine(p, key, first, keep_, a_, b_, c_, x.span().subspan(b, n),
+                        y.span().subspan(b, n));
+    });
     return;
   }
   noise_.resize(d.noise);  // 1 kept, 0 dropped, per noise element
   std::fill(noise_.span().begin(), noise_.span().end(), 1.0f);
-  each_block(d, [&](const rng::StreamKey& key, std::uint64_t first, std::size_t b, std::size_t n) {
+  each_block(d, [&](parallel::ThreadPool& p, const rng::StreamKey& key, std::uint64_t first,
+                    std::size_t b, std::size_t n) {
     const auto noise = noise_.span().subspan(b, n);
-    apply_keep_mask(pool, key, first, keep_, 1.0f, noise, noise);
+    apply_keep_mask(p, key, first, keep_, 1.0f, noise, noise);
   });
   const float a = a_, b = b_, c = c_;
   broadcast_noise(

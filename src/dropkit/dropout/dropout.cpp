@@ -100,11 +100,11 @@ void Dropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
     // One mask value per noise element: keep ? scale : 0, broadcast over the shared axes.
     noise_.resize(d.noise);
     std::fill(noise_.span().begin(), noise_.span().end(), 1.0f);
-    each_block(d,
-               [&](const rng::StreamKey& key, std::uint64_t first, std::size_t b, std::size_t n) {
-                 const auto noise = noise_.span().subspan(b, n);
-                 apply_keep_mask(pool, key, first, keep_, train_scale_, noise, noise);
-               });
+    each_block(d, [&](parallel::ThreadPool& p, const rng::StreamKey& key, std::uint64_t first,
+                      std::size_t b, std::size_t n) {
+      const auto noise = noise_.span().subspan(b, n);
+      apply_keep_mask(p, key, first, keep_, train_scale_, noise, noise);
+    });
     broadcast_noise(pool, d.shape, d.noise, x.data(), noise_.data(), y.data(), masked, run_masked);
     return;
   }
@@ -112,8 +112,9 @@ void Dropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
   const bool keep_bits =
       ctx.mode == nn::Mode::kTrain && needs_backward_ && storage_ == MaskStorage::kBits;
   if (keep_bits) bits_.assign(mask_words(d.first, x.numel()), 0);
-  each_block(d, [&](const rng::StreamKey& key, std::uint64_t first, std::size_t b, std::size_t n) {
-    apply_keep_mask(pool, key, first, keep_, train_scale_, x.span().subspan(b, n),
+  each_block(d, [&](parallel::ThreadPool& p, const rng::StreamKey& key, std::uint64_t first,
+                    std::size_t b, std::size_t n) {
+    apply_keep_mask(p, key, first, keep_, train_scale_, x.span().subspan(b, n),
                     y.span().subspan(b, n),
                     keep_bits ? std::span(bits_) : std::span<std::uint64_t>());
   });

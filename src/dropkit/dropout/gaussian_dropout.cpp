@@ -28,11 +28,11 @@ void GaussianDropout::apply(const Draw& d, const Tensor& v, Tensor& out) {
     return;
   }
   if (!d.shared) {
-    each_block(d,
-               [&](const rng::StreamKey& key, std::uint64_t first, std::size_t b, std::size_t n) {
-                 apply_gaussian(*d.pool, key, first, NoiseKind::kMultiplicative, sigma_,
-                                v.span().subspan(b, n), out.span().subspan(b, n));
-               });
+    each_block(d, [&](parallel::ThreadPool& p, const rng::StreamKey& key, std::uint64_t first,
+                      std::size_t b, std::size_t n) {
+      apply_gaussian(p, key, first, NoiseKind::kMultiplicative, sigma_, v.span().subspan(b, n),
+                     out.span().subspan(b, n));
+    });
     return;
   }
   // (A noise value of exactly 0 makes its elements exactly 0, as for dropout.)
@@ -56,11 +56,11 @@ void GaussianDropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx
   if (d.shared) {  // e per noise element: 1 + s z
     noise_.resize(d.noise);
     std::fill(noise_.span().begin(), noise_.span().end(), 1.0f);
-    each_block(
-        d, [&](const rng::StreamKey& key, std::uint64_t first, std::size_t b, std::size_t n) {
-          const auto noise = noise_.span().subspan(b, n);
-          apply_gaussian(*d.pool, key, first, NoiseKind::kMultiplicative, sigma_, noise, noise);
-        });
+    each_block(d, [&](parallel::ThreadPool& p, const rng::StreamKey& key, std::uint64_t first,
+                      std::size_t b, std::size_t n) {
+      const auto noise = noise_.span().subspan(b, n);
+      apply_gaussian(p, key, first, NoiseKind::kMultiplicative, sigma_, noise, noise);
+    });
   }
   apply(d, x, y);
 }

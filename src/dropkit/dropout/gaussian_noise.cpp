@@ -25,8 +25,9 @@ void GaussianNoise::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) 
     return;
   }
   const Draw& d = begin_draw(x, ctx);
-  each_block(d, [&](const rng::StreamKey& key, std::uint64_t first, std::size_t b, std::size_t n) {
-    apply_gaussian(*d.pool, key, first, NoiseKind::kAdditive, static_cast<float>(sigma_),
+  each_block(d, [&](parallel::ThreadPool& p, const rng::StreamKey& key, std::uint64_t first,
+                    std::size_t b, std::size_t n) {
+    apply_gaussian(p, key, first, NoiseKind::kAdditive, static_cast<float>(sigma_),
                    x.span().subspan(b, n), y.span().subspan(b, n));
   });
 }

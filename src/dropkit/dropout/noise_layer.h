@@ -43,16 +43,26 @@ class NoiseLayer : public nn::Layer {
     std::uint64_t blocks = 1;
     parallel::ThreadPool* pool = nullptr;
   };
-  // Calls gen(key, first, begin, count) once per block: the noise elements [begin, begin + count)
-  // (row-major in d.noise) are draws first, first + 1, ... of stream `key`. One call in Train.
+  // Calls gen(pool, key, first, begin, count) once per block: the noise elements
+  // [begin, begin + count) (row-major in d.noise) are draws first, first + 1, ... of stream
+  // `key`, and gen runs its kernel on `pool`. One call in Train, on the draw's pool; stacked
+  // samples run in parallel, one block per thread at a time on a serial pool (a block is often
+  // below the kernels' threading cutoff). The bits do not depend on it.
   template <class Gen>
   static void each_block(const Draw& d, Gen&& gen) {
     const std::size_t per = d.noise.numel() / d.blocks;
-    for (std::uint64_t b = 0; b < d.blocks; ++b) {
+    const auto one = [&](parallel::ThreadPool& pool, std::uint64_t b) {
       rng::StreamKey key = d.key;
       key.step += b;
-      gen(key, d.first, static_cast<std::size_t>(b) * per, per);
+      gen(pool, key, d.first, static_cast<std::size_t>(b) * per, per);
+    };
+    if (d.blocks == 1) {
+      one(*d.pool, 0);
+      return;
     }
+    parallel::parallel_for(*d.pool, d.blocks, 1, [&](std::size_t b0, std::size_t b1) {
+      for (std::size_t b = b0; b < b1; ++b) one(parallel::serial_pool(), b);
+    });
   }
   const Draw& begin_draw(const Tensor& x, const nn::Context& ctx);
   void forget_draw() { has_draw_ = false; }

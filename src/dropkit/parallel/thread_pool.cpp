@@ -114,4 +114,9 @@ ScopedFlushDenormals::~ScopedFlushDenormals() {
   _mm_setcsr(saved_);
 }
 
+ThreadPool& serial_pool() {
+  thread_local ThreadPool pool(1);
+  return pool;
+}
+
 }  // namespace dropkit::parallel

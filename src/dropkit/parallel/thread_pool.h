@@ -51,6 +51,9 @@ class ThreadPool {
 // DROPKIT_THREADS if set. set_default_threads replaces it (not while it is running a task).
 ThreadPool& default_pool();
 void set_default_threads(int threads);
+// A pool of one thread, the caller, one per thread: for work inside a task that is already split
+// across another pool's threads.
+ThreadPool& serial_pool();
 
 // Splits [0, n) into pool.size() contiguous ranges whose inner boundaries are multiples of
 // `align` and calls fn(begin, end) for each non-empty one, range t on thread t.

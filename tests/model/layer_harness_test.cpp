@@ -356,6 +356,28 @@ TEST_P(LayerHarness, StackedSamplesEqualSeparateSamplesWhateverTheBatch) {
                          "sample " + std::to_string(s) + ", row " + std::to_string(r));
     }
   }
+  // A shared input (one block, read by every sample) gives what its stacked copies give.
+  if (b.layer->stochastic()) {
+    const std::size_t per = ex().input.numel();
+    Tensor one(ex().input, stacked.span().first(per));
+    Tensor copies(stacked.shape());
+    for (std::uint64_t s = 0; s < kSamples; ++s)
+      std::copy(one.span().begin(), one.span().end(), copies.span().begin() + s * per);
+    Tensor from_copies, from_shared;
+    nn::Context ctx{.mode = nn::Mode::kSample,
+                    .seed = 8,
+                    .step = kStep,
+                    .row_offset = 40,
+                    .samples = kSamples,
+                    .pool = &pool};
+    b.layer->forward(copies, from_copies, ctx);
+    ctx.shared_input = true;
+    b.layer->forward(one, from_shared, ctx);
+    ASSERT_EQ(from_shared.shape(), from_copies.shape());
+    expect_same_sample(from_shared.data(), from_copies.data(), from_copies.numel(), exact,
+                       "shared input");
+    EXPECT_THROW(b.layer->forward(one, one, ctx), std::invalid_argument);  // in place
+  }
   // A noise layer refuses rows that are not a multiple of the samples.
   if (b.layer->stochastic() && n * kSamples > 1) {
     const Tensor odd = input_for(ex().input.example().with_batch(n * kSamples - 1));

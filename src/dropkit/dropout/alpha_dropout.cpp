@@ -34,20 +34,22 @@ nlohmann::json AlphaDropout::config() const {
 
 void AlphaDropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
   auto& pool = ctx.threads();
-  if (&y != &x) y.resize(x.shape());
-  if (ctx.mode == nn::Mode::kEval || keep_.keeps_all()) {
-    if (ctx.mode == nn::Mode::kEval)
-      forget_draw();
-    else
-      begin_draw(x, ctx);
-    scale_copy(pool, 1.0f, x.span(), y.span());  // p = 0 in training: the identity, bitwise
+  if (ctx.mode == nn::Mode::kEval) {
+    forget_draw();
+    if (&y != &x) y.resize(x.shape());
+    scale_copy(pool, 1.0f, x.span(), y.span());
     return;
   }
   const Draw& d = begin_draw(x, ctx);
+  resize_output(d, x, y);
+  if (keep_.keeps_all()) {
+    copy_blocks(d, x, y);  // p = 0 in training: the identity, bitwise
+    return;
+  }
   if (!d.shared) {
     each_block(d, [&](parallel::ThreadPool& p, const rng::StreamKey& key, std::uint64_t first,
                       std::size_t b, std::size_t n) {
-      apply_keep_affine(p, key, first, keep_, a_, b_, c_, x.span().subspan(b, n),
+      apply_keep_affine(p, key, first, keep_, a_, b_, c_, input_of(d, x, b, n),
                         y.span().subspan(b, n));
     });
     return;
@@ -60,9 +62,8 @@ void AlphaDropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
     apply_keep_mask(p, key, first, keep_, 1.0f, noise, noise);
   });
   const float a = a_, b = b_, c = c_;
-  broadcast_noise(
-      pool, d.shape, d.noise, x.data(), noise_.data(), y.data(),
-      [=](float v, float k) { return k != 0.0f ? a * v + b : c; },
+  broadcast(
+      d, x, noise_.data(), y.data(), [=](float v, float k) { return k != 0.0f ? a * v + b : c; },
       [=](const float* xs, float* ys, const float* k, std::size_t runs, std::size_t len,
           bool streaming) {
         kernels::active_kernels().run_affine(xs, ys, k, runs, len, a, b, c, streaming);

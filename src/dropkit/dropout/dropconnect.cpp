@@ -54,15 +54,18 @@ void DropConnect::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
     run_forward(x, y, ctx, wm_.data());
     return;
   }
-  if (ctx.mode == nn::Mode::kSample && ctx.samples != 1) {
-    // Stacked samples: block s is one product with W masked by sample step + s.
-    const std::int64_t rows = ctx.block_rows(x.shape()[0], name());
+  if (ctx.mode == nn::Mode::kSample && (ctx.samples != 1 || ctx.shared_input)) {
+    // Stacked samples: block s is one product with W masked by sample step + s, on its own rows
+    // of x or, with a shared input, on all of x.
+    const bool shared = ctx.shared_input;
+    const std::int64_t rows = shared ? x.shape()[0] : ctx.block_rows(x.shape()[0], name());
     if (&x == &y) throw std::invalid_argument(name() + ": cannot run in place");
-    y.resize(output_shape(x.shape()));
+    y.resize(output_shape(
+        x.shape().example().with_batch(rows * static_cast<std::int64_t>(ctx.samples))));
     for (std::uint64_t s = 0; s < ctx.samples; ++s) {
       apply_keep_mask(pool, ctx.noise_key(stream_id_, s), 0, keep_, train_scale_, w, wm_.span());
       const auto r0 = static_cast<std::int64_t>(s) * rows;
-      product(pool, rows, x.data() + r0 * in_, wm_.data(), y.data() + r0 * out_);
+      product(pool, rows, x.data() + (shared ? 0 : r0 * in_), wm_.data(), y.data() + r0 * out_);
     }
     x_ = y_ = nullptr;  // no backward after Sample
     return;

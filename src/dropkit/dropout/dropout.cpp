@@ -85,9 +85,9 @@ void run_masked(const float* x, float* y, const float* f, std::size_t runs, std:
 
 void Dropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
   auto& pool = ctx.threads();
-  if (&y != &x) y.resize(x.shape());
   if (ctx.mode == nn::Mode::kEval) {
     forget_draw();
+    if (&y != &x) y.resize(x.shape());
     if (keep_.drops_all() && scaling_ == Scaling::kInference) {
       std::fill(y.span().begin(), y.span().end(), 0.0f);  // h * (1 - 1), without 0 * Inf = NaN
     } else {
@@ -96,6 +96,7 @@ void Dropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
     return;
   }
   const Draw& d = begin_draw(x, ctx);
+  resize_output(d, x, y);
   if (d.shared) {
     // One mask value per noise element: keep ? scale : 0, broadcast over the shared axes.
     noise_.resize(d.noise);
@@ -105,7 +106,7 @@ void Dropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
       const auto noise = noise_.span().subspan(b, n);
       apply_keep_mask(p, key, first, keep_, train_scale_, noise, noise);
     });
-    broadcast_noise(pool, d.shape, d.noise, x.data(), noise_.data(), y.data(), masked, run_masked);
+    broadcast(d, x, noise_.data(), y.data(), masked, run_masked);
     return;
   }
   // Bits are kept only in Train, which has one block.
@@ -114,7 +115,7 @@ void Dropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
   if (keep_bits) bits_.assign(mask_words(d.first, x.numel()), 0);
   each_block(d, [&](parallel::ThreadPool& p, const rng::StreamKey& key, std::uint64_t first,
                     std::size_t b, std::size_t n) {
-    apply_keep_mask(p, key, first, keep_, train_scale_, x.span().subspan(b, n),
+    apply_keep_mask(p, key, first, keep_, train_scale_, input_of(d, x, b, n),
                     y.span().subspan(b, n),
                     keep_bits ? std::span(bits_) : std::span<std::uint64_t>());
   });

@@ -22,7 +22,7 @@ nlohmann::json GaussianDropout::config() const {
 }
 
 void GaussianDropout::apply(const Draw& d, const Tensor& v, Tensor& out) {
-  if (&out != &v) out.resize(v.shape());
+  resize_output(d, v, out);
   if (drop_prob_ == 1.0) {
     std::fill(out.span().begin(), out.span().end(), 0.0f);
     return;
@@ -30,15 +30,14 @@ void GaussianDropout::apply(const Draw& d, const Tensor& v, Tensor& out) {
   if (!d.shared) {
     each_block(d, [&](parallel::ThreadPool& p, const rng::StreamKey& key, std::uint64_t first,
                       std::size_t b, std::size_t n) {
-      apply_gaussian(p, key, first, NoiseKind::kMultiplicative, sigma_, v.span().subspan(b, n),
+      apply_gaussian(p, key, first, NoiseKind::kMultiplicative, sigma_, input_of(d, v, b, n),
                      out.span().subspan(b, n));
     });
     return;
   }
   // (A noise value of exactly 0 makes its elements exactly 0, as for dropout.)
-  broadcast_noise(
-      *d.pool, d.shape, d.noise, v.data(), noise_.data(), out.data(),
-      [](float a, float e) { return e != 0.0f ? a * e : 0.0f; },
+  broadcast(
+      d, v, noise_.data(), out.data(), [](float a, float e) { return e != 0.0f ? a * e : 0.0f; },
       [](const float* x, float* y, const float* e, std::size_t runs, std::size_t len,
          bool streaming) {
         kernels::active_kernels().run_scale(x, y, e, runs, len, 1.0f, streaming);

@@ -18,17 +18,18 @@ GaussianNoise::GaussianNoise(double sigma, std::uint32_t stream_id)
 }
 
 void GaussianNoise::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
-  if (&y != &x) y.resize(x.shape());
   if (ctx.mode == nn::Mode::kEval) {
     forget_draw();
+    if (&y != &x) y.resize(x.shape());
     scale_copy(ctx.threads(), 1.0f, x.span(), y.span());
     return;
   }
   const Draw& d = begin_draw(x, ctx);
+  resize_output(d, x, y);
   each_block(d, [&](parallel::ThreadPool& p, const rng::StreamKey& key, std::uint64_t first,
                     std::size_t b, std::size_t n) {
     apply_gaussian(p, key, first, NoiseKind::kAdditive, static_cast<float>(sigma_),
-                   x.span().subspan(b, n), y.span().subspan(b, n));
+                   input_of(d, x, b, n), y.span().subspan(b, n));
   });
 }
 

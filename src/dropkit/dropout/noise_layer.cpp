@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "dropkit/dropout/mask.h"
 #include "dropkit/dropout/noise_shape.h"
 
 namespace dropkit::dropout {
@@ -20,19 +21,38 @@ const NoiseLayer::Draw& NoiseLayer::begin_draw(const Tensor& x, const nn::Contex
   // fit) leaves no draw behind for a backward to misuse.
   has_draw_ = false;
   Draw d;
-  d.shape = x.shape();
-  d.noise = shared_axes_.empty() ? x.shape() : noise_shape(x.shape(), shared_axes_);
+  d.blocks = ctx.blocks();
+  d.shared_input = ctx.mode == nn::Mode::kSample && ctx.shared_input;
+  if (x.shape().rank() == 0) throw std::invalid_argument(name() + ": a scalar input has no rows");
+  d.shape = d.shared_input
+                ? x.shape().example().with_batch(x.shape()[0] * static_cast<std::int64_t>(d.blocks))
+                : x.shape();
+  d.noise = shared_axes_.empty() ? d.shape : noise_shape(d.shape, shared_axes_);
   d.shared = d.noise != d.shape;
   d.key = ctx.noise_key(stream_id_);
   // Rows are the leading axis: a worker holding rows [r, r + n) of a batch draws what a single
   // process draws for them (SPEC 2); a stacked sample block starts at the same row_offset.
   d.first = ctx.row_offset * d.noise.row_size();
-  d.blocks = ctx.blocks();
-  ctx.block_rows(x.shape().rank() ? x.shape()[0] : 0, name());
+  ctx.block_rows(d.shape[0], name());
   d.pool = &ctx.threads();
   draw_ = std::move(d);
   has_draw_ = ctx.mode == nn::Mode::kTrain;
   return draw_;
+}
+
+void NoiseLayer::resize_output(const Draw& d, const Tensor& x, Tensor& y) const {
+  if (&y == &x) {
+    if (d.shared_input) throw std::invalid_argument(name() + ": a shared input cannot be in place");
+    return;
+  }
+  y.resize(d.shape);
+}
+
+void NoiseLayer::copy_blocks(const Draw& d, const Tensor& x, Tensor& y) {
+  if (&y == &x) return;
+  const std::size_t n = x.numel();
+  for (std::uint64_t b = 0; b < (d.shared_input ? d.blocks : 1); ++b)
+    scale_copy(*d.pool, 1.0f, x.span(), y.span().subspan(b * n, n));
 }
 
 const NoiseLayer::Draw& NoiseLayer::saved_draw(const Tensor& dy) const {

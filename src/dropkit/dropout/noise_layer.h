@@ -9,9 +9,11 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "dropkit/dropout/noise_shape.h"
 #include "dropkit/nn/layer.h"
 #include "dropkit/rng/philox.h"
 
@@ -41,8 +43,34 @@ class NoiseLayer : public nn::Layer {
     Shape noise;          // the shape drawn over (== shape unless axes are shared)
     bool shared = false;  // noise != shape
     std::uint64_t blocks = 1;
+    bool shared_input = false;  // x is one block, read by every block of the output
     parallel::ThreadPool* pool = nullptr;
   };
+  // The elements of x that output elements [begin, begin + count) (row-major in d.shape, inside
+  // one block) are computed from: the same range, or its place in x's only block.
+  static std::span<const float> input_of(const Draw& d, const Tensor& x, std::size_t begin,
+                                         std::size_t count) {
+    return x.span().subspan(d.shared_input ? begin % x.numel() : begin, count);
+  }
+  // y sized for the draw (d.shape); std::invalid_argument for a shared input in place.
+  void resize_output(const Draw& d, const Tensor& x, Tensor& y) const;
+  // y = op(x, noise) over the draw with the noise broadcast over shared axes (dropout/
+  // noise_shape.h), one block at a time when the input is shared.
+  template <class Op, class Run>
+  static void broadcast(const Draw& d, const Tensor& x, const float* noise, float* y, Op op,
+                        Run run) {
+    if (!d.shared_input) {
+      broadcast_noise(*d.pool, d.shape, d.noise, x.data(), noise, y, op, run);
+      return;
+    }
+    const Shape block_noise = d.noise.example().with_batch(x.shape()[0]);
+    for (std::uint64_t b = 0; b < d.blocks; ++b) {
+      broadcast_noise(*d.pool, x.shape(), block_noise, x.data(), noise + b * block_noise.numel(),
+                      y + b * x.numel(), op, run);
+    }
+  }
+  // y = x, block by block (a layer whose noise changes nothing).
+  static void copy_blocks(const Draw& d, const Tensor& x, Tensor& y);
   // Calls gen(pool, key, first, begin, count) once per block: the noise elements
   // [begin, begin + count) (row-major in d.noise) are draws first, first + 1, ... of stream
   // `key`, and gen runs its kernel on `pool`. One call in Train, on the draw's pool; stacked

@@ -53,6 +53,11 @@ struct Context {
   // draw noise draw each block as its own sample; every other layer is row-wise and sees one
   // batch. The row count must be a multiple of it.
   std::uint64_t samples = 1;
+  // Mode::kSample with samples > 1, for a stochastic layer only: x holds ONE block, the same
+  // examples for every sample (a deterministic prefix's output), and the output holds `samples`
+  // blocks -- the stacking copy is never made. Monte-Carlo prediction gives it to the first
+  // stochastic layer (predict/predictor.h).
+  bool shared_input = false;
   parallel::ThreadPool* pool = nullptr;  // nullptr: parallel::default_pool()
 
   parallel::ThreadPool& threads() const { return pool ? *pool : parallel::default_pool(); }
@@ -126,7 +131,8 @@ class Layer {
   // std::invalid_argument naming the layer and what it expected if `in` is not valid.
   virtual Shape output_shape(const Shape& in) const { return in; }
   // True if forward draws random numbers in Mode::kTrain and Mode::kSample (the dropout family):
-  // Monte-Carlo sampling and `bench train` find such layers through this.
+  // Monte-Carlo sampling and `bench train` find such layers through this. Such a layer accepts
+  // stacked samples (Context::samples) and a shared input (Context::shared_input).
   virtual bool stochastic() const { return false; }
   virtual void forward(const Tensor& x, Tensor& y, const Context& ctx) = 0;
   virtual void backward(const Tensor& dy, Tensor& dx) = 0;

@@ -80,7 +80,7 @@ void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std
   SampleAccumulator acc(chunk, classes);
   std::vector<std::uint32_t> rows;
   std::vector<std::uint8_t> labels;
-  Tensor x, stacked;
+  Tensor x;
   for (std::size_t c0 = begin; c0 < end; c0 += chunk) {
     const std::size_t n = std::min(chunk, end - c0);
     rows.resize(n);
@@ -95,20 +95,18 @@ void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std
       const std::size_t g = static_cast<std::size_t>(std::min<std::uint64_t>(group, total - s0));
       const Tensor* logits = &prefix;
       if (k < model.size()) {
-        // g copies of the prefix's rows, one block per sample.
-        stacked.resize(prefix.shape().example().with_batch(static_cast<std::int64_t>(g * n)));
-        parallel::parallel_for(pool, g, 1, [&](std::size_t b, std::size_t e) {
-          for (std::size_t s = b; s < e; ++s)
-            std::copy(prefix.span().begin(), prefix.span().end(),
-                      stacked.span().begin() + static_cast<std::ptrdiff_t>(s * prefix.numel()));
-        });
-        const nn::Context sample{.mode = nn::Mode::kSample,
-                                 .seed = options.seed,
-                                 .step = s0,
-                                 .row_offset = c0,
-                                 .samples = g,
-                                 .pool = &pool};
-        logits = &net.forward(stacked, sample, k, model.size());
+        // The first stochastic layer reads the prefix's rows for every sample (no copies);
+        // the rest runs on the g stacked blocks it writes.
+        nn::Context sample{.mode = nn::Mode::kSample,
+                           .seed = options.seed,
+                           .step = s0,
+                           .row_offset = c0,
+                           .samples = g,
+                           .shared_input = true,
+                           .pool = &pool};
+        const Tensor& first = net.forward(prefix, sample, k, k + 1);
+        sample.shared_input = false;
+        logits = &net.forward(first, sample, k + 1, model.size());
       }
       // Without a stochastic layer every sample is the prefix's output: one block, reused.
       const std::size_t blocks = k < model.size() ? g : 1;

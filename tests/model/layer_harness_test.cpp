@@ -108,6 +108,11 @@ const std::map<std::string, std::vector<Example>>& examples() {
         {{{"kind", "activation"}, {"function", "tanh"}}, Shape{3, 8}},
         {{{"kind", "activation"}, {"function", "selu"}}, Shape{3, 8}},
         {{{"kind", "activation"}, {"function", "identity"}}, Shape{1, 5}}}},
+      {"batchnorm",
+       {{{{"kind", "batchnorm"}}, Shape{6, 7}},
+        {{{"kind", "batchnorm"}, {"momentum", 0.3}, {"eps", 1e-3}}, Shape{4, 3, 2, 5}},
+        {{{"kind", "batchnorm"}, {"momentum", 1.0}}, Shape{3, 2, 3, 3}},
+        {{{"kind", "batchnorm"}, {"momentum", 0.0}}, Shape{5, 3}}}},
       {"flatten",
        {{{{"kind", "flatten"}}, Shape{3, 2, 4, 5}}, {{{"kind", "flatten"}}, Shape{4, 6}}}},
   };

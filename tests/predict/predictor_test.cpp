@@ -177,6 +177,37 @@ TEST(Predictor, MonteCarloSamplesVaryAndAModelWithoutNoiseHasNoModelUncertainty)
   }
 }
 
+// Monte-Carlo dropout with BatchNorm: the samples use BN's running statistics, never the
+// batch's. With batch statistics an example's prediction would depend on the examples predicted
+// with it (and T samples of one example would be normalised against each other).
+TEST(Predictor, BatchNormSamplesWithItsRunningStatistics) {
+  const auto& d = images();
+  // BN after the first dropout, so that it runs in the sampled part, not the eval-mode prefix.
+  model::Model m(json::parse(R"([{"kind": "dense", "units": 12},
+                                 {"kind": "dropout", "drop_prob": 0.5},
+                                 {"kind": "dense", "units": 9},
+                                 {"kind": "batchnorm", "momentum": 0.5},
+                                 {"kind": "activation", "function": "relu"},
+                                 {"kind": "dense", "units": 4}])"),
+                 Shape{1, 2, 2}, {0.5f, 0.25f});
+  m.init_params(5);
+  // Move the running statistics away from their initial (0, 1) with a few training forwards.
+  std::vector<std::uint32_t> rows(d.count);
+  std::iota(rows.begin(), rows.end(), 0u);
+  Tensor x;
+  std::vector<std::uint8_t> labels;
+  data::make_batch(d, rows, m.normalization(), x, labels);
+  for (int step = 0; step < 3; ++step)
+    m.forward(x, {.mode = nn::Mode::kTrain, .seed = 1, .step = static_cast<std::uint64_t>(step)});
+  // The whole set in one chunk against one example at a time: the same samples.
+  const Results together = run(m, d, 0, d.count, {.samples = 6, .seed = 3, .max_rows = 4096});
+  for (std::size_t i = 0; i < d.count; i += 5) {
+    const Results alone = run(m, d, i, i + 1, {.samples = 6, .seed = 3, .max_rows = 6});
+    expect_same(alone.at({i, 6}), together.at({i, 6}), false, "example " + std::to_string(i));
+  }
+  EXPECT_EQ(first_stochastic_layer(m), 1u);
+}
+
 TEST(Predictor, BadRequestsAreRefused) {
   const auto& d = images();
   model::Model m = mlp_model();

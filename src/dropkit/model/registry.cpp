@@ -12,6 +12,7 @@
 #include "dropkit/dropout/gaussian_noise.h"
 #include "dropkit/dropout/noise_shape.h"
 #include "dropkit/nn/activation.h"
+#include "dropkit/nn/batchnorm.h"
 #include "dropkit/nn/flatten.h"
 #include "dropkit/nn/linear.h"
 #include "dropkit/rng/streams.h"
@@ -180,6 +181,33 @@ std::vector<LayerKind> make_kinds() {
       .create = [](const json& c, const Shape&, std::size_t) -> std::unique_ptr<nn::Layer> {
         return std::make_unique<nn::ActivationLayer>(
             nn::parse_activation(c.at("function").get<std::string>()));
+      },
+  });
+  k.push_back({
+      .kind = "batchnorm",
+      .summary = "batch normalization per channel (axis 1); eval and Monte-Carlo sampling use the "
+                 "running statistics",
+      .options = {{.name = "momentum",
+                   .type = Type::kReal,
+                   .default_value = nn::BatchNorm::kDefaultMomentum,
+                   .help = "weight of a new batch in the running statistics (PyTorch's)",
+                   .min = 0,
+                   .max = 1},
+                  {.name = "eps",
+                   .type = Type::kReal,
+                   .default_value = nn::BatchNorm::kDefaultEps,
+                   .help = "added to the variance",
+                   .min = 0,
+                   .max = 1,
+                   .min_open = true}},
+      .positional = {"momentum", "eps"},
+      .create = [](const json& c, const Shape& in, std::size_t) -> std::unique_ptr<nn::Layer> {
+        if (in.rank() < 2) {
+          throw std::invalid_argument("batchnorm: input " + in.str() +
+                                      " has no channel axis (axis 1)");
+        }
+        return std::make_unique<nn::BatchNorm>(in[1], c.at("momentum").get<double>(),
+                                               c.at("eps").get<double>());
       },
   });
   k.push_back({

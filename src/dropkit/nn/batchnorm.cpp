@@ -1,0 +1,167 @@
+#include "dropkit/nn/batchnorm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace dropkit::nn {
+namespace {
+
+// [N, C, S...] as N blocks of C runs of S values.
+struct Layout {
+  std::size_t n, c, s;
+};
+Layout layout_of(const Shape& shape) {
+  return {static_cast<std::size_t>(shape[0]), static_cast<std::size_t>(shape[1]),
+          shape.row_size() / static_cast<std::size_t>(shape[1])};
+}
+
+}  // namespace
+
+BatchNorm::BatchNorm(std::int64_t channels, double momentum, double eps)
+    : channels_(channels), momentum_(momentum), eps_(eps) {
+  if (channels < 1) throw std::invalid_argument("batchnorm: needs at least one channel");
+  if (!(momentum >= 0.0 && momentum <= 1.0)) {
+    throw std::invalid_argument(
+        fmt::format("batchnorm: momentum = {} is outside the valid range [0, 1]", momentum));
+  }
+  if (!(eps > 0.0 && std::isfinite(eps))) {
+    throw std::invalid_argument(
+        fmt::format("batchnorm: eps = {} is outside the valid range (0, inf)", eps));
+  }
+}
+
+nlohmann::json BatchNorm::config() const {
+  return {{"momentum", momentum_}, {"eps", eps_}};
+}
+
+Shape BatchNorm::output_shape(const Shape& in) const {
+  if (in.rank() < 2 || in[1] != channels_) {
+    throw std::invalid_argument(
+        fmt::format("{}: input {} is not [examples, {}, ...] (statistics per channel, axis 1)",
+                    name(), in.str(), channels_));
+  }
+  return in;
+}
+
+std::vector<ParamSpec> BatchNorm::param_specs() const {
+  const Shape c{channels_};
+  return {{"weight", c, ParamRole::kTrainable, kNoFlags},
+          {"bias", c, ParamRole::kTrainable, kNoFlags},
+          {"running_mean", c, ParamRole::kBuffer, kNoFlags},
+          {"running_var", c, ParamRole::kBuffer, kNoFlags}};
+}
+
+void BatchNorm::bind_params(std::vector<float*> values, std::vector<float*> grads) {
+  gamma_ = values.at(0);
+  beta_ = values.at(1);
+  mean_ = values.at(2);
+  var_ = values.at(3);
+  dgamma_ = grads.at(0);
+  dbeta_ = grads.at(1);
+}
+
+void BatchNorm::init_params(std::uint64_t, std::uint32_t) {
+  const auto c = static_cast<std::size_t>(channels_);
+  std::fill(gamma_, gamma_ + c, 1.0f);
+  std::fill(beta_, beta_ + c, 0.0f);
+  std::fill(mean_, mean_ + c, 0.0f);
+  std::fill(var_, var_ + c, 1.0f);
+}
+
+void BatchNorm::forward(const Tensor& x, Tensor& y, const Context& ctx) {
+  x_ = nullptr;  // until a Train forward has finished
+  if (&y != &x) y.resize(output_shape(x.shape()));
+  const Layout l = layout_of(x.shape());
+  const std::size_t m = l.n * l.s;
+  const bool train = ctx.mode == Mode::kTrain;
+  if (train && m < 2) {
+    throw std::invalid_argument(
+        fmt::format("{}: training needs at least 2 values per channel, input {} has {}", name(),
+                    x.shape().str(), m));
+  }
+  auto& pool = ctx.threads();
+  batch_mean_.resize(l.c);
+  inv_std_.resize(l.c);
+  const float* xs = x.data();
+  float* ys = y.data();
+  parallel::parallel_for(pool, l.c, 1, [&](std::size_t c0, std::size_t c1) {
+    for (std::size_t c = c0; c < c1; ++c) {
+      double mean, var;
+      if (train) {
+        double sum = 0;
+        for (std::size_t i = 0; i < l.n; ++i)
+          for (std::size_t j = 0; j < l.s; ++j) sum += xs[(i * l.c + c) * l.s + j];
+        mean = sum / static_cast<double>(m);
+        double sq = 0;
+        for (std::size_t i = 0; i < l.n; ++i) {
+          for (std::size_t j = 0; j < l.s; ++j) {
+            const double d = xs[(i * l.c + c) * l.s + j] - mean;
+            sq += d * d;
+          }
+        }
+        var = sq / static_cast<double>(m);
+        mean_[c] = static_cast<float>((1 - momentum_) * mean_[c] + momentum_ * mean);
+        var_[c] = static_cast<float>((1 - momentum_) * var_[c] + momentum_ * var *
+                                                                     static_cast<double>(m) /
+                                                                     static_cast<double>(m - 1));
+      } else {
+        mean = mean_[c];
+        var = var_[c];
+      }
+      const double inv = 1.0 / std::sqrt(var + eps_);
+      batch_mean_[c] = static_cast<float>(mean);
+      inv_std_[c] = static_cast<float>(inv);
+      const auto scale = static_cast<float>(gamma_[c] * inv);
+      const auto shift = static_cast<float>(beta_[c] - gamma_[c] * inv * mean);
+      for (std::size_t i = 0; i < l.n; ++i) {
+        const float* xr = xs + (i * l.c + c) * l.s;
+        float* yr = ys + (i * l.c + c) * l.s;
+        for (std::size_t j = 0; j < l.s; ++j) yr[j] = xr[j] * scale + shift;
+      }
+    }
+  });
+  if (train) {
+    x_ = &x;
+    shape_ = x.shape();
+    pool_ = &pool;
+  }
+}
+
+void BatchNorm::backward(const Tensor& dy, Tensor& dx) {
+  check_backward(*this, x_ ? &shape_ : nullptr, dy.shape());
+  if (&dx == &dy) throw std::invalid_argument(name() + ": cannot run backward in place");
+  const Layout l = layout_of(shape_);
+  const double m = static_cast<double>(l.n * l.s);
+  if (needs_input_grad_) dx.resize(shape_);
+  const float* xs = x_->data();
+  const float* g = dy.data();
+  parallel::parallel_for(*pool_, l.c, 1, [&](std::size_t c0, std::size_t c1) {
+    for (std::size_t c = c0; c < c1; ++c) {
+      const double mean = batch_mean_[c], inv = inv_std_[c];
+      double sum_dy = 0, sum_dy_xhat = 0;
+      for (std::size_t i = 0; i < l.n; ++i) {
+        for (std::size_t j = 0; j < l.s; ++j) {
+          const std::size_t k = (i * l.c + c) * l.s + j;
+          sum_dy += g[k];
+          sum_dy_xhat += g[k] * (xs[k] - mean) * inv;
+        }
+      }
+      dgamma_[c] += static_cast<float>(sum_dy_xhat);
+      dbeta_[c] += static_cast<float>(sum_dy);
+      if (!needs_input_grad_) continue;
+      const double k1 = gamma_[c] * inv / m;
+      for (std::size_t i = 0; i < l.n; ++i) {
+        for (std::size_t j = 0; j < l.s; ++j) {
+          const std::size_t k = (i * l.c + c) * l.s + j;
+          const double xhat = (xs[k] - mean) * inv;
+          dx[k] = static_cast<float>(k1 * (m * g[k] - sum_dy - xhat * sum_dy_xhat));
+        }
+      }
+    }
+  });
+}
+
+}  // namespace dropkit::nn

@@ -1,0 +1,62 @@
+// Batch normalization (Ioffe & Szegedy 2015), kind "batchnorm", for [N, D] and [N, C, H, W]
+// (any [N, C, ...]: statistics per channel, axis 1, over the examples and every later axis).
+//
+// What it represents, per channel c over its m = N * (H * W) values in a batch:
+//   train    mu, var = the batch's mean and variance (biased: divided by m);
+//            y = gamma (x - mu) / sqrt(var + eps) + beta;
+//            running_mean <- (1 - momentum) running_mean + momentum mu,
+//            running_var  <- (1 - momentum) running_var + momentum var m / (m - 1)
+//            (the unbiased variance, as PyTorch does; momentum is PyTorch's, the weight of the
+//            new batch, 0.1 by default; Keras' momentum is 1 minus this)
+//   eval     y = gamma (x - running_mean) / sqrt(running_var + eps) + beta
+//   sample   as eval: Monte-Carlo dropout samples with the running statistics, never the
+//            batch's (a batch of samples of one example would otherwise normalise them away --
+//            the trap of switching a PyTorch model to train() for MC dropout)
+//   backward the full gradient through the batch statistics, with x_hat = (x - mu) / s,
+//            s = sqrt(var + eps):  dbeta = sum dy, dgamma = sum dy x_hat,
+//            dx = gamma / (m s) (m dy - sum dy - x_hat sum dy x_hat).
+// Parameters: weight (gamma) [C] = 1 and bias (beta) [C] = 0, trainable, no weight decay, no
+// max-norm; buffers running_mean [C] = 0 and running_var [C] = 1, saved with the model and
+// never touched by the optimizer. Training needs m >= 2 (PyTorch's rule too): one value per
+// channel has no variance. Channels are split across threads, each channel's sums taken in
+// index order: the same bits for any thread count.
+#pragma once
+
+#include <vector>
+
+#include "dropkit/nn/layer.h"
+
+namespace dropkit::nn {
+
+class BatchNorm : public Layer {
+ public:
+  static constexpr double kDefaultMomentum = 0.1;
+  static constexpr double kDefaultEps = 1e-5;
+  // momentum in [0, 1], eps > 0: std::invalid_argument naming the value otherwise.
+  BatchNorm(std::int64_t channels, double momentum = kDefaultMomentum, double eps = kDefaultEps);
+
+  std::string kind() const override { return "batchnorm"; }
+  nlohmann::json config() const override;
+  Shape output_shape(const Shape& in) const override;  // checks rank >= 2 and the channels
+  void forward(const Tensor& x, Tensor& y, const Context& ctx) override;
+  void backward(const Tensor& dy, Tensor& dx) override;
+  std::vector<ParamSpec> param_specs() const override;
+  void bind_params(std::vector<float*> values, std::vector<float*> grads) override;
+  void init_params(std::uint64_t seed, std::uint32_t stream) override;
+
+  const float* running_mean() const { return mean_; }
+  const float* running_var() const { return var_; }
+
+ private:
+  std::int64_t channels_;
+  double momentum_, eps_;
+  float *gamma_ = nullptr, *beta_ = nullptr, *dgamma_ = nullptr, *dbeta_ = nullptr;
+  float *mean_ = nullptr, *var_ = nullptr;
+  // What a Train forward keeps for backward.
+  const Tensor* x_ = nullptr;
+  Shape shape_;
+  std::vector<float> batch_mean_, inv_std_;
+  parallel::ThreadPool* pool_ = nullptr;
+};
+
+}  // namespace dropkit::nn

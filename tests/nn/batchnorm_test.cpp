@@ -85,6 +85,9 @@ TEST(BatchNorm, BadConfigurationsAndBatchesAreRefused) {
   bn.layer.forward(Tensor(Shape{1, 2}), y, {.mode = Mode::kEval});
   EXPECT_THROW(bn.layer.forward(Tensor(Shape{4, 3}), y, {.mode = Mode::kEval}),
                std::invalid_argument);
+  // Training in place would leave backward without its input.
+  Tensor x(Shape{4, 2});
+  EXPECT_THROW(bn.layer.forward(x, x, {.mode = Mode::kTrain}), std::invalid_argument);
 }
 
 }  // namespace

@@ -224,6 +224,9 @@ TEST(Predictor, BadRequestsAreRefused) {
   const auto wide = test::synthetic_dataset(3, 3, 4, 1);  // 3x3 images: 9 values, not 4
   EXPECT_THROW(predict(m, wide, 0, 3, {}, pool, none), std::invalid_argument);
   EXPECT_EQ(first_stochastic_layer(m), 0u);
+  // A label the model has no output for (5 classes of data, 4 outputs).
+  const auto five = test::synthetic_dataset(10, 2, 5, 1);
+  EXPECT_THROW(predict(m, five, 0, 10, {}, pool, none), std::invalid_argument);
 }
 
 }  // namespace

@@ -60,6 +60,15 @@ TEST(Uncertainty, LogProbabilityOfTheLabelSurvivesUnderflow) {
   b.add(0, std::vector<float>{-1.0f, std::log1p(-std::exp(-1.0f))});
   b.add(0, std::vector<float>{-3.0f, std::log1p(-std::exp(-3.0f))});
   EXPECT_NEAR(b.stats(0, 0).log_prob_label, std::log((std::exp(-1.0) + std::exp(-3.0)) / 2), 1e-6);
+  // A probability of exactly 0 in every sample: log p = -inf, never NaN.
+  SampleAccumulator z(1, 2);
+  const float inf = std::numeric_limits<float>::infinity();
+  z.add(0, std::vector<float>{0.0f, -inf});
+  z.add(0, std::vector<float>{0.0f, -inf});
+  EXPECT_EQ(z.stats(0, 1).log_prob_label, -std::numeric_limits<double>::infinity());
+  EXPECT_EQ(z.stats(0, 0).log_prob_label, 0.0);
+  EXPECT_THROW(z.add(1, std::vector<float>{0.0f, 0.0f}), std::invalid_argument);  // no example 1
+  EXPECT_THROW(z.stats(0, 2), std::invalid_argument);                             // no class 2
 }
 
 TEST(Uncertainty, CalibrationBinsAreRightClosed) {

@@ -161,7 +161,10 @@ TEST(Trainer, ExcludedClassesAreNeverTrainedOnValidatedOrTested) {
   Trainer t(c, data, pool);
   const EpochRecord rec = t.run_epoch();
   EXPECT_EQ(t.evaluate_test().count, 50u);  // the test examples of classes 0 and 2
-  EXPECT_EQ(rec.step, 6u);                  // ceil(175 / 32): half of the 350 training rows
+  EXPECT_EQ(t.test_examples(), 50u);
+  EXPECT_EQ(t.train_examples(), 175u);
+  EXPECT_EQ(t.val_examples(), 25u);
+  EXPECT_EQ(rec.step, 6u);  // ceil(175 / 32): half of the 350 training rows
   // Every excluded training example can be changed without changing the run.
   auto other = data;
   for (std::size_t i = 0; i < other.train.count; ++i) {
@@ -179,6 +182,23 @@ TEST(Trainer, ExcludedClassesAreNeverTrainedOnValidatedOrTested) {
   EXPECT_THROW(Trainer(c, data, pool), std::invalid_argument);
   c.exclude_classes = "0,1,2,3";
   EXPECT_THROW(Trainer(c, data, pool), std::invalid_argument);
+}
+
+TEST(Trainer, ALastBatchOfOneExampleIsRefusedUpFrontForBatchNorm) {
+  const auto data = toy_data(400, 100);
+  TrainConfig c = toy_config();
+  c.net = "dense:16,batchnorm,relu,dense:4";
+  c.val = 47;  // 353 training examples = 11 batches of 32 and one of 1
+  parallel::ThreadPool pool(1);
+  try {
+    Trainer t(c, data, pool);
+    ADD_FAILURE() << "accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("last batch of 1 example"));
+  }
+  c.val = 46;  // a last batch of 2
+  Trainer t(c, data, pool);
+  EXPECT_NO_THROW(t.run_epoch());
 }
 
 TEST(Batcher, ClassListsAreParsedStrictly) {

@@ -216,6 +216,9 @@ int run_predict(const Opts& o) {
     if (!f.empty()) ensure_writable_dir(fs::absolute(f).parent_path());
   }
   const bool labelled = !d.labels.empty();
+  if (!labelled && (!o.reliability.empty() || !sweep.empty())) {
+    throw std::invalid_argument("--reliability and --sweep need labels (--data, or --labels)");
+  }
   const bool csv = fs::path(o.out).extension() == ".csv";
 
   parallel::ThreadPool pool(resolve_threads(o.threads));
@@ -269,8 +272,6 @@ int run_predict(const Opts& o) {
       }
       result["sweep"] = sw;
     }
-  } else if (!o.reliability.empty() || !sweep.empty()) {
-    throw std::invalid_argument("--reliability and --sweep need labels (--data, or --labels)");
   }
 
   if (!o.out.empty()) write_file_atomic(o.out, lines);

@@ -215,8 +215,8 @@ int run_train(CLI::App& app, TrainOpts& o) {
 
   std::FILE* log = o.json ? stderr : stdout;
   fmt::print(log, "dropkit train: {} | {} train, {} val, {} test | {} threads, {} kernels\n",
-             trainer.model().describe(), data.train.count - config.val, config.val, data.test.count,
-             threads, kernels::active_kernels().name);
+             trainer.model().describe(), trainer.train_examples(), trainer.val_examples(),
+             trainer.test_examples(), threads, kernels::active_kernels().name);
   std::fflush(log);
   try {
     while (trainer.epochs_done() < config.epochs) {

@@ -58,6 +58,7 @@ void DropConnect::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
     // Stacked samples: block s is one product with W masked by sample step + s, on its own rows
     // of x or, with a shared input, on all of x.
     const bool shared = ctx.shared_input;
+    if (ctx.samples == 0) throw std::invalid_argument(name() + ": Context::samples is 0");
     const std::int64_t rows = shared ? x.shape()[0] : ctx.block_rows(x.shape()[0], name());
     if (&x == &y) throw std::invalid_argument(name() + ": cannot run in place");
     y.resize(output_shape(

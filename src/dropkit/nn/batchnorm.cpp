@@ -73,6 +73,9 @@ void BatchNorm::init_params(std::uint64_t, std::uint32_t) {
 
 void BatchNorm::forward(const Tensor& x, Tensor& y, const Context& ctx) {
   x_ = nullptr;  // until a Train forward has finished
+  if (&y == &x && ctx.mode == Mode::kTrain) {
+    throw std::invalid_argument(name() + ": cannot train in place (backward needs the input)");
+  }
   if (&y != &x) y.resize(output_shape(x.shape()));
   const Layout l = layout_of(x.shape());
   const std::size_t m = l.n * l.s;

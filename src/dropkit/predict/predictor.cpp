@@ -65,6 +65,13 @@ void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std
                                 ", not one score per class");
   }
   const auto classes = static_cast<std::size_t>(out[0]);
+  for (std::size_t i = begin; i < end && !d.labels.empty(); ++i) {
+    if (d.labels[i] >= classes) {
+      throw std::invalid_argument(fmt::format(
+          "predict: example {} has label {}, but the model has outputs for classes 0..{}", i,
+          d.labels[i], classes - 1));
+    }
+  }
   const auto counts = report_counts(options);
   const bool mc = options.samples > 0;
   const std::uint64_t total = mc ? options.samples : 1;

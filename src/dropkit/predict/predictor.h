@@ -36,7 +36,7 @@ struct PredictOptions {
   std::uint64_t seed = 0;
   // Sample counts to report besides `samples` (each in [1, samples]): the statistics after the
   // first k samples, for the paper's figure 11 from one run (the first k samples of a T-sample
-  // run are exactly a k-sample run).
+  // run have a k-sample run's masks; the products may round differently, about 1e-6).
   std::vector<std::uint64_t> report_at = {};
   // Rows per stacked forward: examples per chunk = max(1, max_rows / samples), samples per pass
   // = min(samples, max_rows).
@@ -57,8 +57,8 @@ std::vector<std::uint64_t> report_counts(const PredictOptions& options);
 
 // Predicts examples [begin, end) of `d` (labels are used when d.labels is not empty) and calls
 // `on_result` for each example and each reported count, examples in order within a chunk and
-// counts ascending. std::invalid_argument if the model does not take d's images or the range is
-// outside d.
+// counts ascending. std::invalid_argument if the model does not take d's images, a label has no
+// output, or the range is outside d.
 void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std::size_t end,
              const PredictOptions& options, parallel::ThreadPool& pool,
              const std::function<void(const ExampleResult&)>& on_result);

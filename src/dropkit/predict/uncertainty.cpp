@@ -29,8 +29,8 @@ void SampleAccumulator::clear() {
 }
 
 void SampleAccumulator::add(std::size_t example, std::span<const float> log_probs) {
-  if (log_probs.size() != classes_) {
-    throw std::invalid_argument("SampleAccumulator: a sample has the wrong number of classes");
+  if (log_probs.size() != classes_ || example >= state_.size()) {
+    throw std::invalid_argument("SampleAccumulator: a sample of the wrong size or example");
   }
   const std::size_t o = example * classes_;
   double h = 0;
@@ -41,6 +41,7 @@ void SampleAccumulator::add(std::size_t example, std::span<const float> log_prob
     if (p > 0) h -= p * std::log(p);
     sum_[o + c] += p;
     sum_sq_[o + c] += p * p;
+    if (lp == -std::numeric_limits<double>::infinity()) continue;  // p = 0: adds nothing
     // Log-sum-exp, rescaled when the maximum grows.
     double& m = lse_max_[o + c];
     double& s = lse_sum_[o + c];
@@ -77,6 +78,9 @@ ExampleStats SampleAccumulator::stats(std::size_t example, int label) const {
   const auto k = o + static_cast<std::size_t>(s.predicted);
   s.variance = std::max(0.0, sum_sq_[k] / t - s.confidence * s.confidence);
   if (label >= 0) {
+    if (static_cast<std::size_t>(label) >= classes_) {
+      throw std::invalid_argument("SampleAccumulator: a label outside the classes");
+    }
     const auto l = o + static_cast<std::size_t>(label);
     s.log_prob_label = lse_max_[l] + std::log(lse_sum_[l]) - std::log(t);
   }

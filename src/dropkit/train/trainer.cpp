@@ -137,6 +137,21 @@ void Trainer::prepare() {
   check_model_fits(*model_, data_.test, "test");
   // The classes against the model's outputs (check_model_fits made them rank 1).
   data::parse_class_list(config_.exclude_classes, static_cast<int>(model_->output_shape()[0]));
+  // A batch of one example has no statistics of its own for a batchnorm over [N, D]
+  // (nn/batchnorm.h): refuse a split whose last batch would be one, before any epoch runs.
+  const auto batch = static_cast<std::size_t>(config_.batch);
+  if (split_.train.size() % batch == 1) {
+    for (std::size_t i = 0; i < model_->size(); ++i) {
+      const Shape in = model_->layer_input_shape(i, 1);
+      if (model_->layer(i).kind() == "batchnorm" &&
+          in.row_size() == static_cast<std::size_t>(in[1])) {
+        throw std::invalid_argument(fmt::format(
+            "{} training examples in batches of {} leave a last batch of 1 example, which layer "
+            "{} (batchnorm) cannot normalise by its own statistics: change --batch or --val",
+            split_.train.size(), batch, i + 1));
+      }
+    }
+  }
   optimizer_ = std::make_unique<Optimizer>(config_.optimizer, model_->params().size());
 }
 

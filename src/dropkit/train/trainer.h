@@ -81,6 +81,10 @@ class Trainer {
   EvalResult evaluate_test();
 
   int epochs_done() const { return state_.epoch; }
+  // Examples in the training and validation splits and in the test set, classes excluded.
+  std::size_t train_examples() const { return split_.train.size(); }
+  std::size_t val_examples() const { return split_.val.size(); }
+  std::size_t test_examples() const { return test_rows_.size(); }
   std::uint64_t steps_done() const { return state_.step; }
   const std::vector<EpochRecord>& history() const { return state_.history; }
   const TrainConfig& config() const { return config_; }

@@ -432,5 +432,38 @@ TEST_F(Cli, PredictRefusesBadRequestsAndWritesNothing) {
   EXPECT_THAT(r.err, HasSubstr("/proc/no/such/dir"));
 }
 
+// --recalibrate-bn re-estimates batchnorm's statistics before eval and predict, saving nothing.
+TEST_F(Cli, RecalibrationOfBatchNormChangesTheNumbersButNotTheCheckpoint) {
+  const fs::path m = root_ / "bn";
+  ASSERT_EQ(run("train --data " + (root_ / "data").string() +
+                " --net dense:24,dropout:0.5,batchnorm,relu,dense:4 --lr 0.1 --val 40 --batch 25 "
+                "--epochs 2 --out " +
+                m.string())
+                .code,
+            0);
+  const std::string before = read_file(m / "checkpoint.safetensors");
+  const std::string eval =
+      "eval --json --data " + (root_ / "data").string() + " --model " + m.string();
+  const auto plain = run(eval);
+  const auto recal = run(eval + " --recalibrate-bn 200");
+  ASSERT_EQ(recal.code, 0) << recal.err;
+  const auto jp = nlohmann::json::parse(plain.out), jr = nlohmann::json::parse(recal.out);
+  EXPECT_THAT(jr["recalibrated"].get<std::string>(), HasSubstr("1 batchnorm layer(s) on 200"));
+  EXPECT_NE(jr["test_loss"], jp["test_loss"]);
+  EXPECT_EQ(read_file(m / "checkpoint.safetensors"), before);
+  const auto p = run("predict --json --data " + (root_ / "data").string() + " --model " +
+                     m.string() + " --mc 3 --recalibrate-bn 200");
+  ASSERT_EQ(p.code, 0) << p.err;
+  // The same recalibrated model (its NLL computed another way: to rounding).
+  EXPECT_NEAR(nlohmann::json::parse(p.out)["deterministic"]["nll"].get<double>(),
+              jr["test_loss"].get<double>(), 1e-6);
+  // A model without batchnorm has nothing to recalibrate.
+  const fs::path plain_model = root_ / "plain";
+  ASSERT_EQ(run(train_args("--epochs 1 --out " + plain_model.string())).code, 0);
+  expect_one_line_error(run("eval --data " + (root_ / "data").string() + " --model " +
+                            plain_model.string() + " --recalibrate-bn 100"),
+                        "no batchnorm layer");
+}
+
 }  // namespace
 }  // namespace dropkit

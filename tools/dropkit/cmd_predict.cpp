@@ -19,6 +19,7 @@
 #include "dropkit/train/checkpoint.h"
 #include "dropkit/train/trainer.h"
 #include "measure.h"
+#include "recalibration.h"
 #include "svg.h"
 
 namespace dropkit::cli {
@@ -36,6 +37,7 @@ struct Opts {
   std::string sweep;
   std::optional<std::uint64_t> seed;
   std::optional<std::string> exclude_classes;
+  std::uint64_t recalibrate_bn = 0;
   int top_k = 0;
   std::size_t max_rows = 2048;
   int threads = 0;
@@ -222,6 +224,8 @@ int run_predict(const Opts& o) {
   const bool csv = fs::path(o.out).extension() == ".csv";
 
   parallel::ThreadPool pool(resolve_threads(o.threads));
+  const std::string recalibrated =
+      recalibrate_from_flag(model, ck.config, o.data, o.recalibrate_bn, pool);
   std::string lines = csv ? csv_header(static_cast<std::size_t>(classes), o.top_k) : "";
   const std::function<void(const predict::ExampleResult&)> write_line =
       [&](const predict::ExampleResult& e) {
@@ -237,6 +241,7 @@ int run_predict(const Opts& o) {
                  {"seed", mc_opts.seed},   {"exclude_classes", data::class_list_text(excluded)},
                  {"threads", pool.size()}, {"seconds", {{"deterministic", det.seconds}}}};
   if (mc) result["seconds"]["mc"] = mc->seconds;
+  if (!recalibrated.empty()) result["recalibrated"] = recalibrated;
   std::vector<Reliability> diagrams;
   if (labelled) {
     // In-distribution examples, and which of them each prediction got wrong.
@@ -302,6 +307,7 @@ int run_predict(const Opts& o) {
     return 0;
   }
   fmt::print("{}: {} examples, {}\n", o.model, d.count, model.spec());
+  if (!recalibrated.empty()) fmt::print("{}\n", recalibrated);
   if (labelled) {
     fmt::print("{:<22} {:>9} {:>8} {:>8} {:>8} {:>10}\n", "prediction", "accuracy", "NLL", "Brier",
                "ECE", "seconds");
@@ -356,6 +362,10 @@ Run add_predict(CLI::App& app) {
   app.add_option("--exclude-classes", o->exclude_classes,
                  "classes treated as out-of-distribution (default: those the model was trained "
                  "without)");
+  app.add_option("--recalibrate-bn", o->recalibrate_bn,
+                 "re-estimate batchnorm's running statistics with dropout off over this many "
+                 "training examples of --data first (nothing is saved)")
+      ->capture_default_str();
   app.add_option("--batch-rows", o->max_rows, "rows per stacked forward pass")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
       ->capture_default_str();

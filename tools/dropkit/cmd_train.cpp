@@ -27,6 +27,7 @@
 #include "dropkit/model/registry.h"
 #include "dropkit/train/trainer.h"
 #include "measure.h"
+#include "recalibration.h"
 #include "svg.h"
 
 namespace dropkit::cli {
@@ -323,10 +324,15 @@ Run add_eval(CLI::App& app) {
     std::string model;
     std::string data = data::default_data_dir().string();
     int threads = 0;
+    std::uint64_t recalibrate_bn = 0;
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
   app.add_option("--model", o->model, "a directory written by `dropkit train --out`")->required();
+  app.add_option("--recalibrate-bn", o->recalibrate_bn,
+                 "re-estimate batchnorm's running statistics with dropout off over this many "
+                 "training examples of --data first (nothing is saved)")
+      ->capture_default_str();
   app.add_option("--data", o->data, "directory with MNIST-style IDX files")->capture_default_str();
   app.add_option("--threads", o->threads, "threads (0 = all cores)")
       ->check(CLI::Range(0, 256))
@@ -338,6 +344,8 @@ Run add_eval(CLI::App& app) {
     const auto test = data::load_mnist_split(o->data, data::MnistSplit::kTest);
     train::check_model_fits(*ck.model, test, "test");
     parallel::ThreadPool pool(resolve_threads(o->threads));
+    const std::string recalibrated =
+        recalibrate_from_flag(*ck.model, ck.config, o->data, o->recalibrate_bn, pool);
     std::vector<std::uint32_t> rows(test.count);
     std::iota(rows.begin(), rows.end(), 0u);
     // The classes the model was trained on, as `train` reported its test accuracy.
@@ -346,14 +354,13 @@ Run add_eval(CLI::App& app) {
     std::vector<std::uint8_t> labels;
     const auto r = train::evaluate(*ck.model, test, rows, pool, x, labels);
     if (o->json) {
-      fmt::print("{}\n", nlohmann::json{{"test_accuracy", r.accuracy},
-                                        {"test_loss", r.loss},
-                                        {"examples", r.count},
-                                        {"epochs", ck.state.epoch},
-                                        {"net", ck.model->spec()},
-                                        {"model", o->model}}
-                             .dump());
+      nlohmann::json j{{"test_accuracy", r.accuracy}, {"test_loss", r.loss},
+                       {"examples", r.count},         {"epochs", ck.state.epoch},
+                       {"net", ck.model->spec()},     {"model", o->model}};
+      if (!recalibrated.empty()) j["recalibrated"] = recalibrated;
+      fmt::print("{}\n", j.dump());
     } else {
+      if (!recalibrated.empty()) fmt::print("{}\n", recalibrated);
       fmt::print("{}: {} examples, eval mode: loss {:.4f}, accuracy {:.4f} (after {} epochs)\n",
                  o->model, r.count, r.loss, r.accuracy, ck.state.epoch);
     }

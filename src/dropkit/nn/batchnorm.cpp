@@ -79,7 +79,12 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const Context& ctx) {
   if (&y != &x) y.resize(output_shape(x.shape()));
   const Layout l = layout_of(x.shape());
   const std::size_t m = l.n * l.s;
-  const bool train = ctx.mode == Mode::kTrain;
+  const bool recalibrate = ctx.mode == Mode::kEval && ctx.recalibrate;
+  const bool train = ctx.mode == Mode::kTrain || recalibrate;
+  // The weight of this batch in the running statistics: the cumulative average when
+  // recalibrating.
+  const double momentum =
+      recalibrate ? 1.0 / static_cast<double>(++recalibrated_batches_) : momentum_;
   if (train && m < 2) {
     throw std::invalid_argument(
         fmt::format("{}: training needs at least 2 values per channel, input {} has {}", name(),
@@ -106,10 +111,10 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const Context& ctx) {
           }
         }
         var = sq / static_cast<double>(m);
-        mean_[c] = static_cast<float>((1 - momentum_) * mean_[c] + momentum_ * mean);
-        var_[c] = static_cast<float>((1 - momentum_) * var_[c] + momentum_ * var *
-                                                                     static_cast<double>(m) /
-                                                                     static_cast<double>(m - 1));
+        mean_[c] = static_cast<float>((1 - momentum) * mean_[c] + momentum * mean);
+        var_[c] =
+            static_cast<float>((1 - momentum) * var_[c] + momentum * var * static_cast<double>(m) /
+                                                              static_cast<double>(m - 1));
       } else {
         mean = mean_[c];
         var = var_[c];
@@ -126,7 +131,7 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const Context& ctx) {
       }
     }
   });
-  if (train) {
+  if (ctx.mode == Mode::kTrain) {
     x_ = &x;
     shape_ = x.shape();
     pool_ = &pool;

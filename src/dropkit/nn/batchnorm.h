@@ -12,6 +12,10 @@
 //   sample   as eval: Monte-Carlo dropout samples with the running statistics, never the
 //            batch's (a batch of samples of one example would otherwise normalise them away --
 //            the trap of switching a PyTorch model to train() for MC dropout)
+//   recalibration (Mode::kEval with Context::recalibrate, after reset_running_statistics()):
+//            normalises with the batch's statistics like train, and makes the running
+//            statistics the plain average of the batches' means and unbiased variances
+//            (PyTorch's momentum=None), whatever `momentum` is
 //   backward the full gradient through the batch statistics, with x_hat = (x - mu) / s,
 //            s = sqrt(var + eps):  dbeta = sum dy, dgamma = sum dy x_hat,
 //            dx = gamma / (m s) (m dy - sum dy - x_hat sum dy x_hat).
@@ -46,6 +50,8 @@ class BatchNorm : public Layer {
 
   const float* running_mean() const { return mean_; }
   const float* running_var() const { return var_; }
+  // Starts a recalibration: the next recalibrating forward replaces the running statistics.
+  void reset_running_statistics() { recalibrated_batches_ = 0; }
 
  private:
   std::int64_t channels_;
@@ -56,6 +62,7 @@ class BatchNorm : public Layer {
   const Tensor* x_ = nullptr;
   Shape shape_;
   std::vector<float> batch_mean_, inv_std_;
+  std::uint64_t recalibrated_batches_ = 0;
   parallel::ThreadPool* pool_ = nullptr;
 };
 

@@ -58,6 +58,10 @@ struct Context {
   // blocks -- the stacking copy is never made. Monte-Carlo prediction gives it to the first
   // stochastic layer (predict/predictor.h).
   bool shared_input = false;
+  // Mode::kEval only: normalisation layers normalise with the batch's statistics and add them to
+  // their running statistics as a cumulative average (BatchNorm recalibration with dropout off,
+  // train/recalibrate.h); every other layer is in eval mode.
+  bool recalibrate = false;
   parallel::ThreadPool* pool = nullptr;  // nullptr: parallel::default_pool()
 
   parallel::ThreadPool& threads() const { return pool ? *pool : parallel::default_pool(); }

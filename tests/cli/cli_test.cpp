@@ -425,6 +425,13 @@ TEST_F(Cli, PredictRefusesBadRequestsAndWritesNothing) {
       "3 dimensions");
   expect_one_line_error(run("predict --model " + (root_ / "nowhere").string()), "nowhere");
   EXPECT_FALSE(fs::exists(out));
+  // An output that exists and is not a regular file is refused up front, and left alone.
+  const fs::path dir_out = root_ / "a_directory";
+  fs::create_directories(dir_out);
+  expect_one_line_error(run("predict --model " + m.string() + " --data " +
+                            (root_ / "data").string() + " --out " + dir_out.string()),
+                        "not a regular file");
+  EXPECT_TRUE(fs::is_directory(dir_out));
   // An output directory that cannot be created fails before any prediction is made.
   const auto r = run("predict --model " + m.string() + " --data " + (root_ / "data").string() +
                      " --out /proc/no/such/dir/p.csv");

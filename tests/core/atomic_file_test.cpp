@@ -1,5 +1,7 @@
 #include "dropkit/core/atomic_file.h"
 
+#include <sys/stat.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -116,6 +118,29 @@ TEST_F(AtomicFileTest, FailedWriteKeepsOldFileAndLeavesNoTemporary) {
 TEST_F(AtomicFileTest, DirectoryPathIsRejected) {
   const fs::path path = dir_ / "";
   EXPECT_THAT(error_of([&] { write_file_atomic(path, "x"); }), HasSubstr("cannot write"));
+}
+
+// Only regular files are replaced: a named pipe, a directory or a device stays what it was.
+TEST_F(AtomicFileTest, ANonRegularFileIsNeverReplaced) {
+  const fs::path fifo = dir_ / "pipe";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const fs::path sub = dir_ / "sub";
+  fs::create_directory(sub);
+  for (const fs::path& p : {fifo, sub}) {
+    EXPECT_THAT(error_of([&] { write_file_atomic(p, "x"); }), HasSubstr("not a regular file"));
+  }
+  EXPECT_TRUE(fs::is_fifo(fifo));
+  EXPECT_TRUE(fs::is_directory(sub));
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator{}), 2);
+  // /dev/null (a root user could otherwise rename over it): refused before any temporary exists.
+  EXPECT_THAT(error_of([] { write_file_atomic("/dev/null", "x"); }),
+              HasSubstr("not a regular file"));
+  EXPECT_TRUE(fs::is_character_file("/dev/null"));
+  // A symbolic link to a regular file is written through the rename as before.
+  const fs::path target = regular_file(), link = dir_ / "link";
+  fs::create_symlink(target, link);
+  write_file_atomic(link, "new");
+  EXPECT_EQ(read_file(link), "new");
 }
 
 TEST_F(AtomicFileTest, ReadOfMissingFileNamesThePath) {

@@ -215,7 +215,9 @@ int run_predict(const Opts& o) {
                                   .max_rows = o.max_rows};
   predict::report_counts(mc_opts);  // a sweep count above --mc fails here
   for (const std::string& f : {o.out, o.reliability, o.sweep_svg}) {
-    if (!f.empty()) ensure_writable_dir(fs::absolute(f).parent_path());
+    if (f.empty()) continue;
+    ensure_writable_dir(fs::absolute(f).parent_path());
+    check_replaceable(f);
   }
   const bool labelled = !d.labels.empty();
   if (!labelled && (!o.reliability.empty() || !sweep.empty())) {

@@ -85,8 +85,22 @@ void fsync_dir_best_effort(const fs::path& dir) {
 
 }  // namespace
 
+void check_replaceable(const fs::path& path) {
+  // Only a regular file (or nothing) is replaced: the rename would otherwise swap a device
+  // (/dev/null for a root user), a named pipe or a socket for a regular file. A symbolic link
+  // is judged by what it points to, and then replaced itself, as any rename does.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    throw std::runtime_error(fmt::format(
+        "cannot write {}: it exists and is not a regular file (a device, pipe or directory); "
+        "name a new file",
+        path.string()));
+  }
+}
+
 void write_file_atomic(const fs::path& path, std::string_view bytes) {
   if (!path.has_filename()) fail_io("write", path, EISDIR);
+  check_replaceable(path);
   const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
   const fs::path tmp = dir / fmt::format(".{}.tmp.{}", path.filename().string(), unique_suffix());
 

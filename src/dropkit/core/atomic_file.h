@@ -16,8 +16,14 @@ namespace dropkit {
 // flushes and fsyncs it, then renames it over `path`, which is atomic on POSIX file systems. The
 // directory is fsynced afterwards on a best-effort basis. On failure the temporary file is
 // removed, `path` is left untouched, and std::runtime_error("cannot write <path>: <reason>") is
-// thrown. The new file gets mode 0666 minus the umask, like any freshly created file.
+// thrown. The new file gets mode 0666 minus the umask, like any freshly created file. An existing
+// `path` that is not a regular file (a device such as /dev/null, a named pipe, a directory) is
+// never replaced: std::runtime_error naming it, nothing written.
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
+
+// Throws what write_file_atomic would for a `path` it must not replace (an existing non-regular
+// file): for checking an output before the work that produces it.
+void check_replaceable(const std::filesystem::path& path);
 
 // The whole content of a file; throws std::runtime_error("cannot read <path>: <reason>").
 std::string read_file(const std::filesystem::path& path);

@@ -11,16 +11,20 @@
 
 namespace dropkit::kernels {
 
-void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
-           const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
-           std::int64_t ldc) {
-  if (m == 0 || n == 0) return;
+void use_one_onednn_thread() {
   // A thread-local ICV: oneDNN sees one thread and opens no OpenMP team from this thread.
   thread_local const bool single = [] {
     omp_set_num_threads(1);
     return true;
   }();
   (void)single;
+}
+
+void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+           const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+           std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  use_one_onednn_thread();
   const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a,
                                       lda, b, ldb, beta, c, ldc);
   if (st != dnnl_success) {

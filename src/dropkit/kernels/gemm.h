@@ -19,6 +19,10 @@
 
 namespace dropkit::kernels {
 
+// Makes oneDNN calls from this thread run on this thread only (a thread-local OpenMP setting);
+// every oneDNN call of the library goes through it. Cheap after a thread's first call.
+void use_one_onednn_thread();
+
 // C[m,n] = alpha * op(A) op(B) + beta * C, row-major, on the calling thread only.
 void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
            const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,

@@ -13,6 +13,7 @@
 #include "dropkit/dropout/noise_shape.h"
 #include "dropkit/nn/activation.h"
 #include "dropkit/nn/batchnorm.h"
+#include "dropkit/nn/conv.h"
 #include "dropkit/nn/flatten.h"
 #include "dropkit/nn/linear.h"
 #include "dropkit/rng/streams.h"
@@ -208,6 +209,72 @@ std::vector<LayerKind> make_kinds() {
         }
         return std::make_unique<nn::BatchNorm>(in[1], c.at("momentum").get<double>(),
                                                c.at("eps").get<double>());
+      },
+  });
+  k.push_back({
+      .kind = "conv2d",
+      .summary = "2-D convolution on [examples, channels, height, width] (oneDNN); ReLU fused",
+      .options = {{.name = "filters",
+                   .type = Type::kInt,
+                   .default_value = nullptr,
+                   .help = "output channels",
+                   .min = 1,
+                   .max = 1 << 16},
+                  {.name = "kernel",
+                   .type = Type::kInt,
+                   .default_value = 3,
+                   .help = "window size k (k x k)",
+                   .min = 1,
+                   .max = 64},
+                  {.name = "stride",
+                   .type = Type::kInt,
+                   .default_value = 1,
+                   .help = "step between windows",
+                   .min = 1,
+                   .max = 64},
+                  {.name = "padding",
+                   .type = Type::kInt,
+                   .default_value = 0,
+                   .help = "zeros added on every side (1 keeps a 3 x 3 convolution's size)",
+                   .min = 0,
+                   .max = 64},
+                  activation_option()},
+      .positional = {"filters", "kernel", "activation"},
+      .create = [](const json& c, const Shape& in, std::size_t) -> std::unique_ptr<nn::Layer> {
+        return std::make_unique<nn::Conv2d>(
+            in.example(), c.at("filters").get<std::int64_t>(),
+            kernels::Window{.size = c.at("kernel").get<std::int64_t>(),
+                            .stride = c.at("stride").get<std::int64_t>(),
+                            .padding = c.at("padding").get<std::int64_t>()},
+            nn::parse_activation(c.at("activation").get<std::string>()));
+      },
+  });
+  k.push_back({
+      .kind = "max_pool2d",
+      .summary = "maximum over size x size windows of [examples, channels, height, width]",
+      .options = {{.name = "size",
+                   .type = Type::kInt,
+                   .default_value = 2,
+                   .help = "window size",
+                   .min = 1,
+                   .max = 64},
+                  {.name = "stride",
+                   .type = Type::kInt,
+                   .default_value = 0,
+                   .help = "step between windows; 0: the window size",
+                   .min = 0,
+                   .max = 64},
+                  {.name = "padding",
+                   .type = Type::kInt,
+                   .default_value = 0,
+                   .help = "padding on every side, below the size; it never wins",
+                   .min = 0,
+                   .max = 63}},
+      .positional = {"size", "stride"},
+      .create = [](const json& c, const Shape& in, std::size_t) -> std::unique_ptr<nn::Layer> {
+        return std::make_unique<nn::MaxPool2d>(in.example(), c.at("size").get<std::int64_t>(),
+                                               c.at("stride").get<std::int64_t>(),
+                                               c.at("padding").get<std::int64_t>());
       },
   });
   k.push_back({

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "dropkit/core/options.h"
+#include "dropkit/kernels/table.h"
 
 namespace dropkit::nn {
 
@@ -99,6 +100,34 @@ void activation_backward(Activation f, const float* a, const float* da, float* d
         dz[i] = da[i] * (ai > 0.0f ? l : ai + la);
       }
       return;
+  }
+}
+
+const float* activation_grad(parallel::ThreadPool& pool, Activation f, const Tensor& a,
+                             const Tensor& dy, Tensor& dz) {
+  if (f == Activation::kIdentity) return dy.data();
+  dz.resize(dy.shape());
+  const std::size_t row = dy.shape().row_size();
+  parallel::parallel_for(pool, static_cast<std::size_t>(dy.shape()[0]), 1,
+                         [&](std::size_t r0, std::size_t r1) {
+                           activation_backward(f, a.data() + r0 * row, dy.data() + r0 * row,
+                                               dz.data() + r0 * row, (r1 - r0) * row);
+                         });
+  return dz.data();
+}
+
+void init_weights(Activation f, std::int64_t fan_in, std::int64_t fan_out,
+                  const rng::StreamKey& key, float* w, std::size_t n) {
+  const auto& k = kernels::active_kernels();
+  if (f == Activation::kSigmoid || f == Activation::kTanh) {
+    const float a = static_cast<float>(std::sqrt(6.0 / static_cast<double>(fan_in + fan_out)));
+    k.fill_uniform(key, 0, w, n);
+    for (std::size_t i = 0; i < n; ++i) w[i] = (2.0f * w[i] - 1.0f) * a;
+  } else {
+    const double gain = f == Activation::kReLU ? 2.0 : 1.0;
+    const float sd = static_cast<float>(std::sqrt(gain / static_cast<double>(fan_in)));
+    k.fill_normal(key, 0, w, n);
+    for (std::size_t i = 0; i < n; ++i) w[i] *= sd;
   }
 }
 

@@ -34,6 +34,18 @@ void activation_forward(Activation f, const float* z, float* a, std::size_t n);
 // dz[i] = da[i] * f'(z[i]), computed from a[i] = f(z[i]); da and dz may alias.
 void activation_backward(Activation f, const float* a, const float* da, float* dz, std::size_t n);
 
+// dz = dy * f'(from a), the rows of the batch split over the pool's threads; returns dz.data().
+// For the identity it returns dy.data() and leaves dz alone (no copy).
+const float* activation_grad(parallel::ThreadPool& pool, Activation f, const Tensor& a,
+                             const Tensor& dy, Tensor& dz);
+
+// The initial weights of units with activation f, from the counter RNG at `key`: He normal (std
+// sqrt(2 / fan_in)) for ReLU, LeCun normal (sqrt(1 / fan_in)) for SELU and identity, Glorot
+// uniform (+-sqrt(6 / (fan_in + fan_out))) for sigmoid and tanh. Dense and convolution layers
+// share it (fan_in: a unit's incoming weights; for a convolution channels * k * k).
+void init_weights(Activation f, std::int64_t fan_in, std::int64_t fan_out,
+                  const rng::StreamKey& key, float* w, std::size_t n);
+
 // The activation as a standalone layer, kind "activation", config {"function": name}. Linear
 // applies it fused when it follows a dense layer directly (model/spec.h folds it there).
 class ActivationLayer : public Layer {

@@ -6,7 +6,6 @@
 #include <fmt/format.h>
 
 #include "dropkit/kernels/gemm.h"
-#include "dropkit/kernels/table.h"
 
 namespace dropkit::nn {
 
@@ -42,19 +41,7 @@ void Linear::bind_params(std::vector<float*> values, std::vector<float*> grads) 
 }
 
 void Linear::init_params(std::uint64_t seed, std::uint32_t stream) {
-  const std::size_t n = static_cast<std::size_t>(in_ * out_);
-  const rng::StreamKey key{seed, stream, 0};
-  const auto& k = kernels::active_kernels();
-  if (f_ == Activation::kSigmoid || f_ == Activation::kTanh) {
-    const float a = static_cast<float>(std::sqrt(6.0 / static_cast<double>(in_ + out_)));
-    k.fill_uniform(key, 0, w_, n);
-    for (std::size_t i = 0; i < n; ++i) w_[i] = (2.0f * w_[i] - 1.0f) * a;
-  } else {
-    const double gain = f_ == Activation::kReLU ? 2.0 : 1.0;
-    const float sd = static_cast<float>(std::sqrt(gain / static_cast<double>(in_)));
-    k.fill_normal(key, 0, w_, n);
-    for (std::size_t i = 0; i < n; ++i) w_[i] *= sd;
-  }
+  init_weights(f_, in_, out_, {seed, stream, 0}, w_, static_cast<std::size_t>(in_ * out_));
   std::fill(b_, b_ + out_, 0.0f);
 }
 
@@ -88,16 +75,7 @@ void Linear::product(parallel::ThreadPool& pool, std::int64_t rows, const float*
 const float* Linear::output_grad(const Tensor& dy, const Tensor& dx) {
   check_backward(*this, y_ ? &y_->shape() : nullptr, dy.shape());
   if (&dx == &dy) throw std::invalid_argument(name() + ": cannot run backward in place");
-  if (f_ == Activation::kIdentity) return dy.data();
-  const std::int64_t rows = x_->shape()[0];
-  dz_.resize(dy.shape());
-  parallel::parallel_for(*pool_, static_cast<std::size_t>(rows), 1,
-                         [&](std::size_t r0, std::size_t r1) {
-                           const std::size_t o = r0 * static_cast<std::size_t>(out_);
-                           activation_backward(f_, y_->data() + o, dy.data() + o, dz_.data() + o,
-                                               (r1 - r0) * static_cast<std::size_t>(out_));
-                         });
-  return dz_.data();
+  return activation_grad(*pool_, f_, *y_, dy, dz_);
 }
 
 void Linear::input_grad(const float* dz, Tensor& dx, const float* w) const {

@@ -1,0 +1,327 @@
+#include "dropkit/kernels/conv.h"
+
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <fmt/format.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "dropkit/kernels/gemm.h"
+
+namespace dropkit::kernels {
+namespace {
+
+using dnnl::memory;
+using Dims = memory::dims;
+using Tag = memory::format_tag;
+constexpr auto kF32 = memory::data_type::f32;
+
+const dnnl::engine& cpu() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// Primitives get their scratch memory from us (a per-thread buffer), not from oneDNN: the
+// library's own scratchpad is not safe for one primitive running on several threads at once.
+dnnl::primitive_attr attr_with(const dnnl::post_ops& ops = {}) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  attr.set_post_ops(ops);
+  return attr;
+}
+
+void* thread_bytes(std::size_t bytes) {
+  thread_local std::vector<std::byte> buffer;
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return buffer.data();
+}
+
+memory wrap(const memory::desc& md, const void* data) {
+  return memory(md, cpu(), const_cast<void*>(data));
+}
+
+// Runs one primitive on the calling thread, to completion.
+void execute(const dnnl::primitive& p, const dnnl::primitive_desc_base& pd,
+             std::unordered_map<int, memory> args) {
+  use_one_onednn_thread();
+  thread_local dnnl::stream stream(cpu());
+  const memory::desc scratch = pd.scratchpad_desc();
+  args.emplace(DNNL_ARG_SCRATCHPAD, wrap(scratch, thread_bytes(scratch.get_size())));
+  p.execute(stream, args);
+  stream.wait();
+}
+
+// The block sizes a batch of n examples is cut into: kExampleBlock and the remainder.
+std::vector<std::int64_t> block_sizes(std::int64_t n) {
+  std::vector<std::int64_t> sizes;
+  if (n >= kExampleBlock) sizes.push_back(kExampleBlock);
+  if (n % kExampleBlock != 0) sizes.push_back(n % kExampleBlock);
+  return sizes;
+}
+
+}  // namespace
+
+void for_example_blocks(parallel::ThreadPool& pool, std::int64_t n,
+                        const std::function<void(std::int64_t, std::int64_t)>& fn) {
+  parallel::parallel_for(pool, static_cast<std::size_t>(n), kExampleBlock,
+                         [&](std::size_t b, std::size_t e) {
+                           for (auto n0 = static_cast<std::int64_t>(b);
+                                n0 < static_cast<std::int64_t>(e); n0 += kExampleBlock) {
+                             fn(n0, std::min(n0 + kExampleBlock, static_cast<std::int64_t>(e)));
+                           }
+                         });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution
+
+struct Conv2d::Impl {
+  ConvGeometry g;
+  bool relu;
+
+  // The primitives for one block size; backward ones made on first use.
+  struct Prims {
+    memory::desc src, weights, bias, dst;
+    dnnl::convolution_forward::primitive_desc fwd_pd;
+    dnnl::convolution_forward fwd;
+    dnnl::convolution_backward_data::primitive_desc data_pd;
+    dnnl::convolution_backward_data data;
+    dnnl::convolution_backward_weights::primitive_desc weights_pd;
+    dnnl::convolution_backward_weights weights_prim;
+    bool backward_made = false;
+  };
+  std::map<std::int64_t, Prims> by_size;
+  std::vector<float> partials;  // backward_weights: one weight + bias gradient per grid block
+
+  Dims strides() const { return {g.window.stride, g.window.stride}; }
+  Dims padding() const { return {g.window.padding, g.window.padding}; }
+
+  dnnl::convolution_forward::desc forward_desc(const Prims& p) const {
+    return {dnnl::prop_kind::forward_training,
+            dnnl::algorithm::convolution_direct,
+            p.src,
+            p.weights,
+            p.bias,
+            p.dst,
+            strides(),
+            padding(),
+            padding()};
+  }
+
+  // Made on the calling thread before any parallel region: the map is only read inside one.
+  Prims& prims(std::int64_t n, bool backward) {
+    auto [it, fresh] = by_size.try_emplace(n);
+    Prims& p = it->second;
+    if (fresh) {
+      p.src = memory::desc({n, g.channels, g.height, g.width}, kF32, Tag::nchw);
+      p.weights =
+          memory::desc({g.out_channels, g.channels, g.window.size, g.window.size}, kF32, Tag::oihw);
+      p.bias = memory::desc({g.out_channels}, kF32, Tag::x);
+      p.dst = memory::desc({n, g.out_channels, g.out_height(), g.out_width()}, kF32, Tag::nchw);
+      dnnl::post_ops ops;
+      if (relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      p.fwd_pd = dnnl::convolution_forward::primitive_desc(forward_desc(p), attr_with(ops), cpu());
+      p.fwd = dnnl::convolution_forward(p.fwd_pd);
+    }
+    if (backward && !p.backward_made) {
+      // The hint is the forward without post-ops: the ReLU's gradient is the layer's business.
+      const dnnl::convolution_forward::primitive_desc hint(forward_desc(p), attr_with(), cpu());
+      p.data_pd = dnnl::convolution_backward_data::primitive_desc(
+          {dnnl::algorithm::convolution_direct, p.src, p.weights, p.dst, strides(), padding(),
+           padding()},
+          attr_with(), cpu(), hint);
+      p.data = dnnl::convolution_backward_data(p.data_pd);
+      p.weights_pd = dnnl::convolution_backward_weights::primitive_desc(
+          {dnnl::algorithm::convolution_direct, p.src, p.weights, p.bias, p.dst, strides(),
+           padding(), padding()},
+          attr_with(), cpu(), hint);
+      p.weights_prim = dnnl::convolution_backward_weights(p.weights_pd);
+      p.backward_made = true;
+    }
+    return p;
+  }
+
+  void prepare(std::int64_t n, bool backward) {
+    for (std::int64_t size : block_sizes(n)) prims(size, backward);
+  }
+  const Prims& made(std::int64_t size) const { return by_size.at(size); }
+};
+
+Conv2d::Conv2d(ConvGeometry g, bool relu) : impl_(std::make_unique<Impl>()) {
+  if (g.channels < 1 || g.height < 1 || g.width < 1 || g.out_channels < 1 || g.window.size < 1 ||
+      g.window.stride < 1 || g.window.padding < 0 || g.out_height() < 1 || g.out_width() < 1) {
+    throw std::invalid_argument(fmt::format(
+        "conv2d: no output for input [{}, {}, {}] with kernel {}, stride {}, padding {}",
+        g.channels, g.height, g.width, g.window.size, g.window.stride, g.window.padding));
+  }
+  impl_->g = g;
+  impl_->relu = relu;
+}
+
+Conv2d::~Conv2d() = default;
+
+void Conv2d::forward(parallel::ThreadPool& pool, std::int64_t n, const float* x, const float* w,
+                     const float* b, float* y,
+                     const std::function<void(std::int64_t, std::int64_t)>& epilogue) {
+  Impl& m = *impl_;
+  m.prepare(n, false);
+  const ConvGeometry& g = m.g;
+  for_example_blocks(pool, n, [&](std::int64_t n0, std::int64_t n1) {
+    const Impl::Prims& p = m.made(n1 - n0);
+    execute(p.fwd, p.fwd_pd,
+            {{DNNL_ARG_SRC, wrap(p.src, x + n0 * g.in_size())},
+             {DNNL_ARG_WEIGHTS, wrap(p.weights, w)},
+             {DNNL_ARG_BIAS, wrap(p.bias, b)},
+             {DNNL_ARG_DST, wrap(p.dst, y + n0 * g.out_size())}});
+    if (epilogue) epilogue(n0, n1);
+  });
+}
+
+void Conv2d::backward_data(parallel::ThreadPool& pool, std::int64_t n, const float* dy,
+                           const float* w, float* dx) {
+  Impl& m = *impl_;
+  m.prepare(n, true);
+  const ConvGeometry& g = m.g;
+  for_example_blocks(pool, n, [&](std::int64_t n0, std::int64_t n1) {
+    const Impl::Prims& p = m.made(n1 - n0);
+    execute(p.data, p.data_pd,
+            {{DNNL_ARG_DIFF_DST, wrap(p.dst, dy + n0 * g.out_size())},
+             {DNNL_ARG_WEIGHTS, wrap(p.weights, w)},
+             {DNNL_ARG_DIFF_SRC, wrap(p.src, dx + n0 * g.in_size())}});
+  });
+}
+
+void Conv2d::backward_weights(parallel::ThreadPool& pool, std::int64_t n, const float* x,
+                              const float* dy, float* dw, float* db) {
+  Impl& m = *impl_;
+  m.prepare(n, true);
+  const ConvGeometry& g = m.g;
+  const auto per_block = static_cast<std::size_t>(g.weight_size() + g.out_channels);
+  const auto blocks = static_cast<std::size_t>((n + kExampleBlock - 1) / kExampleBlock);
+  m.partials.resize(blocks * per_block);
+  float* partials = m.partials.data();
+  for_example_blocks(pool, n, [&](std::int64_t n0, std::int64_t n1) {
+    const Impl::Prims& p = m.made(n1 - n0);
+    float* mine = partials + static_cast<std::size_t>(n0 / kExampleBlock) * per_block;
+    execute(p.weights_prim, p.weights_pd,
+            {{DNNL_ARG_SRC, wrap(p.src, x + n0 * g.in_size())},
+             {DNNL_ARG_DIFF_DST, wrap(p.dst, dy + n0 * g.out_size())},
+             {DNNL_ARG_DIFF_WEIGHTS, wrap(p.weights, mine)},
+             {DNNL_ARG_DIFF_BIAS, wrap(p.bias, mine + g.weight_size())}});
+  });
+  // The blocks' sums added in block order: the same bits for any split of the blocks.
+  const auto wsize = static_cast<std::size_t>(g.weight_size());
+  parallel::parallel_for(pool, per_block, 256, [&](std::size_t e0, std::size_t e1) {
+    for (std::size_t e = e0; e < e1; ++e) {
+      float sum = partials[e];
+      for (std::size_t blk = 1; blk < blocks; ++blk) sum += partials[blk * per_block + e];
+      if (e < wsize) {
+        dw[e] += sum;
+      } else {
+        db[e - wsize] += sum;
+      }
+    }
+  });
+}
+
+std::string Conv2d::implementations() {
+  const Impl::Prims& p = impl_->prims(kExampleBlock, true);
+  return fmt::format("forward {}, backward data {}, backward weights {}", p.fwd_pd.impl_info_str(),
+                     p.data_pd.impl_info_str(), p.weights_pd.impl_info_str());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Max pooling
+
+struct MaxPool2d::Impl {
+  std::int64_t c, h, w;
+  Window win;
+  struct Prims {
+    memory::desc src, dst;
+    dnnl::pooling_forward::primitive_desc fwd_pd;
+    dnnl::pooling_forward fwd;
+    dnnl::pooling_backward::primitive_desc bwd_pd;
+    dnnl::pooling_backward bwd;
+    std::size_t workspace_bytes = 0;
+  };
+  std::map<std::int64_t, Prims> by_size;
+  std::vector<std::byte> workspace;  // the winners of the last forward, per grid block
+  std::size_t workspace_stride = 0;  // bytes per grid block
+
+  Prims& prims(std::int64_t n) {
+    auto [it, fresh] = by_size.try_emplace(n);
+    Prims& p = it->second;
+    if (!fresh) return p;
+    const Dims s{win.stride, win.stride}, k{win.size, win.size}, pad{win.padding, win.padding};
+    p.src = memory::desc({n, c, h, w}, kF32, Tag::nchw);
+    p.dst = memory::desc({n, c, win.out(h), win.out(w)}, kF32, Tag::nchw);
+    p.fwd_pd = dnnl::pooling_forward::primitive_desc(
+        {dnnl::prop_kind::forward_training, dnnl::algorithm::pooling_max, p.src, p.dst, s, k, pad,
+         pad},
+        attr_with(), cpu());
+    p.fwd = dnnl::pooling_forward(p.fwd_pd);
+    p.bwd_pd = dnnl::pooling_backward::primitive_desc(
+        {dnnl::algorithm::pooling_max, p.src, p.dst, s, k, pad, pad}, attr_with(), cpu(), p.fwd_pd);
+    p.bwd = dnnl::pooling_backward(p.bwd_pd);
+    p.workspace_bytes = p.fwd_pd.workspace_desc().get_size();
+    return p;
+  }
+};
+
+MaxPool2d::MaxPool2d(std::int64_t channels, std::int64_t height, std::int64_t width, Window window)
+    : impl_(std::make_unique<Impl>()) {
+  if (channels < 1 || height < 1 || width < 1 || window.size < 1 || window.stride < 1 ||
+      window.padding < 0 || window.padding >= window.size || window.out(height) < 1 ||
+      window.out(width) < 1) {
+    throw std::invalid_argument(fmt::format(
+        "max_pool2d: no output for input [{}, {}, {}] with size {}, stride {}, padding {} "
+        "(padding must be below the size)",
+        channels, height, width, window.size, window.stride, window.padding));
+  }
+  impl_->c = channels;
+  impl_->h = height;
+  impl_->w = width;
+  impl_->win = window;
+}
+
+MaxPool2d::~MaxPool2d() = default;
+
+void MaxPool2d::forward(parallel::ThreadPool& pool, std::int64_t n, const float* x, float* y) {
+  Impl& m = *impl_;
+  m.workspace_stride = 0;
+  for (std::int64_t size : block_sizes(n))
+    m.workspace_stride = std::max(m.workspace_stride, m.prims(size).workspace_bytes);
+  const auto blocks = static_cast<std::size_t>((n + kExampleBlock - 1) / kExampleBlock);
+  m.workspace.resize(blocks * m.workspace_stride);
+  const std::int64_t in = m.c * m.h * m.w, out = m.c * m.win.out(m.h) * m.win.out(m.w);
+  for_example_blocks(pool, n, [&](std::int64_t n0, std::int64_t n1) {
+    const Impl::Prims& p = m.by_size.at(n1 - n0);
+    std::byte* ws =
+        m.workspace.data() + static_cast<std::size_t>(n0 / kExampleBlock) * m.workspace_stride;
+    execute(p.fwd, p.fwd_pd,
+            {{DNNL_ARG_SRC, wrap(p.src, x + n0 * in)},
+             {DNNL_ARG_DST, wrap(p.dst, y + n0 * out)},
+             {DNNL_ARG_WORKSPACE, wrap(p.fwd_pd.workspace_desc(), ws)}});
+  });
+}
+
+void MaxPool2d::backward(parallel::ThreadPool& pool, std::int64_t n, const float* dy, float* dx) {
+  Impl& m = *impl_;
+  const std::int64_t in = m.c * m.h * m.w, out = m.c * m.win.out(m.h) * m.win.out(m.w);
+  for_example_blocks(pool, n, [&](std::int64_t n0, std::int64_t n1) {
+    const Impl::Prims& p = m.by_size.at(n1 - n0);
+    const std::byte* ws =
+        m.workspace.data() + static_cast<std::size_t>(n0 / kExampleBlock) * m.workspace_stride;
+    execute(p.bwd, p.bwd_pd,
+            {{DNNL_ARG_DIFF_DST, wrap(p.dst, dy + n0 * out)},
+             {DNNL_ARG_DIFF_SRC, wrap(p.src, dx + n0 * in)},
+             {DNNL_ARG_WORKSPACE, wrap(p.fwd_pd.workspace_desc(), ws)}});
+  });
+}
+
+}  // namespace dropkit::kernels

@@ -22,20 +22,22 @@ struct Case {
 
 // Three steps of SGD with max-norm (and one with Adam) on the net; returns every parameter and
 // the optimizer's slots.
-std::vector<float> train_three_steps(const Case& c, int threads, const std::string& optimizer) {
+std::vector<float> train_three_steps(const nlohmann::json& layers, const Shape& example,
+                                     std::int64_t batch, std::int64_t classes, int threads,
+                                     const std::string& optimizer) {
   parallel::ThreadPool pool(threads);
-  model::Model m(model::mlp_layers(c.sizes, "relu", 0.2, 0.5, "inverted"), Shape{c.sizes[0]});
+  model::Model m(layers, example);
   m.init_params(3);
   OptimizerConfig oc;
   oc.kind = optimizer;
   oc.lr = optimizer == "adam" ? 0.001 : 0.05;
   oc.max_norm = 2.0;
   Optimizer opt(oc, m.params().size());
-  Tensor x(Shape{c.batch, c.sizes[0]}), dl;
+  Tensor x(example.with_batch(batch)), dl;
   kernels::active_kernels().fill_normal({9, 9, 9}, 0, x.data(), x.numel());
-  std::vector<std::uint8_t> labels(static_cast<std::size_t>(c.batch));
+  std::vector<std::uint8_t> labels(static_cast<std::size_t>(batch));
   for (std::size_t i = 0; i < labels.size(); ++i)
-    labels[i] = static_cast<std::uint8_t>(i % static_cast<std::size_t>(c.sizes.back()));
+    labels[i] = static_cast<std::uint8_t>(i % static_cast<std::size_t>(classes));
   for (std::uint64_t step = 0; step < 3; ++step) {
     train_step(m.net(), opt, 0, x, labels,
                {.mode = nn::Mode::kTrain, .seed = 1, .step = step, .pool = &pool}, dl);
@@ -44,6 +46,11 @@ std::vector<float> train_three_steps(const Case& c, int threads, const std::stri
   for (int s = 0; s < opt.num_slots(); ++s)
     all.insert(all.end(), opt.slot(s).begin(), opt.slot(s).end());
   return all;
+}
+
+std::vector<float> train_three_steps(const Case& c, int threads, const std::string& optimizer) {
+  return train_three_steps(model::mlp_layers(c.sizes, "relu", 0.2, 0.5, "inverted"),
+                           Shape{c.sizes[0]}, c.batch, c.sizes.back(), threads, optimizer);
 }
 
 TEST(ThreadInvariance, WholeTrainingStepsAreTheSameBitsAtOneToSixteenThreads) {
@@ -79,6 +86,35 @@ TEST(ThreadInvariance, WholeTrainingStepsAreTheSameBitsAtOneToSixteenThreads) {
   for (int threads : {2, 16}) {
     const auto got = train_three_steps(cases[2], threads, "adam");
     EXPECT_EQ(std::memcmp(got.data(), adam1.data(), got.size() * sizeof(float)), 0) << threads;
+  }
+}
+
+// Convolutional nets (conv2d, batchnorm, max_pool2d, spatial dropout, dense): batch sizes below,
+// at and across the convolutions' 16-example grid.
+TEST(ThreadInvariance, ConvolutionalTrainingStepsAreTheSameBitsAtOneToSixteenThreads) {
+  struct ConvCase {
+    std::string net;
+    Shape example;
+    std::int64_t batch;
+  };
+  const std::vector<ConvCase> cases = {
+      {"conv2d:8:3:padding=1,batchnorm,relu,max_pool2d,dropout:0.2:shared_axes=2+3,"
+       "conv2d:6:3:relu,dense:17:relu,dropout:0.5,dense:10",
+       Shape{1, 12, 12}, 37},
+      {"conv2d:5:5:stride=2:padding=2:relu,max_pool2d:3:2:padding=1,dense:7", Shape{3, 11, 9}, 16},
+      {"conv2d:4:2:tanh,batchnorm,dense:5", Shape{2, 6, 6}, 70},
+      {"conv2d:3:3,max_pool2d,dense:4", Shape{1, 8, 8}, 3}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.net + " batch " + std::to_string(c.batch));
+    const auto layers = model::parse_net_text(c.net);
+    const std::int64_t classes = layers.back()["units"].get<std::int64_t>();
+    const auto reference = train_three_steps(layers, c.example, c.batch, classes, 1, "sgd");
+    for (int threads : {2, 3, 5, 8, 16}) {
+      const auto got = train_three_steps(layers, c.example, c.batch, classes, threads, "sgd");
+      ASSERT_EQ(got.size(), reference.size());
+      EXPECT_EQ(std::memcmp(got.data(), reference.data(), got.size() * sizeof(float)), 0)
+          << threads << " threads";
+    }
   }
 }
 

@@ -32,7 +32,10 @@ struct Window {
   std::int64_t size = 1, stride = 1, padding = 0;
   // Output extent for an input extent (floor mode: a window must fit, padding included);
   // 0 or less when none fits.
-  std::int64_t out(std::int64_t in) const { return (in + 2 * padding - size) / stride + 1; }
+  std::int64_t out(std::int64_t in) const {
+    const std::int64_t room = in + 2 * padding - size;
+    return room < 0 ? 0 : room / stride + 1;  // (C++ division rounds -1 / 2 up to 0)
+  }
 };
 
 // One example's geometry: [channels, height, width] in, [out_channels, out_h, out_w] out.

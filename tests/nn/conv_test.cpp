@@ -1,0 +1,212 @@
+// Convolution and max pooling against direct loops written from the definitions, over generated
+// geometries (channels, sizes, kernels, strides, paddings, batch sizes across the 16-example
+// grid), forward and backward. (Finite differences, thread counts and the round trip are the
+// per-layer harness's.)
+#include "dropkit/nn/conv.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "dropkit/kernels/table.h"
+#include "dropkit/nn/params.h"
+
+namespace dropkit::nn {
+namespace {
+
+Tensor random_tensor(const Shape& s, std::uint64_t seed) {
+  Tensor t(s);
+  kernels::active_kernels().fill_normal({seed, 3, 3}, 0, t.data(), t.numel());
+  return t;
+}
+
+struct Geometry {
+  std::int64_t n, c, h, w, filters, k, stride, pad;
+  std::int64_t oh() const { return (h + 2 * pad - k) / stride + 1; }
+  std::int64_t ow() const { return (w + 2 * pad - k) / stride + 1; }
+};
+
+// x at (n, c, i, j) with zero padding outside.
+float at(const Tensor& x, const Geometry& g, std::int64_t n, std::int64_t c, std::int64_t i,
+         std::int64_t j) {
+  if (i < 0 || j < 0 || i >= g.h || j >= g.w) return 0.0f;
+  return x[static_cast<std::size_t>(((n * g.c + c) * g.h + i) * g.w + j)];
+}
+
+std::vector<Geometry> generated_geometries() {
+  std::vector<Geometry> all = {{1, 1, 5, 5, 1, 3, 1, 0},
+                               {17, 3, 7, 6, 4, 3, 1, 1},
+                               {33, 2, 9, 9, 5, 5, 2, 2},
+                               {16, 4, 4, 4, 2, 1, 1, 0}};
+  std::mt19937 gen(7);
+  while (all.size() < 16) {
+    Geometry g{};
+    g.n = 1 + static_cast<std::int64_t>(gen() % 40);
+    g.c = 1 + static_cast<std::int64_t>(gen() % 5);
+    g.h = 1 + static_cast<std::int64_t>(gen() % 12);
+    g.w = 1 + static_cast<std::int64_t>(gen() % 12);
+    g.filters = 1 + static_cast<std::int64_t>(gen() % 6);
+    g.k = 1 + static_cast<std::int64_t>(gen() % 5);
+    g.stride = 1 + static_cast<std::int64_t>(gen() % 3);
+    g.pad = static_cast<std::int64_t>(gen() % 3);
+    if (g.pad >= g.k || g.oh() < 1 || g.ow() < 1) continue;
+    all.push_back(g);
+  }
+  return all;
+}
+
+std::string describe(const Geometry& g) {
+  return "n " + std::to_string(g.n) + " c " + std::to_string(g.c) + " " + std::to_string(g.h) +
+         "x" + std::to_string(g.w) + " filters " + std::to_string(g.filters) + " k " +
+         std::to_string(g.k) + " stride " + std::to_string(g.stride) + " pad " +
+         std::to_string(g.pad);
+}
+
+TEST(Conv2d, ForwardAndBackwardEqualTheDefinitionOnGeneratedGeometries) {
+  parallel::ThreadPool pool(2);
+  for (const Geometry& g : generated_geometries()) {
+    SCOPED_TRACE(describe(g));
+    Conv2d conv(Shape{g.c, g.h, g.w}, g.filters,
+                {.size = g.k, .stride = g.stride, .padding = g.pad});
+    ParamArena arena({&conv});
+    conv.init_params(4, 1);
+    auto v = arena.values();
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = 0.3f * std::sin(static_cast<float>(i));
+    const float* w = v.data() + arena.entries()[0].offset;
+    const float* b = v.data() + arena.entries()[1].offset;
+    const Tensor x = random_tensor(Shape{g.n, g.c, g.h, g.w}, 11);
+    Tensor y;
+    conv.forward(x, y, {.mode = Mode::kTrain, .pool = &pool});
+    ASSERT_EQ(y.shape(), (Shape{g.n, g.filters, g.oh(), g.ow()}));
+    const Tensor dy = random_tensor(y.shape(), 12);
+    arena.zero_grads();
+    Tensor dx;
+    conv.backward(dy, dx);
+    // The definitions, in double: y = b + sum x w; dW = sum dy x; db = sum dy; dx = sum dy w.
+    std::vector<double> dw(static_cast<std::size_t>(g.filters * g.c * g.k * g.k), 0.0),
+        db(static_cast<std::size_t>(g.filters), 0.0), dxr(x.numel(), 0.0);
+    double worst = 0;
+    for (std::int64_t n = 0; n < g.n; ++n) {
+      for (std::int64_t o = 0; o < g.filters; ++o) {
+        for (std::int64_t p = 0; p < g.oh(); ++p) {
+          for (std::int64_t q = 0; q < g.ow(); ++q) {
+            const auto yi =
+                static_cast<std::size_t>(((n * g.filters + o) * g.oh() + p) * g.ow() + q);
+            double sum = b[o];
+            db[static_cast<std::size_t>(o)] += dy[yi];
+            for (std::int64_t c = 0; c < g.c; ++c) {
+              for (std::int64_t r = 0; r < g.k; ++r) {
+                for (std::int64_t s = 0; s < g.k; ++s) {
+                  const std::int64_t i = p * g.stride - g.pad + r, j = q * g.stride - g.pad + s;
+                  const auto wi = static_cast<std::size_t>(((o * g.c + c) * g.k + r) * g.k + s);
+                  sum += static_cast<double>(at(x, g, n, c, i, j)) * w[wi];
+                  dw[wi] += static_cast<double>(dy[yi]) * at(x, g, n, c, i, j);
+                  if (i >= 0 && j >= 0 && i < g.h && j < g.w) {
+                    dxr[static_cast<std::size_t>(((n * g.c + c) * g.h + i) * g.w + j)] +=
+                        static_cast<double>(dy[yi]) * w[wi];
+                  }
+                }
+              }
+            }
+            worst = std::max(worst, std::fabs(sum - y[yi]));
+          }
+        }
+      }
+    }
+    EXPECT_LT(worst, 1e-4) << "forward";
+    const auto grads = arena.grads();
+    const std::size_t dw_at = arena.entries()[0].offset, db_at = arena.entries()[1].offset;
+    for (std::size_t i = 0; i < dw.size(); ++i)
+      ASSERT_NEAR(grads[dw_at + i], dw[i], 1e-3) << "dW " << i;
+    for (std::size_t i = 0; i < db.size(); ++i)
+      ASSERT_NEAR(grads[db_at + i], db[i], 1e-3) << "db " << i;
+    for (std::size_t i = 0; i < dxr.size(); ++i) ASSERT_NEAR(dx[i], dxr[i], 1e-4) << "dx " << i;
+  }
+}
+
+TEST(Conv2d, FusedReluEqualsTheConvolutionThenRelu) {
+  parallel::ThreadPool pool(2);
+  const Shape in{3, 8, 7};
+  const kernels::Window win{.size = 3, .stride = 1, .padding = 1};
+  Conv2d plain(in, 6, win), fused(in, 6, win, Activation::kReLU);
+  ParamArena a({&plain}), b({&fused});
+  plain.init_params(5, 2);
+  std::copy(a.values().begin(), a.values().end(), b.values().begin());
+  const Tensor x = random_tensor(Shape{21, 3, 8, 7}, 3);
+  Tensor y0, y1;
+  plain.forward(x, y0, {.mode = Mode::kEval, .pool = &pool});
+  fused.forward(x, y1, {.mode = Mode::kEval, .pool = &pool});
+  int zeros = 0;
+  for (std::size_t i = 0; i < y0.numel(); ++i) {
+    ASSERT_EQ(y1[i], std::max(y0[i], 0.0f)) << i;
+    zeros += y1[i] == 0.0f;
+  }
+  EXPECT_GT(zeros, static_cast<int>(y0.numel() / 4));  // the ReLU did something
+}
+
+TEST(Conv2d, RefusesInputsWithoutAnOutputAndOtherShapes) {
+  EXPECT_THROW(Conv2d(Shape{1, 2, 2}, 4, {.size = 3}), std::invalid_argument);
+  EXPECT_THROW(Conv2d(Shape{1, 2, 9}, 4, {.size = 3, .stride = 2}), std::invalid_argument);
+  EXPECT_THROW(Conv2d(Shape{28, 28}, 4, {.size = 3}), std::invalid_argument);
+  Conv2d conv(Shape{1, 28, 28}, 4, {.size = 3, .padding = 1});
+  EXPECT_THROW(conv.output_shape(Shape{5, 2, 28, 28}), std::invalid_argument);
+  EXPECT_THROW(conv.output_shape(Shape{5, 784}), std::invalid_argument);
+  EXPECT_EQ(conv.output_shape(Shape{5, 1, 28, 28}), (Shape{5, 4, 28, 28}));
+}
+
+TEST(MaxPool2d, ForwardAndBackwardEqualTheDefinitionOnGeneratedGeometries) {
+  parallel::ThreadPool pool(2);
+  int cases = 0;
+  for (Geometry g : generated_geometries()) {
+    if (g.pad >= g.k) continue;
+    SCOPED_TRACE(describe(g));
+    ++cases;
+    MaxPool2d pool2d(Shape{g.c, g.h, g.w}, g.k, g.stride, g.pad);
+    const Tensor x = random_tensor(Shape{g.n, g.c, g.h, g.w}, 21);
+    Tensor y, dx;
+    pool2d.forward(x, y, {.mode = Mode::kTrain, .pool = &pool});
+    ASSERT_EQ(y.shape(), (Shape{g.n, g.c, g.oh(), g.ow()}));
+    const Tensor dy = random_tensor(y.shape(), 22);
+    pool2d.backward(dy, dx);
+    std::vector<double> dxr(x.numel(), 0.0);
+    for (std::int64_t n = 0; n < g.n; ++n) {
+      for (std::int64_t c = 0; c < g.c; ++c) {
+        for (std::int64_t p = 0; p < g.oh(); ++p) {
+          for (std::int64_t q = 0; q < g.ow(); ++q) {
+            float best = -INFINITY;
+            std::size_t arg = 0;
+            for (std::int64_t r = 0; r < g.k; ++r) {
+              for (std::int64_t s = 0; s < g.k; ++s) {
+                const std::int64_t i = p * g.stride - g.pad + r, j = q * g.stride - g.pad + s;
+                if (i < 0 || j < 0 || i >= g.h || j >= g.w) continue;  // padding never wins
+                const auto xi = static_cast<std::size_t>(((n * g.c + c) * g.h + i) * g.w + j);
+                if (x[xi] > best) {
+                  best = x[xi];
+                  arg = xi;
+                }
+              }
+            }
+            const auto yi = static_cast<std::size_t>(((n * g.c + c) * g.oh() + p) * g.ow() + q);
+            ASSERT_EQ(y[yi], best);
+            dxr[arg] += dy[yi];
+          }
+        }
+      }
+    }
+    for (std::size_t i = 0; i < dxr.size(); ++i) ASSERT_NEAR(dx[i], dxr[i], 1e-5) << "dx " << i;
+  }
+  EXPECT_GE(cases, 10);
+}
+
+TEST(MaxPool2d, StrideZeroMeansTheWindowSizeAndBadWindowsAreRefused) {
+  MaxPool2d pool2d(Shape{2, 28, 28}, 2, 0, 0);
+  EXPECT_EQ(pool2d.output_shape(Shape{3, 2, 28, 28}), (Shape{3, 2, 14, 14}));
+  EXPECT_EQ(pool2d.config()["stride"], 0);
+  EXPECT_THROW(MaxPool2d(Shape{2, 28, 28}, 2, 0, 2), std::invalid_argument);  // padding >= size
+  EXPECT_THROW(MaxPool2d(Shape{2, 1, 1}, 2, 0, 0), std::invalid_argument);    // nothing fits
+}
+
+}  // namespace
+}  // namespace dropkit::nn

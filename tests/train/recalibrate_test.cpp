@@ -92,5 +92,80 @@ TEST(Recalibrate, NoBatchNormChangesNothingAndTinyBatchesAreRefused) {
                std::invalid_argument);
 }
 
+// The variance shift (Li et al. 2019): inverted dropout with keep probability q just before BN
+// leaves a running variance about 1/q times the variance BN meets in eval mode, so the measured
+// eval/running ratio is about q; after recalibration it is about 1. Several drop rates, k-sigma
+// style bounds from the number of examples.
+TEST(VarianceShift, DropoutBeforeBatchNormGivesAboutTheKeepProbabilityAndRecalibrationOne) {
+  const auto d = test::synthetic_dataset(600, 4, 4, 3);
+  std::vector<std::uint32_t> rows(d.count);
+  std::iota(rows.begin(), rows.end(), 0u);
+  parallel::ThreadPool pool(2);
+  for (double p : {0.2, 0.5, 0.7}) {
+    SCOPED_TRACE("drop rate " + std::to_string(p));
+    // 16 inputs through a fixed dense layer, dropout, BN: BN's input is zero-mean-ish.
+    model::Model m(json::array({{{"kind", "dense"}, {"units", 24}},
+                                {{"kind", "dropout"}, {"drop_prob", p}},
+                                {{"kind", "batchnorm"}, {"momentum", 0.02}},
+                                {{"kind", "dense"}, {"units", 3}}}),
+                   Shape{1, 4, 4}, {0.4f, 0.3f});
+    m.init_params(5);
+    Tensor x;
+    std::vector<std::uint8_t> labels;
+    for (std::uint64_t t = 0; t < 400; ++t) {
+      const auto part = std::span(rows).subspan((t * 50) % 600, 50);
+      data::make_batch(d, part, m.normalization(), x, labels);
+      m.forward(x, {.mode = nn::Mode::kTrain, .step = t, .pool = &pool});
+    }
+    const auto shift = measure_variance_shift(m, d, rows, 64, pool);
+    ASSERT_EQ(shift.size(), 1u);
+    EXPECT_EQ(shift[0].layer, 2u);
+    EXPECT_EQ(shift[0].channels, 24u);
+    // The exact expectation is E[v] / (E[v] / q - mean^2 (1/q - 1) ...): with a mean near 0 the
+    // ratio sits just above q. 24 channels, each within a few per cent.
+    EXPECT_NEAR(shift[0].eval_over_running, 1 - p, 0.08 * (1 - p) + 0.02);
+    EXPECT_GT(shift[0].eval_over_running, (1 - p) * 0.9);
+    // The batch size and thread count change nothing but rounding.
+    parallel::ThreadPool one(1);
+    EXPECT_NEAR(measure_variance_shift(m, d, rows, 7, one)[0].eval_over_running,
+                shift[0].eval_over_running, 1e-9);
+    recalibrate_batchnorm(m, d, rows, 64, pool);
+    const auto after = measure_variance_shift(m, d, rows, 64, pool);
+    EXPECT_NEAR(after[0].eval_over_running, 1.0, 0.03);
+  }
+}
+
+TEST(VarianceShift, ExactOnAHandMadeBatchNormAndEmptyWithoutOne) {
+  const auto d = test::synthetic_dataset(40, 2, 2, 3);
+  std::vector<std::uint32_t> rows(d.count);
+  std::iota(rows.begin(), rows.end(), 0u);
+  parallel::ThreadPool pool(2);
+  model::Model m(
+      json::array({{{"kind", "batchnorm"}, {"eps", 1e-3}}, {{"kind", "dense"}, {"units", 3}}}),
+      Shape{1, 2, 2}, {0.0f, 1.0f});
+  m.init_params(1);
+  const auto& var_entry = m.params().buffer_entries().at(1);
+  ASSERT_NE(var_entry.name.find("running_var"), std::string::npos);
+  m.params().buffers()[var_entry.offset] = 2.0f;  // the one channel's running variance
+  // By hand: the variance of every pixel of every example (one channel).
+  double s = 0, sq = 0, n = 0;
+  for (std::uint32_t r : rows) {
+    for (std::size_t j = 0; j < 4; ++j) {
+      const double v = static_cast<float>(d.images[r * 4 + j]) / 255.0f;
+      s += v;
+      sq += v * v;
+      ++n;
+    }
+  }
+  const double var = sq / n - (s / n) * (s / n);
+  const auto shift = measure_variance_shift(m, d, rows, 16, pool);
+  ASSERT_EQ(shift.size(), 1u);
+  EXPECT_NEAR(shift[0].eval_over_running, (var + 1e-3) / (2.0 + 1e-3), 1e-6);
+  EXPECT_NEAR(shift[0].running_var, 2.0, 1e-7);
+  model::Model plain(json::array({{{"kind", "dense"}, {"units", 3}}}), Shape{1, 2, 2});
+  plain.init_params(1);
+  EXPECT_TRUE(measure_variance_shift(plain, d, rows, 16, pool).empty());
+}
+
 }  // namespace
 }  // namespace dropkit::train

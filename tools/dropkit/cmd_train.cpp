@@ -25,6 +25,7 @@
 #include "dropkit/core/atomic_file.h"
 #include "dropkit/kernels/table.h"
 #include "dropkit/model/registry.h"
+#include "dropkit/train/recalibrate.h"
 #include "dropkit/train/trainer.h"
 #include "measure.h"
 #include "recalibration.h"
@@ -325,6 +326,7 @@ Run add_eval(CLI::App& app) {
     std::string data = data::default_data_dir().string();
     int threads = 0;
     std::uint64_t recalibrate_bn = 0;
+    bool bn_stats = false;
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
@@ -333,6 +335,9 @@ Run add_eval(CLI::App& app) {
                  "re-estimate batchnorm's running statistics with dropout off over this many "
                  "training examples of --data first (nothing is saved)")
       ->capture_default_str();
+  app.add_flag("--bn-stats", o->bn_stats,
+               "per batchnorm layer: the variance of its input in eval mode on the test split "
+               "over its running variance (the variance shift; about 1 - p after dropout p)");
   app.add_option("--data", o->data, "directory with MNIST-style IDX files")->capture_default_str();
   app.add_option("--threads", o->threads, "threads (0 = all cores)")
       ->check(CLI::Range(0, 256))
@@ -353,14 +358,38 @@ Run add_eval(CLI::App& app) {
     Tensor x;
     std::vector<std::uint8_t> labels;
     const auto r = train::evaluate(*ck.model, test, rows, pool, x, labels);
+    std::vector<train::VarianceShift> shifts;
+    if (o->bn_stats) {
+      shifts = train::measure_variance_shift(*ck.model, test, rows,
+                                             static_cast<std::size_t>(ck.config.batch), pool);
+    }
     if (o->json) {
       nlohmann::json j{{"test_accuracy", r.accuracy}, {"test_loss", r.loss},
                        {"examples", r.count},         {"epochs", ck.state.epoch},
                        {"net", ck.model->spec()},     {"model", o->model}};
       if (!recalibrated.empty()) j["recalibrated"] = recalibrated;
+      if (o->bn_stats) {
+        j["batchnorm"] = nlohmann::json::array();
+        for (const auto& v : shifts) {
+          j["batchnorm"].push_back({{"layer", v.layer},
+                                    {"channels", v.channels},
+                                    {"eval_over_running", v.eval_over_running},
+                                    {"min_ratio", v.min_ratio},
+                                    {"max_ratio", v.max_ratio},
+                                    {"running_var", v.running_var},
+                                    {"eval_var", v.eval_var}});
+        }
+      }
       fmt::print("{}\n", j.dump());
     } else {
       if (!recalibrated.empty()) fmt::print("{}\n", recalibrated);
+      if (o->bn_stats && shifts.empty()) fmt::print("no batchnorm layer\n");
+      for (const auto& v : shifts) {
+        fmt::print(
+            "layer {} batchnorm ({} channels): eval variance / running variance {:.4f} "
+            "(channels {:.4f} .. {:.4f})\n",
+            v.layer, v.channels, v.eval_over_running, v.min_ratio, v.max_ratio);
+      }
       fmt::print("{}: {} examples, eval mode: loss {:.4f}, accuracy {:.4f} (after {} epochs)\n",
                  o->model, r.count, r.loss, r.accuracy, ck.state.epoch);
     }

@@ -227,6 +227,34 @@ TEST_F(Cli, CorruptDataAndCheckpointsAreRejected) {
   expect_one_line_error(run("train --resume " + ck.string()), ck.string());
 }
 
+// A fresh run never writes over another run's files: a non-empty --out is refused (exit 2,
+// nothing changed) unless --overwrite, which replaces the run files and leaves others alone.
+TEST_F(Cli, AFreshRunNeverWritesOverAnotherRun) {
+  const fs::path out = root_ / "taken";
+  fs::create_directories(out);  // an empty directory is fine
+  ASSERT_EQ(run(train_args("--epochs 2 --out " + out.string())).code, 0);
+  const std::string checkpoint = read_file(out / "checkpoint.safetensors");
+  const std::string metrics = read_file(out / "metrics.jsonl");
+  const std::string config = read_file(out / "config.json");
+  expect_one_line_error(run(train_args("--epochs 1 --seed 5 --out " + out.string())), "not empty");
+  EXPECT_EQ(read_file(out / "checkpoint.safetensors"), checkpoint);
+  EXPECT_EQ(read_file(out / "metrics.jsonl"), metrics);
+  EXPECT_EQ(read_file(out / "config.json"), config);
+  // Any file makes a directory taken.
+  const fs::path other = root_ / "other";
+  fs::create_directories(other);
+  std::ofstream(other / "notes.txt") << "mine";
+  expect_one_line_error(run(train_args("--epochs 1 --out " + other.string())), "--overwrite");
+  EXPECT_FALSE(fs::exists(other / "config.json"));
+  // --overwrite: a new run (one epoch, another seed) replaces the old one's files.
+  std::ofstream(out / "notes.txt") << "mine";
+  ASSERT_EQ(run(train_args("--epochs 1 --seed 5 --overwrite --out " + out.string())).code, 0);
+  EXPECT_NE(read_file(out / "checkpoint.safetensors"), checkpoint);
+  const std::string fresh_metrics = read_file(out / "metrics.jsonl");
+  EXPECT_EQ(std::count(fresh_metrics.begin(), fresh_metrics.end(), '\n'), 1);
+  EXPECT_EQ(read_file(out / "notes.txt"), "mine");
+}
+
 TEST_F(Cli, TrainWritesItsFilesAndOneJsonObject) {
   const fs::path out = root_ / "run";
   const auto r = run(train_args("--epochs 3 --json --out " + out.string()));
@@ -349,6 +377,18 @@ TEST_F(Cli, CompareAndBenchRun) {
   // The parts measured alone are the products plus two positive times.
   EXPECT_GT(tj["products_update_masks_over_products"].get<double>(), 1.0);
   EXPECT_GT(tj["dropout_over_products"].get<double>(), 0.0);
+  EXPECT_EQ(tj["conv_layers"], 0);
+
+  // A convolutional net: its convolutions are part of the reference products.
+  const auto cb =
+      run("bench train --json --net conv2d:4:3:relu,max_pool2d,conv2d:3:3:padding=1,batchnorm,relu,"
+          "dense:8,dropout:0.5,dense:4 --batch 8 --steps 3");
+  ASSERT_EQ(cb.code, 0) << cb.err;
+  const auto cj = nlohmann::json::parse(cb.out);
+  EXPECT_EQ(cj["conv_layers"], 2);
+  EXPECT_EQ(cj["dense_layers"], 2);
+  EXPECT_GT(cj["products_seconds"].get<double>(), 0.0);
+  EXPECT_GT(cj["products_update_masks_over_products"].get<double>(), 1.0);
 }
 
 // predict: per-example lines (CSV or JSON lines), aggregates side by side, the sweep, the SVGs,

@@ -1,8 +1,8 @@
 // `dropkit bench train`: one training step of a network (the default one, or --net) against its
-// own matrix products, all measured in one run, interleaved round by round so that drift in the
-// machine's speed hits every variant alike. Reported: medians of the times, and the two ratios of
-// the step's cost (step with dropout / products alone, step with dropout / step without dropout) as
-// medians of per-round ratios.
+// own matrix products and convolutions, all measured in one run, interleaved round by round so that
+// drift in the machine's speed hits every variant alike. Reported: medians of the times, and the
+// two ratios of the step's cost (step with dropout / products alone, step with dropout / step
+// without dropout) as medians of per-round ratios.
 #include "bench_train.h"
 
 #include <algorithm>
@@ -15,10 +15,12 @@
 #include <nlohmann/json.hpp>
 
 #include "dropkit/dropout/dropout.h"
+#include "dropkit/kernels/conv.h"
 #include "dropkit/kernels/gemm.h"
 #include "dropkit/kernels/table.h"
 #include "dropkit/model/model.h"
 #include "dropkit/model/spec.h"
+#include "dropkit/nn/conv.h"
 #include "dropkit/nn/linear.h"
 #include "dropkit/train/trainer.h"
 #include "measure.h"
@@ -106,8 +108,13 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
 
   // The dense layers' sizes, (in, out) each, from the model's own shapes.
   std::vector<std::pair<std::int64_t, std::int64_t>> dense;
+  bool dense_first = true;  // the first dense layer is the first layer with parameters: no dx
   for (std::size_t i = 0; i < with.net->size(); ++i) {
     const std::string kind = with.net->layer(i).kind();
+    if (!with.net->layer(i).param_specs().empty() && dense.empty() && kind != "dense" &&
+        kind != "dropconnect") {
+      dense_first = false;
+    }
     if (kind != "dense" && kind != "dropconnect") continue;
     const Shape in = with.net->layer_input_shape(i, b);
     dense.emplace_back(static_cast<std::int64_t>(in.row_size()),
@@ -129,15 +136,57 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
   }
   std::vector<Tensor> outs;
   for (const auto& [in, out] : dense) outs.emplace_back(Shape{b, out});
+  Tensor first_dx(Shape{b, dense.empty() ? 1 : dense.front().first});
+
+  // The convolutions of one step, the same way: each conv2d layer's oneDNN primitives (ReLU fused
+  // where the layer fuses it) on buffers of its shapes: forward, weight gradient, and the input
+  // gradient for every convolution but the first layer.
+  struct ConvProducts {
+    std::unique_ptr<kernels::Conv2d> conv;
+    kernels::ConvGeometry g;
+    bool first;
+    Tensor x, y, dy, dx, w, bias, dw, db;
+  };
+  std::vector<ConvProducts> convs;
+  for (std::size_t i = 0; i < with.net->size(); ++i) {
+    const auto* layer = dynamic_cast<const nn::Conv2d*>(&with.net->layer(i));
+    if (layer == nullptr) continue;
+    const kernels::ConvGeometry& g = layer->geometry();
+    ConvProducts c{std::make_unique<kernels::Conv2d>(g, layer->config()["activation"] == "relu"),
+                   g,
+                   i == 0,
+                   Tensor(Shape{b, g.in_size()}),
+                   Tensor(Shape{b, g.out_size()}),
+                   Tensor(Shape{b, g.out_size()}),
+                   Tensor(Shape{b, g.in_size()}),
+                   Tensor(Shape{g.weight_size()}),
+                   Tensor(Shape{g.out_channels}),
+                   Tensor(Shape{g.weight_size()}),
+                   Tensor(Shape{g.out_channels})};
+    kernels::active_kernels().fill_normal({4, 4, 4}, 0, c.x.data(), c.x.numel());
+    kernels::active_kernels().fill_normal({5, 5, 5}, 0, c.dy.data(), c.dy.numel());
+    kernels::active_kernels().fill_normal({6, 6, 6}, 0, c.w.data(), c.w.numel());
+    convs.push_back(std::move(c));
+  }
+  auto conv_products = [&] {
+    for (auto& c : convs)
+      c.conv->forward(pool, b, c.x.data(), c.w.data(), c.bias.data(), c.y.data());
+    for (std::size_t l = convs.size(); l-- > 0;) {
+      auto& c = convs[l];
+      c.conv->backward_weights(pool, b, c.x.data(), c.dy.data(), c.dw.data(), c.db.data());
+      if (!c.first) c.conv->backward_data(pool, b, c.dy.data(), c.w.data(), c.dx.data());
+    }
+  };
   auto products = [&](bool blocked) {
+    conv_products();
     for (std::size_t l = 0; l < dense.size(); ++l)
       kernels::linear_forward(pool, b, dense[l].first, dense[l].second, acts[l].data(),
                               weights[l].data(), outs[l].data(), [](std::int64_t, std::int64_t) {});
     for (std::size_t l = dense.size(); l-- > 0;) {
       const auto [in, out] = dense[l];
-      if (l > 0)
+      if (l > 0 || !dense_first)  // [b, in] is the dy of the layer before
         kernels::linear_backward_input(pool, b, in, out, dacts[l].data(), weights[l].data(),
-                                       dacts[l - 1].data());  // [b, in] is the dy of layer l-1
+                                       l > 0 ? dacts[l - 1].data() : first_dx.data());
       if (blocked) {
         kernels::linear_weight_grads(pool, b, in, out, acts[l].data(), dacts[l].data(), false,
                                      [](std::int64_t, std::int64_t, const float*, const float*) {});
@@ -223,7 +272,11 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
   const double update = median(to), mask_time = median(tm), parts = (p + update + mask_time) / p;
   double flops = 0;
   for (std::size_t l = 0; l < dense.size(); ++l)
-    flops += 2.0 * b * dense[l].first * dense[l].second * (l > 0 ? 3 : 2);
+    flops += 2.0 * b * dense[l].first * dense[l].second * (l > 0 || !dense_first ? 3 : 2);
+  for (const auto& c : convs) {
+    flops += 2.0 * static_cast<double>(b * c.g.out_height() * c.g.out_width() * c.g.weight_size()) *
+             (c.first ? 2 : 3);
+  }
   const std::string net = with.net->spec();
   const double steps_per_epoch = std::ceil(55000.0 / static_cast<double>(b));
   if (json) {
@@ -231,6 +284,8 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
                                       {"batch", b},
                                       {"threads", threads},
                                       {"isa", kernels::active_kernels().name},
+                                      {"dense_layers", dense.size()},
+                                      {"conv_layers", convs.size()},
                                       {"products_seconds", p},
                                       {"products_full_dw_seconds", pf},
                                       {"products_blocked_dw_seconds", pb},
@@ -249,7 +304,7 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
   fmt::print("bench train: {} batch {}, {} threads, {} kernels, median of {} rounds\n", net, b,
              threads, kernels::active_kernels().name, o.steps);
   fmt::print(
-      "  matrix products alone      {:8.3f} ms  ({:.0f} GFLOP/s; dW stored {:.3f} ms, "
+      "  products alone             {:8.3f} ms  ({:.0f} GFLOP/s; dW stored {:.3f} ms, "
       "dW blocked {:.3f} ms)\n",
       p * 1e3, flops / p / 1e9, pf * 1e3, pb * 1e3);
   fmt::print("  step without dropout       {:8.3f} ms\n", sn * 1e3);

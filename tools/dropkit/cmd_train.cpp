@@ -135,8 +135,37 @@ struct TrainOpts {
   std::string out;
   std::string resume;
   int threads = 0;
+  bool overwrite = false;
   bool json = false;
 };
+
+// The files a run directory holds (written by write_outputs and run_train).
+constexpr const char* kRunFiles[] = {"config.json", "metrics.jsonl", kCheckpoint, "curves.svg"};
+
+// A fresh run never writes over another run: --out must be new or empty, unless --overwrite
+// (then the run files, and only they, are removed before the first write). Checked before
+// anything is read or written.
+void check_fresh_out(const fs::path& out, bool overwrite) {
+  std::error_code ec;
+  if (out.empty() || !fs::is_directory(out, ec)) return;  // new, or refused when created
+  if (fs::directory_iterator(out, ec) == fs::directory_iterator()) return;
+  if (!overwrite) {
+    throw std::invalid_argument(fmt::format(
+        "--out {} is not empty; continue its run with --resume {}, replace it with --overwrite, "
+        "or name a new directory",
+        out.string(), out.string()));
+  }
+}
+void remove_run_files(const fs::path& out) {
+  for (const char* name : kRunFiles) {
+    std::error_code ec;
+    fs::remove(out / name, ec);
+    if (ec) {
+      throw std::runtime_error(
+          fmt::format("cannot remove {}: {}", (out / name).string(), ec.message()));
+    }
+  }
+}
 
 // The options given on the command line, as (name, JSON value), checked.
 std::vector<std::pair<std::string, nlohmann::json>> given_options(CLI::App& app,
@@ -194,6 +223,8 @@ int run_train(CLI::App& app, TrainOpts& o) {
   for (const auto& [name, value] : given) config.set(name, value);
   config.validate(/*resolve_net=*/!resumed);  // a resumed run's model is in its checkpoint
   const fs::path out = o.out;
+  const bool fresh_out = !resumed || fs::weakly_canonical(out) != fs::weakly_canonical(o.resume);
+  if (fresh_out) check_fresh_out(out, o.overwrite);
   const auto data = data::load_mnist_dir(o.data);
   const int threads = resolve_threads(o.threads);
   parallel::ThreadPool pool(threads);
@@ -209,6 +240,7 @@ int run_train(CLI::App& app, TrainOpts& o) {
   std::map<int, double> earlier_seconds;
   if (!out.empty()) {
     ensure_writable_dir(out);
+    if (fresh_out) remove_run_files(out);  // --overwrite; nothing there otherwise
     earlier_seconds = earlier_epoch_seconds(out, trainer.history());
     nlohmann::json cj = config.to_json();
     cj["model"] = trainer.model().to_json();
@@ -315,6 +347,9 @@ Run add_train(CLI::App& app) {
   app.add_option("--out", o->out,
                  "directory for config.json, metrics.jsonl, checkpoint.safetensors, curves.svg");
   app.add_option("--resume", o->resume, "continue the run saved in this directory");
+  app.add_flag("--overwrite", o->overwrite,
+               "replace the run in a non-empty --out (its config.json, metrics.jsonl, "
+               "checkpoint and curves.svg; other files stay); without it such an --out is refused");
   app.add_flag("--json", o->json, "print one JSON object on stdout at the end; progress to stderr");
   app.footer(layer_help());
   return [o, &app] { return run_train(app, *o); };

@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <zlib.h>
 
 #include <array>
@@ -167,7 +168,73 @@ TEST_F(IdxTest, RejectsGzipStreamCutMidPayload) {
   compressed.resize(compressed.size() / 2);
   const auto message = read_error(plain("cut.gz", compressed));
   EXPECT_THAT(message, HasSubstr("truncated"));
-  EXPECT_THAT(message, HasSubstr("gzip stream ends early"));
+  EXPECT_THAT(message, HasSubstr("cut.gz"));
+}
+
+// Every cut of the last 1..12 bytes (the 8-byte CRC-32/length trailer and some of the stream)
+// is refused, whatever the payload, plain-sized or empty-ish.
+TEST_F(IdxTest, RejectsEveryCutOfTheGzipTrailer) {
+  for (std::size_t n : {1u, 7u, 1000u, 70001u}) {
+    const auto full =
+        gz("full" + std::to_string(n) + ".gz", idx({static_cast<std::uint32_t>(n)}, pattern(n)));
+    const Bytes compressed = read_file(full);
+    for (std::size_t cut = 1; cut <= 12; ++cut) {
+      SCOPED_TRACE(std::to_string(n) + " bytes, cut " + std::to_string(cut));
+      Bytes shorter(compressed.begin(), compressed.end() - static_cast<std::ptrdiff_t>(cut));
+      EXPECT_THAT(read_error(plain("cut.gz", shorter)), HasSubstr("truncated"));
+    }
+  }
+}
+
+// After the gzip stream nothing may follow: garbage, zeros, or a second gzip member.
+TEST_F(IdxTest, RejectsAnythingAfterTheGzipStream) {
+  const Bytes one = read_file(gz("one.gz", idx({1000}, pattern(1000))));
+  for (const Bytes& tail : {Bytes{0}, Bytes{0, 0, 0, 0}, Bytes{'x', 'y', 'z'}, one}) {
+    SCOPED_TRACE(tail.size());
+    // The trailer's length no longer matches once anything is appended; a tail that keeps it
+    // (the same member again ends in the same 4 bytes) must still be caught after the stream.
+    const auto message = read_error(plain("more.gz", concat(one, tail)));
+    EXPECT_THAT(message, testing::AnyOf(HasSubstr("after the end of the gzip stream"),
+                                        HasSubstr("damaged gzip file")));
+  }
+  const auto twice = read_error(plain("twice.gz", concat(one, one)));
+  EXPECT_THAT(twice, HasSubstr("second gzip member"));
+}
+
+// A gzip bomb: a tiny file whose image header claims a huge payload. The pair's headers are
+// checked against each other (and against the gzip trailer) before any payload is read, so the
+// claim is never allocated.
+TEST_F(IdxTest, AGzipBombFailsOnItsHeadersBeforeAnyAllocation) {
+  // 3000 x 100 x 100 zero pixels: 30 MB that gzip squeezes into about 30 KB, written in 1 MB
+  // pieces so that the test itself never holds it (the peak memory below would hide it).
+  const fs::path images = dir_ / "bomb-images.gz";
+  {
+    gzFile out = gzopen(images.c_str(), "wb");
+    ASSERT_NE(out, nullptr);
+    const Bytes h = header(0x08, {3000, 100, 100});
+    ASSERT_EQ(gzwrite(out, h.data(), static_cast<unsigned>(h.size())), static_cast<int>(h.size()));
+    const Bytes zeros(1000000);
+    for (int i = 0; i < 30; ++i) ASSERT_EQ(gzwrite(out, zeros.data(), 1000000u), 1000000);
+    ASSERT_EQ(gzclose(out), Z_OK);
+  }
+  EXPECT_LT(fs::file_size(images), 100000u);
+  const auto labels = gz("bomb-labels.gz", idx({10}, Bytes(10)));
+  struct rusage before {};
+  getrusage(RUSAGE_SELF, &before);
+  try {
+    load_idx_pair(images, labels);
+    ADD_FAILURE() << "a mismatched pair was accepted";
+  } catch (const DataError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("3000 images"));
+  }
+  struct rusage after {};
+  getrusage(RUSAGE_SELF, &after);
+  EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 10 * 1024) << "kilobytes more at peak";
+  // A header that promises more than the gzip trailer says the file holds fails at once too.
+  const auto liar = gz("liar.gz", concat(header(0x08, {1000}), pattern(10)));
+  Bytes fake = read_file(liar);
+  EXPECT_THAT(read_error(plain("liar2.gz", fake)),
+              HasSubstr("trailer says the payload is 10 bytes, header promises 1000"));
 }
 
 TEST_F(IdxTest, RejectsGzipStreamMissingItsTrailer) {
@@ -190,7 +257,9 @@ TEST_F(IdxTest, RejectsTrailingDataPlainAndGz) {
   for (const auto& path : {plain("long", long_file), gz("long.gz", long_file)}) {
     SCOPED_TRACE(path.string());
     const auto message = read_error(path);
-    EXPECT_THAT(message, HasSubstr("trailing data"));
+    // gzip: the trailer's length already disagrees with the header, before reading.
+    EXPECT_THAT(message, testing::AnyOf(HasSubstr("trailing data"),
+                                        HasSubstr("payload is 7 bytes, header promises 6")));
     EXPECT_THAT(message, HasSubstr(path.string()));
   }
 }

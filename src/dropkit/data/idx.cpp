@@ -62,6 +62,13 @@ const char* idx_type_name(std::uint8_t type) {
 
 // A file read either directly or through zlib; which one is decided by content, because
 // datasets are routinely renamed, re-compressed or unpacked without fixing the extension.
+//
+// gzip goes through zlib's inflate, not gzread: gzread lets a stream cut inside its 8-byte
+// trailer pass in some cases and silently skips whatever follows the stream. Here the stream
+// must end with a verified trailer (CRC-32 and length, which inflate checks before it reports
+// the end), and nothing may follow it: a file is ONE gzip member. (Concatenated members are
+// valid gzip, but no data set ships that way, and one member makes the trailer's length field
+// a check on the IDX header before anything is allocated: gzip_size().)
 class ByteSource {
  public:
   explicit ByteSource(const fs::path& path) : path_(path) {
@@ -79,36 +86,48 @@ class ByteSource {
     std::array<unsigned char, 2> magic{};
     const std::size_t n = std::fread(magic.data(), 1, magic.size(), file_);
     if (n < magic.size() && std::ferror(file_)) fail_errno();
-    if (n == magic.size() && magic[0] == 0x1F && magic[1] == 0x8B) {
-      std::fclose(file_);
-      file_ = nullptr;
-      gz_ = gzopen(path.c_str(), "rb");
-      if (gz_ == nullptr) fail(path_, "cannot open as gzip: ", std::strerror(errno));
-      // The default 8 KiB buffers make decompressing tens of megabytes needlessly slow.
-      gzbuffer(gz_, 1 << 17);
-    } else {
-      std::rewind(file_);
-    }
+    std::rewind(file_);
+    if (n == magic.size() && magic[0] == 0x1F && magic[1] == 0x8B) open_gzip();
   }
   ~ByteSource() {
     if (file_ != nullptr) std::fclose(file_);
-    if (gz_ != nullptr) gzclose(gz_);
+    if (gzip_) inflateEnd(&z_);
   }
   ByteSource(const ByteSource&) = delete;
   ByteSource& operator=(const ByteSource&) = delete;
 
   // Returns fewer than n bytes only at the end of the data; real I/O or gzip errors throw.
   std::size_t read(std::uint8_t* out, std::size_t n) {
-    return gz_ != nullptr ? read_gz(out, n) : read_plain(out, n);
+    return gzip_ ? read_gz(out, n) : read_plain(out, n);
   }
 
-  bool gzip() const { return gz_ != nullptr; }
-  // True once a gzip stream has ended before its trailer: such a file is damaged even when the
+  bool gzip() const { return gzip_; }
+  // The gzip trailer's length field: the uncompressed size modulo 2^32 (gzip files only).
+  std::uint32_t gzip_size() const { return isize_; }
+  // True once a gzip file has ended before its stream did: such a file is damaged even when the
   // payload it yielded happens to be complete, because its checksum was never verified.
   bool cut_short() const { return cut_short_; }
 
  private:
   [[noreturn]] void fail_errno() { fail(path_, "read error: ", std::strerror(errno)); }
+
+  void open_gzip() {
+    // The trailer's last 4 bytes: ISIZE, little-endian. A file too short for a header and a
+    // trailer (18 bytes) is cut short.
+    if (std::fseek(file_, 0, SEEK_END) != 0) fail_errno();
+    const long size = std::ftell(file_);
+    if (size < 18) fail(path_, "truncated: a gzip file of ", size, " bytes (at least 18 needed)");
+    std::array<unsigned char, 4> tail{};
+    if (std::fseek(file_, size - 4, SEEK_SET) != 0 || std::fread(tail.data(), 1, 4, file_) != 4) {
+      fail_errno();
+    }
+    isize_ = std::uint32_t{tail[0]} | std::uint32_t{tail[1]} << 8 | std::uint32_t{tail[2]} << 16 |
+             std::uint32_t{tail[3]} << 24;
+    std::rewind(file_);
+    if (inflateInit2(&z_, 16 + MAX_WBITS) != Z_OK) fail(path_, "cannot start zlib");
+    gzip_ = true;
+    in_.resize(1 << 17);
+  }
 
   std::size_t read_plain(std::uint8_t* out, std::size_t n) {
     const std::size_t got = std::fread(out, 1, n, file_);
@@ -118,35 +137,43 @@ class ByteSource {
 
   std::size_t read_gz(std::uint8_t* out, std::size_t n) {
     std::size_t total = 0;
-    while (total < n) {
-      const auto want = static_cast<unsigned>(std::min<std::size_t>(n - total, INT_MAX));
-      const int got = gzread(gz_, out + total, want);
-      if (got > 0) total += static_cast<std::size_t>(got);
-      if (got < 0 || static_cast<unsigned>(got) < want) {
-        check_gz_error();
-        break;
+    while (total < n && !ended_ && !cut_short_) {
+      if (z_.avail_in == 0) {
+        const std::size_t got = std::fread(in_.data(), 1, in_.size(), file_);
+        if (got == 0) {
+          if (std::ferror(file_)) fail_errno();
+          cut_short_ = true;  // the file ended, the stream did not
+          break;
+        }
+        z_.next_in = in_.data();
+        z_.avail_in = static_cast<uInt>(got);
+      }
+      const auto want = static_cast<uInt>(std::min<std::size_t>(n - total, UINT_MAX));
+      z_.next_out = out + total;
+      z_.avail_out = want;
+      const int rc = inflate(&z_, Z_NO_FLUSH);
+      total += want - z_.avail_out;
+      if (rc == Z_STREAM_END) {
+        ended_ = true;
+        // One member: not a byte may follow its trailer.
+        if (z_.avail_in > 0 || std::fgetc(file_) != EOF) {
+          fail(path_,
+               "data after the end of the gzip stream (a second gzip member or trailing "
+               "garbage; data files must be one gzip member)");
+        }
+      } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+        fail(path_, "gzip error: ", z_.msg != nullptr ? z_.msg : "corrupt stream");
       }
     }
     return total;
   }
 
-  // gzread reports a truncated stream as a short read, so the cause must be asked for.
-  void check_gz_error() {
-    int code = Z_OK;
-    const char* message = gzerror(gz_, &code);
-    if (code == Z_OK) return;
-    if (code == Z_BUF_ERROR) {
-      cut_short_ = true;
-      return;
-    }
-    if (code == Z_ERRNO) fail_errno();
-    fail(path_, "gzip error: ", message);
-  }
-
   fs::path path_;
   std::FILE* file_ = nullptr;
-  gzFile gz_ = nullptr;
-  bool cut_short_ = false;
+  bool gzip_ = false, ended_ = false, cut_short_ = false;
+  z_stream z_{};
+  std::vector<Bytef> in_;
+  std::uint32_t isize_ = 0;
 };
 
 std::uint32_t big_endian_u32(const std::uint8_t* p) {
@@ -201,32 +228,67 @@ std::vector<std::uint32_t> read_header(ByteSource& source, const fs::path& path)
 
 }  // namespace
 
-IdxArray read_idx(const std::filesystem::path& path) {
-  ByteSource source(path);
-  IdxArray array;
-  array.dims = read_header(source, path);
-  std::size_t expected = 1;
-  for (const std::uint32_t dim : array.dims) expected *= dim;
+namespace {
 
-  std::size_t got = 0;
-  while (got < expected) {
-    const std::size_t want = std::min(kReadChunk, expected - got);
-    array.bytes.resize(got + want);
-    const std::size_t n = source.read(array.bytes.data() + got, want);
-    got += n;
-    if (n < want) break;
+// An IDX file opened, its header read and checked (against the gzip trailer's length too); the
+// payload not yet read, so that a pair of files can be checked against each other first.
+class IdxReader {
+ public:
+  explicit IdxReader(const fs::path& path) : path_(path), source_(path) {
+    dims_ = read_header(source_, path);
+    expected_ = 1;
+    for (const std::uint32_t dim : dims_) expected_ *= dim;
+    if (source_.gzip()) {
+      // Payloads are below 2^31 bytes, so the trailer's length (mod 2^32) is exact here.
+      const std::uint64_t head = 4 + 4 * dims_.size(), isize = source_.gzip_size();
+      if (isize < head) {
+        fail(path, "truncated or damaged gzip file: its trailer gives ", isize,
+             " bytes uncompressed, fewer than the IDX header's own ", head);
+      }
+      if (isize - head != expected_) {
+        // (A cut file's "trailer" is whatever its last 4 bytes are: no finer diagnosis.)
+        fail(path, "truncated or damaged gzip file: its trailer says the payload is ", isize - head,
+             " bytes, header promises ", expected_, " (checked before reading it)");
+      }
+    }
   }
-  if (got < expected) {
-    array.bytes.clear();
-    fail(path, "truncated: payload is ", got, " bytes, header promises ", expected,
-         source.cut_short() ? " (gzip stream ends early)" : "");
+  const std::vector<std::uint32_t>& dims() const { return dims_; }
+
+  IdxArray read() {
+    IdxArray array;
+    array.dims = dims_;
+    std::size_t got = 0;
+    while (got < expected_) {
+      const std::size_t want = std::min(kReadChunk, expected_ - got);
+      array.bytes.resize(got + want);
+      const std::size_t n = source_.read(array.bytes.data() + got, want);
+      got += n;
+      if (n < want) break;
+    }
+    if (got < expected_) {
+      array.bytes.clear();
+      fail(path_, "truncated: payload is ", got, " bytes, header promises ", expected_,
+           source_.cut_short() ? " (gzip stream ends early)" : "");
+    }
+    std::uint8_t extra = 0;
+    if (source_.read(&extra, 1) != 0) {
+      fail(path_, "trailing data after the ", expected_, "-byte payload the header promises");
+    }
+    if (source_.cut_short()) fail(path_, "truncated: gzip stream ends before its trailer");
+    return array;
   }
-  std::uint8_t extra = 0;
-  if (source.read(&extra, 1) != 0) {
-    fail(path, "trailing data after the ", expected, "-byte payload the header promises");
-  }
-  if (source.cut_short()) fail(path, "truncated: gzip stream ends before its trailer");
-  return array;
+
+ private:
+  fs::path path_;
+  ByteSource source_;
+  std::vector<std::uint32_t> dims_;
+  std::size_t expected_ = 0;
+};
+
+}  // namespace
+
+IdxArray read_idx(const std::filesystem::path& path) {
+  return IdxReader(path).read();
 }
 
 Dataset load_idx_pair(const std::filesystem::path& images, const std::filesystem::path& labels,
@@ -235,20 +297,22 @@ Dataset load_idx_pair(const std::filesystem::path& images, const std::filesystem
     throw std::invalid_argument("load_idx_pair: num_classes must be in 1..256, got " +
                                 std::to_string(num_classes));
   }
-  // Labels first: they are tiny, so a mismatched pair fails before the big read.
-  IdxArray label_array = read_idx(labels);
-  if (label_array.dims.size() != 1) {
-    fail(labels, "labels must have 1 dimension (count), got ", label_array.dims.size());
+  // Both headers first, checked against each other, before either payload is read: a pair
+  // that disagrees (a gzip bomb's inflated image count, say) fails before any allocation.
+  IdxReader label_file(labels), image_file(images);
+  if (label_file.dims().size() != 1) {
+    fail(labels, "labels must have 1 dimension (count), got ", label_file.dims().size());
   }
-  IdxArray image_array = read_idx(images);
-  if (image_array.dims.size() != 3) {
+  if (image_file.dims().size() != 3) {
     fail(images, "images must have 3 dimensions (count, rows, cols), got ",
-         image_array.dims.size());
+         image_file.dims().size());
   }
-  if (image_array.dims[0] != label_array.dims[0]) {
-    fail(images, image_array.dims[0], " images but ", labels.string(), " has ", label_array.dims[0],
-         " labels");
+  if (image_file.dims()[0] != label_file.dims()[0]) {
+    fail(images, image_file.dims()[0], " images but ", labels.string(), " has ",
+         label_file.dims()[0], " labels");
   }
+  IdxArray label_array = label_file.read();
+  IdxArray image_array = image_file.read();
   for (std::size_t i = 0; i < label_array.bytes.size(); ++i) {
     const int label = label_array.bytes[i];
     if (label >= num_classes) {

@@ -32,7 +32,11 @@ struct IdxArray {
 // byte) only, ndims in 1..4, every dimension > 0, total size <= 2^31 bytes. The payload length
 // must then equal the product of dims exactly: a short file ("truncated") and trailing bytes
 // ("trailing data") are both errors, as is a missing or unreadable file, or one that is not a
-// regular file (a named pipe would block forever).
+// regular file (a named pipe would block forever). A gzip file must be ONE gzip member whose
+// trailer verifies (CRC-32 and length): a cut anywhere, a second member or any byte after the
+// stream is an error; the trailer's length must equal the header plus the payload it promises,
+// which is checked before the payload is read (a gzip bomb's false header fails at once).
+// Memory: at most what the header promises, grown 16 MB at a time as bytes actually arrive.
 IdxArray read_idx(const std::filesystem::path& path);
 
 // Images as bytes, row-major [count, rows*cols], labels as bytes [count].
@@ -44,8 +48,9 @@ struct Dataset {
 };
 
 // Reads an images file (3 dims: count, rows, cols) and a labels file (1 dim: count); checks the
-// counts agree and each label < num_classes (the error names the index, the value and the range).
-// num_classes outside 1..256 is a caller bug and throws std::invalid_argument.
+// counts agree -- from both headers, before either payload is read -- and each label < num_classes
+// (the error names the index, the value and the range). num_classes outside 1..256 is a caller bug
+// and throws std::invalid_argument.
 Dataset load_idx_pair(const std::filesystem::path& images, const std::filesystem::path& labels,
                       int num_classes = 10);
 

@@ -255,6 +255,51 @@ TEST_F(Cli, AFreshRunNeverWritesOverAnotherRun) {
   EXPECT_EQ(read_file(out / "notes.txt"), "mine");
 }
 
+// Resume questions what it is given: other data (refused, nothing written), fewer epochs than
+// done (refused), and it repairs what a kill between the epoch's renames left: metrics.jsonl
+// one epoch behind the checkpoint, and stale temporary files.
+TEST_F(Cli, ResumeRefusesOtherDataAndFewerEpochsAndRepairsAKilledRunsFiles) {
+  const fs::path out = root_ / "run";
+  ASSERT_EQ(run(train_args("--epochs 2 --out " + out.string())).code, 0);
+  const std::string config = read_file(out / "config.json");
+  const std::string checkpoint = read_file(out / "checkpoint.safetensors");
+  test::write_mnist_dir(root_ / "other", {test::synthetic_dataset(300, 8, 4, 9),
+                                          test::synthetic_dataset(80, 8, 4, 2)});
+  expect_one_line_error(run("train --data " + (root_ / "other").string() + " --resume " +
+                            out.string() + " --epochs 3"),
+                        "training data given are not those this run was trained on");
+  expect_one_line_error(run("train --data " + (root_ / "data").string() + " --resume " +
+                            out.string() + " --epochs 1"),
+                        "fewer than the 2 epochs");
+  expect_one_line_error(run("train --data " + (root_ / "data").string() + " --resume \"\""),
+                        "--resume");
+  EXPECT_EQ(read_file(out / "config.json"), config);
+  EXPECT_EQ(read_file(out / "checkpoint.safetensors"), checkpoint);
+
+  // A kill after the checkpoint's rename, before metrics.jsonl's: metrics one epoch short, and
+  // the temporaries of the writes in flight.
+  const std::string metrics = read_file(out / "metrics.jsonl");
+  write_file_atomic(out / "metrics.jsonl", metrics.substr(0, metrics.find('\n') + 1));
+  std::ofstream(out / ".metrics.jsonl.tmp.12345") << "half";
+  std::ofstream(out / ".curves.svg.tmp.777") << "<svg";
+  std::ofstream(out / ".mine.tmp.1") << "not ours";
+  ASSERT_EQ(lines(out / "metrics.jsonl"), 1u);
+  const auto r = run("train --data " + (root_ / "data").string() + " --resume " + out.string());
+  ASSERT_EQ(r.code, 0) << r.err;  // nothing left to train: the files are repaired
+  // Epoch 2 is back from the checkpoint's history, all but its clock time (never checkpointed).
+  const std::string repaired = read_file(out / "metrics.jsonl");
+  ASSERT_EQ(lines(out / "metrics.jsonl"), 2u);
+  const std::size_t first = metrics.find('\n') + 1;
+  EXPECT_EQ(repaired.substr(0, first), metrics.substr(0, first));
+  auto second = nlohmann::json::parse(metrics.substr(first));
+  second["epoch_seconds"] = 0.0;
+  EXPECT_EQ(nlohmann::json::parse(repaired.substr(first)), second);
+  EXPECT_FALSE(fs::exists(out / ".metrics.jsonl.tmp.12345"));
+  EXPECT_FALSE(fs::exists(out / ".curves.svg.tmp.777"));
+  EXPECT_TRUE(fs::exists(out / ".mine.tmp.1"));
+  EXPECT_EQ(read_file(out / "checkpoint.safetensors"), checkpoint);
+}
+
 TEST_F(Cli, TrainWritesItsFilesAndOneJsonObject) {
   const fs::path out = root_ / "run";
   const auto r = run(train_args("--epochs 3 --json --out " + out.string()));

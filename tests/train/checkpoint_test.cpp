@@ -172,6 +172,33 @@ TEST(Checkpoint, MissingOptionalFieldsTakeTheirDefaults) {
   EXPECT_THAT(error_of(f), HasSubstr("unknown training option 'warp_speed'"));
 }
 
+// A resume must see the data the run was trained on: other training or test data are refused
+// naming both fingerprints; the run's own data resume.
+TEST(Checkpoint, ResumeOnOtherDataIsRefused) {
+  const auto data = fixture_data();
+  parallel::ThreadPool pool(1);
+  const test::TempDir tmp("dropkit_checkpoint_test");
+  const fs::path file = tmp.path() / "c.safetensors";
+  TrainConfig c = small_config();
+  Trainer t(c, data, pool);
+  t.run_epoch();
+  t.save_checkpoint(file);
+  EXPECT_NO_THROW(Trainer(read_checkpoint(file), data, pool));
+  auto other_train = data;
+  other_train.train.images[17] ^= 1;  // one pixel of one image
+  auto other_test = data;
+  other_test.test.labels[3] = static_cast<std::uint8_t>((other_test.test.labels[3] + 1) % 4);
+  for (const auto& [d, which] : {std::pair{&other_train, "training"}, {&other_test, "test"}}) {
+    try {
+      Trainer resumed(read_checkpoint(file), *d, pool);
+      ADD_FAILURE() << which << " data changed, resume accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_THAT(e.what(), HasSubstr(std::string("the ") + which + " data given are not"));
+      EXPECT_THAT(e.what(), HasSubstr("crc32"));
+    }
+  }
+}
+
 TEST(Checkpoint, DamageIsRefusedWithAMessage) {
   const auto data = fixture_data();
   parallel::ThreadPool pool(1);
@@ -205,6 +232,37 @@ TEST(Checkpoint, DamageIsRefusedWithAMessage) {
          s["epoch"] = 3;
          m["state"] = s.dump();
        }},
+      {"epoch = 1.5 is not a whole number",
+       [](auto& m, auto&) {
+         json s = json::parse(m["state"]);
+         s["epoch"] = 1.5;
+         m["state"] = s.dump();
+       }},
+      {"epoch = -1 is not a whole number",
+       [](auto& m, auto&) {
+         json s = json::parse(m["state"]);
+         s["epoch"] = -1;
+         m["state"] = s.dump();
+       }},
+      {"step = \"8\" is not a whole number",
+       [](auto& m, auto&) {
+         json s = json::parse(m["state"]);
+         s["step"] = "8";
+         m["state"] = s.dump();
+       }},
+      {"exceeds the state's step",
+       [](auto& m, auto&) {
+         json s = json::parse(m["state"]);
+         s["step"] = 1;
+         m["state"] = s.dump();
+       }},
+      {"adam_steps = 9999 is not a whole number in [0, ",
+       [](auto& m, auto&) {
+         json s = json::parse(m["state"]);
+         s["adam_steps"] = 9999;
+         m["state"] = s.dump();
+       }},
+      {"holds inf at index 0", [](auto&, auto& t) { t["layers.3.dense.bias"][0] = INFINITY; }},
       {"std = 0",
        [](auto& m, auto&) {
          json model = json::parse(m["model"]);

@@ -50,7 +50,9 @@ std::vector<Series> error_series(const std::vector<train::EpochRecord>& h,
 // metrics.jsonl: one line per epoch. Epoch times are not in the checkpoint (they would make it
 // depend on the clock), so a resumed run takes them for its earlier epochs from the
 // metrics.jsonl it continues (`earlier_seconds`, by epoch).
-void write_outputs(const fs::path& out, const train::Trainer& t,
+// The checkpoint goes first: a kill between the renames leaves metrics one epoch behind, which
+// the next resume repairs (write_metrics from the checkpoint's history).
+void write_metrics(const fs::path& out, const train::Trainer& t,
                    const std::map<int, double>& earlier_seconds) {
   std::string lines;
   for (auto r : t.history()) {
@@ -58,11 +60,15 @@ void write_outputs(const fs::path& out, const train::Trainer& t,
     if (r.seconds == 0 && it != earlier_seconds.end()) r.seconds = it->second;
     lines += r.to_json().dump() + "\n";
   }
-  t.save_checkpoint(out / kCheckpoint);
   write_file_atomic(out / "metrics.jsonl", lines);
   write_file_atomic(out / "curves.svg",
                     line_chart_svg(t.model().spec() + ": train and test error", "error (%)",
                                    error_series(t.history(), "", "#1f77b4")));
+}
+void write_outputs(const fs::path& out, const train::Trainer& t,
+                   const std::map<int, double>& earlier_seconds) {
+  t.save_checkpoint(out / kCheckpoint);
+  write_metrics(out, t, earlier_seconds);
 }
 
 // The epochs of a metrics.jsonl, one JSON object per line. A line that does not parse throws
@@ -156,6 +162,17 @@ void check_fresh_out(const fs::path& out, bool overwrite) {
         out.string(), out.string()));
   }
 }
+// Temporary files of run files (".metrics.jsonl.tmp.<suffix>", core/atomic_file.h) that a killed
+// run left behind.
+void remove_stale_temporaries(const fs::path& out) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(out, ec)) {
+    const std::string name = entry.path().filename().string();
+    for (const char* file : kRunFiles) {
+      if (name.starts_with(fmt::format(".{}.tmp.", file))) fs::remove(entry.path(), ec);
+    }
+  }
+}
 void remove_run_files(const fs::path& out) {
   for (const char* name : kRunFiles) {
     std::error_code ec;
@@ -241,7 +258,10 @@ int run_train(CLI::App& app, TrainOpts& o) {
   if (!out.empty()) {
     ensure_writable_dir(out);
     if (fresh_out) remove_run_files(out);  // --overwrite; nothing there otherwise
+    remove_stale_temporaries(out);
     earlier_seconds = earlier_epoch_seconds(out, trainer.history());
+    // metrics.jsonl and curves.svg follow the checkpoint, whatever a kill left them at.
+    if (resumed) write_metrics(out, trainer, earlier_seconds);
     nlohmann::json cj = config.to_json();
     cj["model"] = trainer.model().to_json();
     write_file_atomic(out / "config.json", cj.dump(2) + "\n");

@@ -363,6 +363,22 @@ TrainTest load_mnist_dir(const std::filesystem::path& dir, int num_classes) {
   return result;
 }
 
+std::string fingerprint(const Dataset& d) {
+  auto crc = [](const std::vector<std::uint8_t>& bytes) {
+    uLong c = crc32(0L, Z_NULL, 0);
+    // crc32 takes a uInt length: feed it in pieces.
+    for (std::size_t at = 0; at < bytes.size(); at += 1u << 30) {
+      c = crc32(c, bytes.data() + at,
+                static_cast<uInt>(std::min<std::size_t>(bytes.size() - at, 1u << 30)));
+    }
+    return static_cast<std::uint32_t>(c);
+  };
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "%zux%zux%zu images crc32 %08x, labels crc32 %08x", d.count,
+                d.rows, d.cols, crc(d.images), crc(d.labels));
+  return buf;
+}
+
 std::filesystem::path default_data_dir() {
   return "/usr/share/datasets/fashion-mnist";
 }

@@ -54,6 +54,11 @@ struct Dataset {
 Dataset load_idx_pair(const std::filesystem::path& images, const std::filesystem::path& labels,
                       int num_classes = 10);
 
+// What identifies a data set's content: "<count>x<rows>x<cols> images crc32 <hex>, labels crc32
+// <hex>" (zlib's CRC-32 over the bytes). A checkpoint keeps its data's, so that a resume on
+// other data is refused.
+std::string fingerprint(const Dataset& d);
+
 struct TrainTest {
   Dataset train, test;
 };

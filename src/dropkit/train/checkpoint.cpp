@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <regex>
 
 #include <fmt/format.h>
@@ -22,19 +23,48 @@ constexpr const char* kFormatV1 = "dropkit-checkpoint-1";
 json state_to_json(const TrainState& s) {
   json history = json::array();
   for (const auto& r : s.history) history.push_back(r.to_json(/*with_seconds=*/false));
-  return {{"epoch", s.epoch}, {"step", s.step}, {"adam_steps", s.adam_steps}, {"history", history}};
+  json j{{"epoch", s.epoch}, {"step", s.step}, {"adam_steps", s.adam_steps}, {"history", history}};
+  if (!s.train_data.empty()) j["data"] = {{"train", s.train_data}, {"test", s.test_data}};
+  return j;
+}
+
+// A count in the state: a JSON integer in [0, max] (1.5, -1 or "3" are refused, not rounded).
+std::uint64_t count_at(const json& j, const char* key, std::uint64_t max) {
+  const json& v = j.at(key);
+  const bool whole =
+      v.is_number_unsigned() || (v.is_number_integer() && v.get<std::int64_t>() >= 0);
+  if (!whole || v.get<std::uint64_t>() > max) {
+    throw std::invalid_argument(
+        fmt::format("{} = {} is not a whole number in [0, {}]", key, v.dump(), max));
+  }
+  return v.get<std::uint64_t>();
 }
 
 TrainState state_from_json(const json& j) {
   TrainState s;
-  s.epoch = j.at("epoch").get<int>();
-  s.step = j.at("step").get<std::uint64_t>();
-  s.adam_steps = j.value("adam_steps", std::uint64_t{0});
+  s.epoch = static_cast<int>(count_at(j, "epoch", 100000));
+  s.step = count_at(j, "step", std::numeric_limits<std::uint64_t>::max());
+  s.adam_steps = j.contains("adam_steps") ? count_at(j, "adam_steps", s.step) : 0;
   for (const auto& r : j.value("history", json::array()))
     s.history.push_back(EpochRecord::from_json(r));
-  if (s.epoch < 0 || static_cast<std::size_t>(s.epoch) != s.history.size()) {
+  if (static_cast<std::size_t>(s.epoch) != s.history.size()) {
     throw std::invalid_argument(
         fmt::format("epoch = {} but the history holds {} epochs", s.epoch, s.history.size()));
+  }
+  std::uint64_t previous = 0;
+  for (std::size_t i = 0; i < s.history.size(); ++i) {
+    const EpochRecord& r = s.history[i];
+    if (r.epoch != static_cast<int>(i) + 1 || r.step < previous || r.step > s.step) {
+      throw std::invalid_argument(fmt::format(
+          "history entry {} (epoch {}, step {}) does not follow its predecessor (step {}) or "
+          "exceeds the state's step {}",
+          i, r.epoch, r.step, previous, s.step));
+    }
+    previous = r.step;
+  }
+  if (j.contains("data")) {
+    s.train_data = j["data"].at("train").get<std::string>();
+    s.test_data = j["data"].at("test").get<std::string>();
   }
   return s;
 }

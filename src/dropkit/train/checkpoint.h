@@ -59,6 +59,9 @@ struct TrainState {
   std::uint64_t step = 0;  // optimizer steps done
   std::uint64_t adam_steps = 0;
   std::vector<EpochRecord> history;
+  // data::fingerprint of the training and the test split ("" in checkpoints written before it
+  // was kept: such a run resumes on any data, unchecked).
+  std::string train_data, test_data;
 };
 
 // Thrown for every problem with a checkpoint file: "<file>: <problem>".

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -102,6 +103,8 @@ Trainer::Trainer(TrainConfig config, const data::TrainTest& data, parallel::Thre
                                           data::compute_normalization(data.train, split_.train));
   prepare();
   model_->init_params(config_.seed);
+  state_.train_data = data::fingerprint(data.train);
+  state_.test_data = data::fingerprint(data.test);
 }
 
 Trainer::Trainer(Checkpoint ck, const data::TrainTest& data, parallel::ThreadPool& pool)
@@ -111,6 +114,19 @@ Trainer::Trainer(Checkpoint ck, const data::TrainTest& data, parallel::ThreadPoo
     throw std::invalid_argument(
         fmt::format("--epochs {} is fewer than the {} epochs the run has done already",
                     config_.epochs, state_.epoch));
+  }
+  // The data must be the run's own: the same examples in the same order (the checkpoint keeps
+  // their fingerprints; one written before that resumes unchecked).
+  for (const auto& [kept, split, name] : {std::tuple{&state_.train_data, &data.train, "training"},
+                                          std::tuple{&state_.test_data, &data.test, "test"}}) {
+    if (kept->empty()) continue;
+    const std::string now = data::fingerprint(*split);
+    if (now != *kept) {
+      throw std::invalid_argument(fmt::format(
+          "the {} data given are not those this run was trained on (run: {}; given: {}); "
+          "resume with the run's --data",
+          name, *kept, now));
+    }
   }
   select_rows();
   model_ = std::move(ck.model);

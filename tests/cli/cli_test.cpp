@@ -240,6 +240,16 @@ TEST_F(Cli, AFreshRunNeverWritesOverAnotherRun) {
   EXPECT_EQ(read_file(out / "checkpoint.safetensors"), checkpoint);
   EXPECT_EQ(read_file(out / "metrics.jsonl"), metrics);
   EXPECT_EQ(read_file(out / "config.json"), config);
+  // A directory another process is writing (it holds the lock) is refused, fresh or resumed.
+  {
+    const DirectoryLock held(out);
+    expect_one_line_error(run(train_args("--epochs 1 --overwrite --out " + out.string())),
+                          "in use by another dropkit process");
+    expect_one_line_error(run("train --data " + (root_ / "data").string() + " --resume " +
+                              out.string() + " --epochs 3"),
+                          "in use by another dropkit process");
+  }
+  EXPECT_EQ(read_file(out / "checkpoint.safetensors"), checkpoint);
   // Any file makes a directory taken.
   const fs::path other = root_ / "other";
   fs::create_directories(other);

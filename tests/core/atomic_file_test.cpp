@@ -143,6 +143,20 @@ TEST_F(AtomicFileTest, ANonRegularFileIsNeverReplaced) {
   EXPECT_EQ(read_file(link), "new");
 }
 
+// One holder at a time: a second lock on the same directory fails naming it (also from another
+// descriptor of this process, as it would from another process); released on destruction.
+TEST_F(AtomicFileTest, DirectoryLockIsExclusiveAndReleased) {
+  {
+    DirectoryLock first(dir_);
+    EXPECT_THAT(error_of([&] { DirectoryLock second(dir_); }), HasSubstr("in use"));
+    EXPECT_THAT(error_of([&] { DirectoryLock second(dir_); }), HasSubstr(dir_.string()));
+  }
+  EXPECT_NO_THROW(DirectoryLock again(dir_));
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator{}), 0)
+      << "the lock leaves no file";
+  EXPECT_THAT(error_of([&] { DirectoryLock none(dir_ / "missing"); }), HasSubstr("cannot lock"));
+}
+
 TEST_F(AtomicFileTest, ReadOfMissingFileNamesThePath) {
   const fs::path path = dir_ / "missing.json";
   EXPECT_EQ(error_of([&] { read_file(path); }),

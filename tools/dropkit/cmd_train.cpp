@@ -203,6 +203,7 @@ std::vector<std::pair<std::string, nlohmann::json>> given_options(CLI::App& app,
 int run_train(CLI::App& app, TrainOpts& o) {
   const auto given = given_options(app, o);
   std::optional<train::Checkpoint> resumed;
+  std::optional<DirectoryLock> resume_lock, out_lock;  // one process per run directory
   train::TrainConfig config;
   if (app.count("--resume") > 0) {
     if (o.resume.empty()) throw std::invalid_argument("--resume needs a run directory");
@@ -214,6 +215,8 @@ int run_train(CLI::App& app, TrainOpts& o) {
             train::TrainConfig::field(name).option.flag()));
       }
     }
+    // Locked before the checkpoint is read: no other process may write the run meanwhile.
+    if (fs::is_directory(o.resume)) resume_lock.emplace(o.resume);
     resumed = train::read_checkpoint(fs::path(o.resume) / kCheckpoint);
     config = resumed->config;
     if (o.out.empty()) o.out = o.resume;
@@ -257,7 +260,11 @@ int run_train(CLI::App& app, TrainOpts& o) {
   std::map<int, double> earlier_seconds;
   if (!out.empty()) {
     ensure_writable_dir(out);
-    if (fresh_out) remove_run_files(out);  // --overwrite; nothing there otherwise
+    if (fresh_out) out_lock.emplace(out);  // (a resumed run's directory is locked already)
+    if (fresh_out) {
+      check_fresh_out(out, o.overwrite);  // again, under the lock: a run may have started since
+      remove_run_files(out);              // --overwrite; nothing there otherwise
+    }
     remove_stale_temporaries(out);
     earlier_seconds = earlier_epoch_seconds(out, trainer.history());
     // metrics.jsonl and curves.svg follow the checkpoint, whatever a kill left them at.

@@ -1,12 +1,14 @@
 #include "dropkit/core/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
 #include <system_error>
 
@@ -155,6 +157,28 @@ void ensure_writable_dir(const fs::path& dir) {
   if (fd < 0) fail_dir(target, reason(errno));
   ::close(fd);
   if (::unlink(probe.c_str()) != 0) fail_dir(target, reason(errno));
+}
+
+DirectoryLock::DirectoryLock(const fs::path& dir) {
+  fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd_ < 0) {
+    throw std::runtime_error(fmt::format("cannot lock {}: {}", dir.string(), std::strerror(errno)));
+  }
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    ::close(fd_);
+    fd_ = -1;
+    throw std::runtime_error(
+        e == EWOULDBLOCK
+            ? fmt::format("{} is in use by another dropkit process (it holds the directory's "
+                          "lock); wait for it or choose another directory",
+                          dir.string())
+            : fmt::format("cannot lock {}: {}", dir.string(), std::strerror(e)));
+  }
+}
+
+DirectoryLock::~DirectoryLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing drops the lock
 }
 
 }  // namespace dropkit

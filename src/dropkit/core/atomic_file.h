@@ -34,4 +34,19 @@ std::string read_file(const std::filesystem::path& path);
 // but is not a directory. An empty path means the current directory.
 void ensure_writable_dir(const std::filesystem::path& dir);
 
+// An exclusive advisory lock (flock) on a directory, held while the object lives: two processes
+// that both lock a run directory cannot write it at once. The lock is on the directory itself,
+// so it leaves no file behind, and the kernel drops it when the process dies (kill -9
+// included). Throws std::runtime_error naming the directory when another process holds it.
+class DirectoryLock {
+ public:
+  explicit DirectoryLock(const std::filesystem::path& dir);
+  ~DirectoryLock();
+  DirectoryLock(const DirectoryLock&) = delete;
+  DirectoryLock& operator=(const DirectoryLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace dropkit

@@ -203,6 +203,10 @@ TEST_F(Cli, BadInputsGetOneLineAndExitCodeTwoAndWriteNothing) {
   expect_one_line_error(run(train_args("--out " + out.string(), "64-x-4")), "malformed --arch");
   expect_one_line_error(run(train_args("--out " + out.string(), "100-4")), "64");
   expect_one_line_error(run(train_args("--arch 64-4")), "--arch");  // given twice
+  // A net or a benchmark that cannot fit in memory is refused up front, not with bad_alloc.
+  expect_one_line_error(run(train_args("--out " + out.string(), "64-1048576-1048576-4")),
+                        "GiB of memory this machine has");
+  expect_one_line_error(run("bench --sizes 4294967296"), "GiB of memory this machine has");
   expect_one_line_error(run("train --data " + (root_ / "nope").string()), "missing");
   EXPECT_FALSE(fs::exists(out));
   // An --out below a regular file cannot be created.

@@ -19,6 +19,7 @@
 #include "bench_predict.h"
 #include "bench_train.h"
 #include "commands.h"
+#include "dropkit/core/memory.h"
 #include "dropkit/dropout/alpha_dropout.h"
 #include "dropkit/dropout/dropout.h"
 #include "dropkit/dropout/gaussian_dropout.h"
@@ -61,6 +62,8 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale) {
   if (all > 1) thread_counts.push_back(all);
   std::vector<Row> rows;
   const std::size_t max_n = *std::max_element(sizes.begin(), sizes.end());
+  // Three float buffers, the Philox words and the mask bits: about 16 bytes per element.
+  check_fits_in_memory(std::uint64_t{max_n} * 17, fmt::format("bench --sizes {}", max_n));
   Tensor x(Shape{static_cast<std::int64_t>(max_n)}), y(x.shape()), dx(x.shape());
   for (std::size_t i = 0; i < max_n; ++i) x[i] = static_cast<float>(i % 1000) * 0.001f;
   std::vector<std::uint32_t> words(max_n);

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "dropkit/core/memory.h"
 #include "dropkit/model/registry.h"
 #include "dropkit/model/spec.h"
 
@@ -37,6 +38,15 @@ Model::Model(const json& layers, Shape input, data::Normalization norm)
     net_->add(std::move(layer));
   }
   output_ = shape.example();
+  // Parameters, their gradients and up to two optimizer slots (Adam), 4 bytes each: a net that
+  // cannot be trained here is refused before the arena asks for it.
+  std::uint64_t floats = 0;
+  for (std::size_t i = 0; i < net_->size(); ++i) {
+    for (const auto& spec : net_->layer(i).param_specs()) floats += spec.shape.numel();
+  }
+  check_fits_in_memory(floats * 16, fmt::format("a net of {} parameters (values, gradients and "
+                                                "optimizer state)",
+                                                floats));
   std::vector<std::string> prefixes;
   for (std::size_t i = 0; i < layers_.size(); ++i)
     prefixes.push_back(fmt::format("layers.{}.{}", i, layers_[i]["kind"].get<std::string>()));

@@ -38,9 +38,12 @@ class Cli : public ::testing::Test {
                                            test::synthetic_dataset(80, 8, 4, 2)});
   }
 
-  Result run(const std::string& args) const {
+  Result run(const std::string& args) const { return run_with_env("", args); }
+  // `env` is put before the command ("NAME=value").
+  Result run_with_env(const std::string& env, const std::string& args) const {
     const fs::path err = root_ / "stderr.txt";
-    const std::string cmd = std::string(DROPKIT_CLI) + " " + args + " 2>" + err.string();
+    const std::string cmd =
+        env + " " + std::string(DROPKIT_CLI) + " " + args + " 2>" + err.string();
     FILE* p = popen(cmd.c_str(), "r");
     std::string out;
     char buf[4096];
@@ -312,6 +315,34 @@ TEST_F(Cli, ResumeRefusesOtherDataAndFewerEpochsAndRepairsAKilledRunsFiles) {
   EXPECT_FALSE(fs::exists(out / ".curves.svg.tmp.777"));
   EXPECT_TRUE(fs::exists(out / ".mine.tmp.1"));
   EXPECT_EQ(read_file(out / "checkpoint.safetensors"), checkpoint);
+}
+
+// Whole-run identity across ISAs: the same training run (every noise kind, BN, the update) with
+// our kernels forced to scalar, AVX2 and AVX-512 writes the same checkpoint bytes. An ISA the
+// machine lacks falls back, which the run's --json reports; those are skipped.
+TEST_F(Cli, ATrainingRunIsTheSameBitsOnEveryIsa) {
+  const std::string net =
+      "dropout:0.2,dense:32:relu,gaussian_dropout:0.3,dense:24:selu,alpha_dropout:0.1,"
+      "dense:16,batchnorm,relu,dropout:0.5:shared_axes=,dense:4";
+  std::string reference;
+  int compared = 0;
+  for (const char* isa : {"scalar", "avx2", "avx512"}) {
+    const fs::path out = root_ / (std::string("isa_") + isa);
+    const auto r = run_with_env(
+        std::string("DROPKIT_ISA=") + isa,
+        "train --json --data " + (root_ / "data").string() + " --net " + net +
+            " --val 40 --batch 25 --epochs 2 --optimizer adam --lr 0.01 --out " + out.string());
+    ASSERT_EQ(r.code, 0) << r.err;
+    if (nlohmann::json::parse(r.out)["isa"] != isa) continue;  // not on this machine
+    const std::string bytes = read_file(out / "checkpoint.safetensors");
+    if (reference.empty()) {
+      reference = bytes;
+      continue;
+    }
+    EXPECT_EQ(bytes, reference) << isa << " differs from scalar";
+    ++compared;
+  }
+  EXPECT_GE(compared, 1) << "this machine runs only one of the ISAs";
 }
 
 TEST_F(Cli, TrainWritesItsFilesAndOneJsonObject) {

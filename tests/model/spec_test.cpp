@@ -125,6 +125,10 @@ TEST(Spec, ErrorsNameTheItemItsPositionAndTheProblem) {
   EXPECT_THAT(err("dense:10,conv:3"), HasSubstr("valid: dense, dropout"));
   EXPECT_THAT(err("dense"), HasSubstr("units is required"));
   EXPECT_THAT(err("dense:0"), HasSubstr("units = 0 is outside [1, 1048576]"));
+  // Bytes outside printable ASCII (the fuzzer found invalid UTF-8 escaping as a JSON type_error)
+  // are named with their position.
+  EXPECT_THAT(err("conv2d:2:5:padding\xff\xff,dense:4"), HasSubstr("byte 0xFF at position 18"));
+  EXPECT_THAT(err("dense:4\n"), HasSubstr("byte 0x0A at position 7"));
   EXPECT_THAT(err("dense:ten"), HasSubstr("units = 'ten' is not a whole number"));
   EXPECT_THAT(err("dropout:1.5"), HasSubstr("item 1 'dropout:1.5': drop_prob = 1.5 is outside"));
   EXPECT_THAT(err("dropout:-0.1"), HasSubstr("[0, 1]"));

@@ -124,4 +124,35 @@ void make_batch(const Dataset& d, std::span<const std::uint32_t> rows, const Nor
   }
 }
 
+void augment_batch(Tensor& x, std::span<const std::uint32_t> rows, const Augmentation& a,
+                   const rng::StreamKey& key, float fill) {
+  if (!a.any()) return;
+  const Shape& s = x.shape();
+  const auto h = static_cast<std::int64_t>(s[s.rank() - 2]),
+             w = static_cast<std::int64_t>(s[s.rank() - 1]);
+  std::vector<float> src(static_cast<std::size_t>(h * w));
+  const std::uint32_t span = 2 * static_cast<std::uint32_t>(a.shift) + 1;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const std::uint32_t word = rng::bits_at(key, rows[i]);
+    const bool flip = a.flip && (word & 1u) != 0;
+    // Each offset from its own byte: uniform over 2 shift + 1 values up to a bias below 2^-4
+    // for shift <= 8 (256 mod 17 = 1), which a data augmentation can carry.
+    const std::int64_t dy = static_cast<std::int64_t>(((word >> 8) & 0xFFu) % span) - a.shift;
+    const std::int64_t dx = static_cast<std::int64_t>(((word >> 16) & 0xFFu) % span) - a.shift;
+    if (!flip && dy == 0 && dx == 0) continue;
+    float* img = x.data() + i * static_cast<std::size_t>(h * w);
+    std::copy(img, img + h * w, src.begin());
+    for (std::int64_t r = 0; r < h; ++r) {
+      for (std::int64_t c = 0; c < w; ++c) {
+        // Output (r, c) shows input (r - dy, c' - dx), c' the column after the flip.
+        const std::int64_t sr = r - dy, sc0 = c - dx;
+        const std::int64_t sc = flip ? w - 1 - sc0 : sc0;
+        img[r * w + c] = (sr >= 0 && sr < h && sc0 >= 0 && sc0 < w)
+                             ? src[static_cast<std::size_t>(sr * w + sc)]
+                             : fill;
+      }
+    }
+  }
+}
+
 }  // namespace dropkit::data

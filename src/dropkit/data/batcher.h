@@ -11,6 +11,7 @@
 
 #include "dropkit/core/tensor.h"
 #include "dropkit/data/idx.h"
+#include "dropkit/rng/philox.h"
 
 namespace dropkit::data {
 
@@ -45,6 +46,20 @@ std::vector<std::uint32_t> epoch_permutation(std::span<const std::uint32_t> rows
 
 // x [rows.size(), 1, image rows, image cols] (one channel: NCHW) and labels for the given
 // examples (0 for a data set without labels: images to predict).
+// Training-time augmentation of a batch made by make_batch from `rows` (x [n, 1, H, W]): example
+// i is flipped left-right when `flip` and bit 0 of its word is set, and shifted by (dy, dx), each
+// uniform in [-shift, shift] from the word's next bytes, the uncovered pixels becoming `fill`
+// (the normalised value of a zero pixel, the images' background). The word is Philox at `key`
+// (seed, rng::kAugmentStream, epoch), counter rows[i]: an example's augmentation in an epoch
+// does not depend on the batch it is in, the batch size or the thread count.
+struct Augmentation {
+  bool flip = false;
+  int shift = 0;  // 0..8
+  bool any() const { return flip || shift > 0; }
+};
+void augment_batch(Tensor& x, std::span<const std::uint32_t> rows, const Augmentation& a,
+                   const rng::StreamKey& key, float fill);
+
 void make_batch(const Dataset& d, std::span<const std::uint32_t> rows, const Normalization& norm,
                 Tensor& x, std::vector<std::uint8_t>& labels);
 

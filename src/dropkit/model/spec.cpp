@@ -102,6 +102,17 @@ json parse_item(const std::string& item, const std::string& owner) {
 }  // namespace
 
 json parse_net_text(const std::string& text) {
+  // The text form is printable ASCII; anything else (a stray byte, invalid UTF-8 that JSON could
+  // not even print in a message) is refused where it is.
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c > 0x7E) {
+      throw std::invalid_argument(fmt::format(
+          "--net text holds byte 0x{:02X} at position {}; a layer list is printable ASCII "
+          "(e.g. dropout:0.2,dense:1024,relu,dense:10)",
+          c, i));
+    }
+  }
   json layers = json::array();
   const auto items = split(text, ',');
   bool previous_takes_activation = false;

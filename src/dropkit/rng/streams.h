@@ -12,6 +12,8 @@ inline constexpr std::uint32_t kDropoutStreamBase = 0x00010000u;
 inline constexpr std::uint32_t kInitStreamBase = 0x00020000u;
 // The training-set permutation of epoch e uses step e.
 inline constexpr std::uint32_t kShuffleStream = 0x00030000u;
+// Data augmentation of epoch e uses step e, one word per example at its row in the data set.
+inline constexpr std::uint32_t kAugmentStream = 0x00040000u;
 
 // Monte-Carlo sampling (nn::Mode::kSample) draws from its own domain: the training stream id
 // with this bit set, and the sample index as the step. Sample t of a layer is then independent of

@@ -165,11 +165,14 @@ void save_checkpoint(const std::filesystem::path& file, const model::Model& mode
 }
 
 Checkpoint read_checkpoint(const std::filesystem::path& file) {
-  const std::string source = file.string();
+  return read_checkpoint_bytes(read_file(file), file.string());
+}
+
+Checkpoint read_checkpoint_bytes(std::string_view bytes, const std::string& source) {
   auto fail = [&](const std::string& why) { return CheckpointError(source + ": " + why); };
   model::Safetensors st;
   try {
-    st = model::decode_safetensors(read_file(file), source);
+    st = model::decode_safetensors(bytes, source);
   } catch (const model::FormatError& e) {
     throw CheckpointError(e.what());
   }

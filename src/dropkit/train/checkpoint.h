@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -84,6 +85,8 @@ struct Checkpoint {
   std::map<std::string, Tensor> optimizer_slots;  // "<slot>.<parameter name>"
 };
 Checkpoint read_checkpoint(const std::filesystem::path& file);
+// The same from the file's bytes; `source` names them in messages (the fuzzer's entry point).
+Checkpoint read_checkpoint_bytes(std::string_view bytes, const std::string& source);
 
 // The optimizer's slot names: {"velocity"} for sgd, {"adam_m", "adam_v"} for adam.
 std::vector<std::string> optimizer_slot_names(const OptimizerConfig& c);

@@ -203,6 +203,19 @@ std::vector<Field> make_fields() {
        .help = "classes left out of training, validation and test, e.g. 8,9 (for "
                "out-of-distribution tests with `dropkit predict`)"},
       [](TrainConfig& c) -> std::string& { return c.exclude_classes; });
+  add({.name = "augment_flip",
+       .type = Type::kBool,
+       .default_value = d.augment_flip,
+       .help = "augment training images: flip left-right with probability 1/2"},
+      [](TrainConfig& c) -> bool& { return c.augment_flip; });
+  add({.name = "augment_shift",
+       .type = Type::kInt,
+       .default_value = d.augment_shift,
+       .help = "augment training images: shift by up to this many pixels along each axis "
+               "(uniform, zeros fill in; 0 = none)",
+       .min = 0,
+       .max = 8},
+      [](TrainConfig& c) -> int& { return c.augment_shift; });
   add({.name = "seed",
        .type = Type::kInt,
        .default_value = d.seed,

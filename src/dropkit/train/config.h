@@ -39,6 +39,10 @@ struct TrainConfig {
   // Classes left out of training, validation and test ("8,9"; data::parse_class_list): the
   // model never sees them, and `dropkit predict` treats them as out-of-distribution.
   std::string exclude_classes;
+  // Data augmentation of training batches (data::augment_batch): a left-right flip with
+  // probability 1/2, and a shift by up to augment_shift pixels along each axis (zeros fill in).
+  bool augment_flip = false;
+  int augment_shift = 0;
 
   // A reference to the member an option sets.
   using Ref = std::variant<bool& (*)(TrainConfig&), int& (*)(TrainConfig&),

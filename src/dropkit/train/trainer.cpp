@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "dropkit/model/spec.h"
+#include "dropkit/rng/streams.h"
 #include "dropkit/train/loss.h"
 
 namespace dropkit::train {
@@ -179,10 +180,19 @@ EpochRecord Trainer::run_epoch(const Progress& progress) {
   const std::size_t steps = (order.size() + batch - 1) / batch;
   double loss_sum = 0;
   std::size_t seen = 0;
+  const data::Augmentation augmentation{config_.augment_flip, config_.augment_shift};
+  const data::Normalization norm = model_->normalization();
+  const float background = (0.0f - norm.mean) / norm.std;  // a zero pixel, as make_batch makes it
   for (std::size_t s = 0; s < steps; ++s) {
     const std::size_t b = s * batch, e = std::min(order.size(), b + batch);
-    data::make_batch(data_.train, std::span(order).subspan(b, e - b), model_->normalization(), x_,
-                     labels_);
+    const auto rows = std::span(order).subspan(b, e - b);
+    data::make_batch(data_.train, rows, model_->normalization(), x_, labels_);
+    if (augmentation.any()) {
+      data::augment_batch(
+          x_, rows, augmentation,
+          {config_.seed, rng::kAugmentStream, static_cast<std::uint64_t>(state_.epoch)},
+          background);
+    }
     const nn::Context ctx{
         .mode = nn::Mode::kTrain, .seed = config_.seed, .step = state_.step, .pool = &pool_};
     const LossResult r = train_step(model_->net(), *optimizer_, state_.epoch,

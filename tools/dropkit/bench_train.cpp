@@ -108,12 +108,13 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
 
   // The dense layers' sizes, (in, out) each, from the model's own shapes.
   std::vector<std::pair<std::int64_t, std::int64_t>> dense;
-  bool dense_first = true;  // the first dense layer is the first layer with parameters: no dx
+  // True when the first dense layer is the model's first layer with parameters, whose input
+  // gradient Sequential::build spares.
+  bool dense_first = true;
   for (std::size_t i = 0; i < with.net->size(); ++i) {
     const std::string kind = with.net->layer(i).kind();
-    if (!with.net->layer(i).param_specs().empty() && dense.empty() && kind != "dense" &&
-        kind != "dropconnect") {
-      dense_first = false;
+    if (dense.empty() && (kind == "dense" || kind == "dropconnect")) {
+      dense_first = !with.net->layer(i).needs_input_grad();
     }
     if (kind != "dense" && kind != "dropconnect") continue;
     const Shape in = with.net->layer_input_shape(i, b);
@@ -154,7 +155,7 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
     const kernels::ConvGeometry& g = layer->geometry();
     ConvProducts c{std::make_unique<kernels::Conv2d>(g, layer->config()["activation"] == "relu"),
                    g,
-                   i == 0,
+                   !layer->needs_input_grad(),
                    Tensor(Shape{b, g.in_size()}),
                    Tensor(Shape{b, g.out_size()}),
                    Tensor(Shape{b, g.out_size()}),

@@ -154,7 +154,12 @@ constexpr const char* kRunFiles[] = {"config.json", "metrics.jsonl", kCheckpoint
 void check_fresh_out(const fs::path& out, bool overwrite) {
   std::error_code ec;
   if (out.empty() || !fs::is_directory(out, ec)) return;  // new, or refused when created
-  if (fs::directory_iterator(out, ec) == fs::directory_iterator()) return;
+  // A write probe (core/atomic_file.h) that a kill or another process left does not count.
+  bool empty = true;
+  for (const auto& entry : fs::directory_iterator(out, ec)) {
+    if (!entry.path().filename().string().starts_with(".dropkit-write-probe.")) empty = false;
+  }
+  if (empty) return;
   if (!overwrite) {
     throw std::invalid_argument(fmt::format(
         "--out {} is not empty; continue its run with --resume {}, replace it with --overwrite, "
@@ -162,8 +167,8 @@ void check_fresh_out(const fs::path& out, bool overwrite) {
         out.string(), out.string()));
   }
 }
-// Temporary files of run files (".metrics.jsonl.tmp.<suffix>", core/atomic_file.h) that a killed
-// run left behind.
+// Temporary files of run files (".metrics.jsonl.tmp.<suffix>", core/atomic_file.h) and write
+// probes that a killed run left behind (the directory is locked: none is another run's).
 void remove_stale_temporaries(const fs::path& out) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(out, ec)) {
@@ -171,6 +176,7 @@ void remove_stale_temporaries(const fs::path& out) {
     for (const char* file : kRunFiles) {
       if (name.starts_with(fmt::format(".{}.tmp.", file))) fs::remove(entry.path(), ec);
     }
+    if (name.starts_with(".dropkit-write-probe.")) fs::remove(entry.path(), ec);
   }
 }
 void remove_run_files(const fs::path& out) {
@@ -266,7 +272,9 @@ int run_train(CLI::App& app, TrainOpts& o) {
       remove_run_files(out);              // --overwrite; nothing there otherwise
     }
     remove_stale_temporaries(out);
-    earlier_seconds = earlier_epoch_seconds(out, trainer.history());
+    // The earlier epochs' times come from the run's own metrics (a resume into another --out
+    // starts from an empty directory).
+    earlier_seconds = earlier_epoch_seconds(resumed ? fs::path(o.resume) : out, trainer.history());
     // metrics.jsonl and curves.svg follow the checkpoint, whatever a kill left them at.
     if (resumed) write_metrics(out, trainer, earlier_seconds);
     nlohmann::json cj = config.to_json();

@@ -135,7 +135,7 @@ void augment_batch(Tensor& x, std::span<const std::uint32_t> rows, const Augment
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const std::uint32_t word = rng::bits_at(key, rows[i]);
     const bool flip = a.flip && (word & 1u) != 0;
-    // Each offset from its own byte: uniform over 2 shift + 1 values up to a bias below 2^-4
+    // Each offset from its own byte: uniform over 2 shift + 1 values up to a bias of at most 2^-4
     // for shift <= 8 (256 mod 17 = 1), which a data augmentation can carry.
     const std::int64_t dy = static_cast<std::int64_t>(((word >> 8) & 0xFFu) % span) - a.shift;
     const std::int64_t dx = static_cast<std::int64_t>(((word >> 16) & 0xFFu) % span) - a.shift;

@@ -46,6 +46,9 @@ std::vector<std::uint32_t> epoch_permutation(std::span<const std::uint32_t> rows
 
 // x [rows.size(), 1, image rows, image cols] (one channel: NCHW) and labels for the given
 // examples (0 for a data set without labels: images to predict).
+void make_batch(const Dataset& d, std::span<const std::uint32_t> rows, const Normalization& norm,
+                Tensor& x, std::vector<std::uint8_t>& labels);
+
 // Training-time augmentation of a batch made by make_batch from `rows` (x [n, 1, H, W]): example
 // i is flipped left-right when `flip` and bit 0 of its word is set, and shifted by (dy, dx), each
 // uniform in [-shift, shift] from the word's next bytes, the uncovered pixels becoming `fill`
@@ -59,8 +62,5 @@ struct Augmentation {
 };
 void augment_batch(Tensor& x, std::span<const std::uint32_t> rows, const Augmentation& a,
                    const rng::StreamKey& key, float fill);
-
-void make_batch(const Dataset& d, std::span<const std::uint32_t> rows, const Normalization& norm,
-                Tensor& x, std::vector<std::uint8_t>& labels);
 
 }  // namespace dropkit::data

@@ -22,8 +22,9 @@ namespace fs = std::filesystem;
 constexpr std::uint64_t kMaxPayloadBytes = std::uint64_t{1} << 31;
 constexpr int kMaxDims = 4;
 constexpr std::uint8_t kUbyteType = 0x08;
-// The payload grows in steps of this size, so a tiny (e.g. gzip) file whose header claims 2 GiB
-// fails after reading what it actually has rather than after allocating the whole claim.
+// The payload is read in steps of this size into a buffer reserved for the verified size: pages
+// are touched only as bytes arrive, so a gzip file with a forged trailer that claims 2 GiB costs
+// the memory of what it actually decompresses to before it fails.
 constexpr std::size_t kReadChunk = std::size_t{1} << 24;
 
 template <typename... Parts>
@@ -83,11 +84,20 @@ class ByteSource {
     }
     file_ = std::fopen(path.c_str(), "rb");
     if (file_ == nullptr) fail(path_, "cannot open: ", std::strerror(errno));
-    std::array<unsigned char, 2> magic{};
-    const std::size_t n = std::fread(magic.data(), 1, magic.size(), file_);
-    if (n < magic.size() && std::ferror(file_)) fail_errno();
-    std::rewind(file_);
-    if (n == magic.size() && magic[0] == 0x1F && magic[1] == 0x8B) open_gzip();
+    try {  // (the destructor does not run for a constructor that throws)
+      if (std::fseek(file_, 0, SEEK_END) != 0) fail_errno();
+      size_ = std::ftell(file_);
+      std::rewind(file_);
+      std::array<unsigned char, 2> magic{};
+      const std::size_t n = std::fread(magic.data(), 1, magic.size(), file_);
+      if (n < magic.size() && std::ferror(file_)) fail_errno();
+      std::rewind(file_);
+      if (n == magic.size() && magic[0] == 0x1F && magic[1] == 0x8B) open_gzip();
+    } catch (...) {
+      std::fclose(file_);
+      file_ = nullptr;
+      throw;
+    }
   }
   ~ByteSource() {
     if (file_ != nullptr) std::fclose(file_);
@@ -102,6 +112,8 @@ class ByteSource {
   }
 
   bool gzip() const { return gzip_; }
+  // The file's size in bytes (compressed, for gzip).
+  std::uint64_t file_size() const { return static_cast<std::uint64_t>(size_); }
   // The gzip trailer's length field: the uncompressed size modulo 2^32 (gzip files only).
   std::uint32_t gzip_size() const { return isize_; }
   // True once a gzip file has ended before its stream did: such a file is damaged even when the
@@ -114,11 +126,9 @@ class ByteSource {
   void open_gzip() {
     // The trailer's last 4 bytes: ISIZE, little-endian. A file too short for a header and a
     // trailer (18 bytes) is cut short.
-    if (std::fseek(file_, 0, SEEK_END) != 0) fail_errno();
-    const long size = std::ftell(file_);
-    if (size < 18) fail(path_, "truncated: a gzip file of ", size, " bytes (at least 18 needed)");
+    if (size_ < 18) fail(path_, "truncated: a gzip file of ", size_, " bytes (at least 18 needed)");
     std::array<unsigned char, 4> tail{};
-    if (std::fseek(file_, size - 4, SEEK_SET) != 0 || std::fread(tail.data(), 1, 4, file_) != 4) {
+    if (std::fseek(file_, size_ - 4, SEEK_SET) != 0 || std::fread(tail.data(), 1, 4, file_) != 4) {
       fail_errno();
     }
     isize_ = std::uint32_t{tail[0]} | std::uint32_t{tail[1]} << 8 | std::uint32_t{tail[2]} << 16 |
@@ -174,6 +184,7 @@ class ByteSource {
   z_stream z_{};
   std::vector<Bytef> in_;
   std::uint32_t isize_ = 0;
+  long size_ = 0;
 };
 
 std::uint32_t big_endian_u32(const std::uint8_t* p) {
@@ -238,9 +249,18 @@ class IdxReader {
     dims_ = read_header(source_, path);
     expected_ = 1;
     for (const std::uint32_t dim : dims_) expected_ *= dim;
+    const std::uint64_t head = 4 + 4 * dims_.size();
+    if (!source_.gzip() && source_.file_size() != head + expected_) {
+      // A plain file's size says it all before anything is read.
+      if (source_.file_size() < head + expected_) {
+        fail(path, "truncated: payload is ", source_.file_size() - head, " bytes, header promises ",
+             expected_);
+      }
+      fail(path, "trailing data after the ", expected_, "-byte payload the header promises");
+    }
     if (source_.gzip()) {
       // Payloads are below 2^31 bytes, so the trailer's length (mod 2^32) is exact here.
-      const std::uint64_t head = 4 + 4 * dims_.size(), isize = source_.gzip_size();
+      const std::uint64_t isize = source_.gzip_size();
       if (isize < head) {
         fail(path, "truncated or damaged gzip file: its trailer gives ", isize,
              " bytes uncompressed, fewer than the IDX header's own ", head);
@@ -257,6 +277,9 @@ class IdxReader {
   IdxArray read() {
     IdxArray array;
     array.dims = dims_;
+    // The size is verified (a plain file's length, a gzip trailer's): exactly that is reserved,
+    // and the bytes are read in 16 MB steps into it.
+    array.bytes.reserve(expected_);
     std::size_t got = 0;
     while (got < expected_) {
       const std::size_t want = std::min(kReadChunk, expected_ - got);

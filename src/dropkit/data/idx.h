@@ -36,7 +36,8 @@ struct IdxArray {
 // trailer verifies (CRC-32 and length): a cut anywhere, a second member or any byte after the
 // stream is an error; the trailer's length must equal the header plus the payload it promises,
 // which is checked before the payload is read (a gzip bomb's false header fails at once).
-// Memory: at most what the header promises, grown 16 MB at a time as bytes actually arrive.
+// Memory: exactly what the header promises, reserved once the size is verified and touched only
+// as bytes arrive.
 IdxArray read_idx(const std::filesystem::path& path);
 
 // Images as bytes, row-major [count, rows*cols], labels as bytes [count].

@@ -115,9 +115,11 @@ struct Conv2d::Impl {
 
   // Made on the calling thread before any parallel region: the map is only read inside one.
   Prims& prims(std::int64_t n, bool backward) {
-    auto [it, fresh] = by_size.try_emplace(n);
-    Prims& p = it->second;
-    if (fresh) {
+    // oneDNN fixes a primitive's thread count when it is made: one, like every call of ours.
+    use_one_onednn_thread();
+    auto it = by_size.find(n);
+    if (it == by_size.end()) {
+      Prims p;  // inserted only once complete: a failure leaves no half-made entry
       p.src = memory::desc({n, g.channels, g.height, g.width}, kF32, Tag::nchw);
       p.weights =
           memory::desc({g.out_channels, g.channels, g.window.size, g.window.size}, kF32, Tag::oihw);
@@ -127,20 +129,26 @@ struct Conv2d::Impl {
       if (relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
       p.fwd_pd = dnnl::convolution_forward::primitive_desc(forward_desc(p), attr_with(ops), cpu());
       p.fwd = dnnl::convolution_forward(p.fwd_pd);
+      it = by_size.emplace(n, std::move(p)).first;
     }
+    Prims& p = it->second;
     if (backward && !p.backward_made) {
       // The hint is the forward without post-ops: the ReLU's gradient is the layer's business.
       const dnnl::convolution_forward::primitive_desc hint(forward_desc(p), attr_with(), cpu());
-      p.data_pd = dnnl::convolution_backward_data::primitive_desc(
+      auto data_pd = dnnl::convolution_backward_data::primitive_desc(
           {dnnl::algorithm::convolution_direct, p.src, p.weights, p.dst, strides(), padding(),
            padding()},
           attr_with(), cpu(), hint);
-      p.data = dnnl::convolution_backward_data(p.data_pd);
-      p.weights_pd = dnnl::convolution_backward_weights::primitive_desc(
+      auto weights_pd = dnnl::convolution_backward_weights::primitive_desc(
           {dnnl::algorithm::convolution_direct, p.src, p.weights, p.bias, p.dst, strides(),
            padding(), padding()},
           attr_with(), cpu(), hint);
-      p.weights_prim = dnnl::convolution_backward_weights(p.weights_pd);
+      dnnl::convolution_backward_data data(data_pd);
+      dnnl::convolution_backward_weights weights_prim(weights_pd);
+      p.data_pd = std::move(data_pd);
+      p.data = std::move(data);
+      p.weights_pd = std::move(weights_pd);
+      p.weights_prim = std::move(weights_prim);
       p.backward_made = true;
     }
     return p;
@@ -198,6 +206,7 @@ void Conv2d::backward_data(parallel::ThreadPool& pool, std::int64_t n, const flo
 
 void Conv2d::backward_weights(parallel::ThreadPool& pool, std::int64_t n, const float* x,
                               const float* dy, float* dw, float* db) {
+  if (n == 0) return;
   Impl& m = *impl_;
   m.prepare(n, true);
   const ConvGeometry& g = m.g;
@@ -254,9 +263,9 @@ struct MaxPool2d::Impl {
   std::size_t workspace_stride = 0;  // bytes per grid block
 
   Prims& prims(std::int64_t n) {
-    auto [it, fresh] = by_size.try_emplace(n);
-    Prims& p = it->second;
-    if (!fresh) return p;
+    use_one_onednn_thread();  // as for the convolution
+    if (auto it = by_size.find(n); it != by_size.end()) return it->second;
+    Prims p;  // inserted only once complete
     const Dims s{win.stride, win.stride}, k{win.size, win.size}, pad{win.padding, win.padding};
     p.src = memory::desc({n, c, h, w}, kF32, Tag::nchw);
     p.dst = memory::desc({n, c, win.out(h), win.out(w)}, kF32, Tag::nchw);
@@ -269,7 +278,7 @@ struct MaxPool2d::Impl {
         {dnnl::algorithm::pooling_max, p.src, p.dst, s, k, pad, pad}, attr_with(), cpu(), p.fwd_pd);
     p.bwd = dnnl::pooling_backward(p.bwd_pd);
     p.workspace_bytes = p.fwd_pd.workspace_desc().get_size();
-    return p;
+    return by_size.emplace(n, std::move(p)).first->second;
   }
 };
 

@@ -259,6 +259,10 @@ Safetensors decode_safetensors(std::string_view bytes, const std::string& source
     header = json::parse(bytes.substr(kLengthBytes, header_size));
   } catch (const json::parse_error& e) {
     fail(source, "header is not valid JSON (error at byte {} of {})", e.byte, header_size);
+  } catch (const json::exception& e) {
+    // Valid syntax the parser still refuses, e.g. a number beyond double's range (a fuzzer
+    // found "492e812"): the same kind of error, not an escaped JSON exception.
+    fail(source, "header is not usable JSON: {}", e.what());
   }
   if (!header.is_object()) fail(source, "header is not a JSON object");
 

@@ -184,7 +184,7 @@ TEST_F(Cli, BadNetSpecsExitTwoNamingTheLayerAndWriteNothing) {
   expect_one_line_error(run(base + " --net dropout:1.5,dense:4"),
                         "drop_prob = 1.5 is outside [0, 1]");
   expect_one_line_error(run(base + " --net dense:16:relu:9"), "too many arguments");
-  expect_one_line_error(run(base + " --net dense:3"), "labels need [4] or more");
+  expect_one_line_error(run(base + " --net dense:3"), "train-labels-idx1-ubyte need [4] or more");
   expect_one_line_error(run(base + " --net dense:4 --arch 64-4"), "give one or the other");
   expect_one_line_error(run(base + " --net ''"), "--net is empty");
   expect_one_line_error(run(base + " --lr ''"), "lr = '' is not a number");
@@ -343,6 +343,19 @@ TEST_F(Cli, ATrainingRunIsTheSameBitsOnEveryIsa) {
     ++compared;
   }
   EXPECT_GE(compared, 1) << "this machine runs only one of the ISAs";
+}
+
+// Test labels beyond the output layer are found before anything is written, and the message
+// names the file they are in.
+TEST_F(Cli, LabelsBeyondTheOutputLayerAreRefusedBeforeWritingNamingTheFile) {
+  test::write_mnist_dir(root_ / "five", {test::synthetic_dataset(300, 8, 4, 1),
+                                         test::synthetic_dataset(80, 8, 5, 2)});
+  const fs::path out = root_ / "never";
+  const auto r = run("train --data " + (root_ / "five").string() +
+                     " --arch 64-16-4 --val 40 --epochs 1 --out " + out.string());
+  expect_one_line_error(r, "t10k-labels-idx1-ubyte");
+  EXPECT_THAT(r.err, HasSubstr("need [5] or more"));
+  EXPECT_FALSE(fs::exists(out));
 }
 
 TEST_F(Cli, TrainWritesItsFilesAndOneJsonObject) {

@@ -348,6 +348,7 @@ Dataset load_idx_pair(const std::filesystem::path& images, const std::filesystem
   dataset.cols = image_array.dims[2];
   dataset.images = std::move(image_array.bytes);
   dataset.labels = std::move(label_array.bytes);
+  dataset.labels_file = labels.string();
   return dataset;
 }
 

@@ -45,6 +45,7 @@ struct Dataset {
   std::vector<std::uint8_t> images;
   std::vector<std::uint8_t> labels;
   std::size_t count = 0, rows = 0, cols = 0;
+  std::string labels_file;  // where the labels came from (for messages; "" if not from a file)
   std::size_t features() const { return rows * cols; }
 };
 

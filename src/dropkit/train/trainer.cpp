@@ -59,9 +59,10 @@ void check_model_fits(const model::Model& model, const data::Dataset& d, const c
   const Shape& out = model.output_shape();
   if (out.rank() != 1 || out[0] <= max_label) {
     throw std::invalid_argument(fmt::format(
-        "the model's output per example is {}, but the {} labels need [{}] or more (labels go "
-        "up to {})",
-        out.str(), what, max_label + 1, max_label));
+        "the model's output per example is {}, but the {} labels{} need [{}] or more (labels "
+        "go up to {})",
+        out.str(), what, d.labels_file.empty() ? "" : " in " + d.labels_file, max_label + 1,
+        max_label));
   }
 }
 

@@ -184,6 +184,76 @@ TEST(Trainer, ExcludedClassesAreNeverTrainedOnValidatedOrTested) {
   EXPECT_THROW(Trainer(c, data, pool), std::invalid_argument);
 }
 
+TEST(Trainer, TrainSizeUsesExactlyTheFirstExamplesOfTheTrainingSplit) {
+  const auto data = toy_data(400, 100);
+  parallel::ThreadPool pool(2);
+  for (std::uint64_t size : {1u, 37u, 64u, 200u, 350u}) {
+    TrainConfig c = toy_config();
+    c.epochs = 1;
+    c.train_size = size;
+    Trainer t(c, data, pool);
+    const EpochRecord rec = t.run_epoch();
+    EXPECT_EQ(t.train_examples(), size);
+    EXPECT_EQ(t.val_examples(), 50u);  // the hold-out does not change
+    EXPECT_EQ(rec.step, (size + 31) / 32);
+    // Changing any example beyond the first `size` does not change the run.
+    auto other = data;
+    for (std::size_t i = size; i < 350; ++i) {
+      for (std::size_t p = 0; p < other.train.features(); ++p)
+        other.train.images[i * other.train.features() + p] ^= 0x5a;
+    }
+    Trainer t2(c, other, pool);
+    t2.run_epoch();
+    EXPECT_EQ(params_of(t2), params_of(t)) << size;
+  }
+  TrainConfig c = toy_config();
+  c.train_size = 351;  // 350 training examples after the 50 held out
+  try {
+    Trainer t(c, data, pool);
+    ADD_FAILURE() << "accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("--train-size 351"));
+    EXPECT_THAT(e.what(), HasSubstr("[1, 350]"));
+  }
+}
+
+TEST(Trainer, StepLossSpreadIsTheSampleStdOfTheStepsLosses) {
+  const auto data = toy_data(400, 100);
+  parallel::ThreadPool pool(2);
+  TrainConfig c = toy_config();
+  c.epochs = 1;
+  // The same epoch step by step: the step losses come from the progress callback's running
+  // mean (loss_sum / seen), undone.
+  Trainer t(c, data, pool);
+  std::vector<double> means;
+  const EpochRecord rec =
+      t.run_epoch([&](std::size_t, std::size_t, double m) { means.push_back(m); });
+  ASSERT_EQ(means.size(), 11u);  // ceil(350 / 32)
+  std::vector<double> losses;
+  double prev = 0;
+  for (std::size_t s = 0; s < means.size(); ++s) {
+    const double seen = static_cast<double>(std::min<std::size_t>(350, 32 * (s + 1)));
+    const double batch = seen - static_cast<double>(32 * s);
+    losses.push_back((means[s] * seen - prev) / batch);
+    prev = means[s] * seen;
+  }
+  double mean = 0;
+  for (double l : losses) mean += l / static_cast<double>(losses.size());
+  double var = 0;
+  for (double l : losses) var += (l - mean) * (l - mean) / static_cast<double>(losses.size() - 1);
+  EXPECT_GT(rec.step_loss_std, 0.0);
+  EXPECT_NEAR(rec.step_loss_std, std::sqrt(var), 1e-9);
+  // Kept in the history's JSON; a record without it reads as 0.
+  EXPECT_EQ(EpochRecord::from_json(rec.to_json()).step_loss_std, rec.step_loss_std);
+  auto j = rec.to_json();
+  j.erase("step_loss_std");
+  EXPECT_EQ(EpochRecord::from_json(j).step_loss_std, 0.0);
+  // One step per epoch has no spread.
+  c.train_size = 20;
+  Trainer one(c, data, pool);
+  EXPECT_EQ(one.run_epoch().step_loss_std, 0.0);
+}
+
 TEST(Trainer, ALastBatchOfOneExampleIsRefusedUpFrontForBatchNorm) {
   const auto data = toy_data(400, 100);
   TrainConfig c = toy_config();

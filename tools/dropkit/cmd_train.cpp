@@ -25,6 +25,7 @@
 #include "dropkit/core/atomic_file.h"
 #include "dropkit/kernels/table.h"
 #include "dropkit/model/registry.h"
+#include "dropkit/train/activations.h"
 #include "dropkit/train/recalibrate.h"
 #include "dropkit/train/trainer.h"
 #include "measure.h"
@@ -310,7 +311,7 @@ int run_train(CLI::App& app, TrainOpts& o) {
     for (const auto& r : h)
       if (r.seconds > 0) secs.push_back(r.seconds);
     const double med = median(secs);
-    const double train_n = static_cast<double>(data.train.count - config.val);
+    const double train_n = static_cast<double>(trainer.train_examples());
     const auto last = h.empty() ? train::EpochRecord{} : h.back();
     nlohmann::json j{{"test_accuracy", last.test_accuracy},
                      {"test_loss", last.test_loss},
@@ -397,10 +398,16 @@ Run add_eval(CLI::App& app) {
     int threads = 0;
     std::uint64_t recalibrate_bn = 0;
     bool bn_stats = false;
+    std::size_t activations = 0;
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
   app.add_option("--model", o->model, "a directory written by `dropkit train --out`")->required();
+  app.add_option("--activations", o->activations,
+                 "statistics of layer K's output (counting from 1 as --net lists the layers) on "
+                 "the test split in eval mode: mean activation, and with --json each unit's mean "
+                 "and each example's fraction of active (> 0) units (the paper's figures 7-8)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
   app.add_option("--recalibrate-bn", o->recalibrate_bn,
                  "re-estimate batchnorm's running statistics with dropout off over this many "
                  "training examples of --data first (nothing is saved)")
@@ -428,6 +435,11 @@ Run add_eval(CLI::App& app) {
     Tensor x;
     std::vector<std::uint8_t> labels;
     const auto r = train::evaluate(*ck.model, test, rows, pool, x, labels);
+    std::optional<train::ActivationStats> acts;
+    if (o->activations > 0) {
+      acts = train::activation_statistics(*ck.model, test, rows, o->activations,
+                                          static_cast<std::size_t>(ck.config.batch), pool);
+    }
     std::vector<train::VarianceShift> shifts;
     if (o->bn_stats) {
       shifts = train::measure_variance_shift(*ck.model, test, rows,
@@ -438,6 +450,15 @@ Run add_eval(CLI::App& app) {
                        {"examples", r.count},         {"epochs", ck.state.epoch},
                        {"net", ck.model->spec()},     {"model", o->model}};
       if (!recalibrated.empty()) j["recalibrated"] = recalibrated;
+      if (acts) {
+        j["activations"] = {{"layer", acts->layer},
+                            {"kind", ck.model->layer(acts->layer - 1).kind()},
+                            {"units", acts->units},
+                            {"examples", acts->examples},
+                            {"mean", acts->mean},
+                            {"unit_mean", acts->unit_mean},
+                            {"active_fraction", acts->active_fraction}};
+      }
       if (o->bn_stats) {
         j["batchnorm"] = nlohmann::json::array();
         for (const auto& v : shifts) {
@@ -453,6 +474,15 @@ Run add_eval(CLI::App& app) {
       fmt::print("{}\n", j.dump());
     } else {
       if (!recalibrated.empty()) fmt::print("{}\n", recalibrated);
+      if (acts) {
+        double active = 0;
+        for (double f : acts->active_fraction) active += f;
+        fmt::print(
+            "layer {} ({}, {} units): mean activation {:.4f}, active (> 0) {:.4f} of the "
+            "units per example on average\n",
+            acts->layer, ck.model->layer(acts->layer - 1).kind(), acts->units, acts->mean,
+            active / static_cast<double>(acts->examples));
+      }
       if (o->bn_stats && shifts.empty()) fmt::print("no batchnorm layer\n");
       for (const auto& v : shifts) {
         fmt::print(

@@ -102,6 +102,7 @@ json EpochRecord::to_json(bool with_seconds) const {
   json j{{"epoch", epoch},
          {"step", step},
          {"train_loss", train_loss},
+         {"step_loss_std", step_loss_std},
          {"train_accuracy", train_accuracy},
          {"train_eval_loss", train_eval_loss},
          {"val_loss", val_loss},
@@ -119,6 +120,7 @@ EpochRecord EpochRecord::from_json(const json& j) {
   r.epoch = j.at("epoch").get<int>();
   r.step = j.value("step", std::uint64_t{0});
   r.train_loss = j.value("train_loss", 0.0);
+  r.step_loss_std = j.value("step_loss_std", 0.0);
   r.train_accuracy = j.value("train_accuracy", 0.0);
   r.train_eval_loss = j.value("train_eval_loss", 0.0);
   r.val_loss = j.value("val_loss", 0.0);

@@ -41,9 +41,12 @@ inline constexpr int kCheckpointVersion = 2;
 // One epoch's metrics. `seconds` is measured, not derived: it is written to metrics.jsonl but
 // not to the checkpoint.
 struct EpochRecord {
-  int epoch = 0;              // 1-based
-  std::uint64_t step = 0;     // optimizer steps taken so far
-  double train_loss = 0;      // running mean over the epoch, in training mode (with dropout)
+  int epoch = 0;           // 1-based
+  std::uint64_t step = 0;  // optimizer steps taken so far
+  double train_loss = 0;   // running mean over the epoch, in training mode (with dropout)
+  // Sample standard deviation of the epoch's per-step (batch-mean) training losses: how noisy
+  // the training curve is (0 for an epoch of one step, and in runs saved before it was kept).
+  double step_loss_std = 0;
   double train_accuracy = 0;  // eval mode, on the first train_eval training examples
   double train_eval_loss = 0;
   double val_loss = 0, val_accuracy = 0;

@@ -190,6 +190,14 @@ std::vector<Field> make_fields() {
        .min = 0,
        .max = kMaxU64},
       [](TrainConfig& c) -> std::uint64_t& { return c.val; });
+  add({.name = "train_size",
+       .type = Type::kInt,
+       .default_value = d.train_size,
+       .help = "training examples used: the first ones of the training split, after --val and "
+               "--exclude-classes (0 = all)",
+       .min = 0,
+       .max = kMaxU64},
+      [](TrainConfig& c) -> std::uint64_t& { return c.train_size; });
   add({.name = "train_eval",
        .type = Type::kInt,
        .default_value = d.train_eval,

@@ -33,6 +33,9 @@ struct TrainConfig {
   int batch = 128;
   int epochs = 150;
   std::uint64_t val = 5000;
+  // Training examples used: the first train_size of the training split (after the validation
+  // hold-out and any excluded classes; 0 = all). For learning curves (the paper's figure 10).
+  std::uint64_t train_size = 0;
   std::uint64_t seed = 1;
   // Examples of the training split evaluated (eval mode) each epoch for train_accuracy.
   std::uint64_t train_eval = 10000;

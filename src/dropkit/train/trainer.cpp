@@ -148,6 +148,15 @@ void Trainer::select_rows() {
     throw std::invalid_argument(fmt::format(
         "--exclude-classes {} leaves no training or no test examples", config_.exclude_classes));
   }
+  if (config_.train_size > 0) {
+    if (config_.train_size > split_.train.size()) {
+      throw std::invalid_argument(
+          fmt::format("--train-size {} is more than the {} training examples there are (after "
+                      "--val and --exclude-classes); it must be in [1, {}], or 0 for all",
+                      config_.train_size, split_.train.size(), split_.train.size()));
+    }
+    split_.train.resize(config_.train_size);
+  }
 }
 
 void Trainer::prepare() {
@@ -179,7 +188,7 @@ EpochRecord Trainer::run_epoch(const Progress& progress) {
   const auto order = data::epoch_permutation(split_.train, config_.seed, state_.epoch);
   const std::size_t batch = static_cast<std::size_t>(config_.batch);
   const std::size_t steps = (order.size() + batch - 1) / batch;
-  double loss_sum = 0;
+  double loss_sum = 0, step_sum = 0, step_sq = 0;
   std::size_t seen = 0;
   const data::Augmentation augmentation{config_.augment_flip, config_.augment_shift};
   const data::Normalization norm = model_->normalization();
@@ -200,6 +209,8 @@ EpochRecord Trainer::run_epoch(const Progress& progress) {
                                     model_->shaped_input(x_), labels_, ctx, dlogits_);
     ++state_.step;
     loss_sum += r.loss * static_cast<double>(e - b);
+    step_sum += r.loss;
+    step_sq += r.loss * r.loss;
     seen += e - b;
     if (progress) progress(s + 1, steps, loss_sum / static_cast<double>(seen));
   }
@@ -208,6 +219,11 @@ EpochRecord Trainer::run_epoch(const Progress& progress) {
   rec.epoch = state_.epoch + 1;
   rec.step = state_.step;
   rec.train_loss = seen ? loss_sum / static_cast<double>(seen) : 0.0;
+  if (steps > 1) {  // the sample standard deviation of the steps' losses
+    const auto k = static_cast<double>(steps);
+    const double mean = step_sum / k;
+    rec.step_loss_std = std::sqrt(std::max(0.0, (step_sq - k * mean * mean) / (k - 1)));
+  }
   rec.lr = optimizer_->lr_at(state_.epoch);
   rec.momentum = optimizer_->momentum_at(state_.epoch);
   const auto train_rows =

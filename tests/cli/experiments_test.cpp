@@ -1,0 +1,122 @@
+// scripts/experiments on tiny settings (seconds): every experiment runs and reaches the report;
+// a second call trains nothing; an interrupted run resumes from its checkpoint and ends with the
+// same bits; bad arguments are refused with a message.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "support/idx_files.h"
+#include "support/temp_dir.h"
+
+namespace dropkit {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+struct Result {
+  int code;
+  std::string out;  // stdout and stderr together
+};
+
+Result run(const std::string& args) {
+  const std::string cmd = "DROPKIT_BIN=" + std::string(DROPKIT_CLI) + " python3 " +
+                          std::string(DROPKIT_SOURCE_DIR) + "/scripts/experiments " + args +
+                          " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  for (std::size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::string read(const fs::path& f) {
+  std::ifstream in(f);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+TEST(Experiments, TinyModeRunsEveryExperimentResumesAndReports) {
+  const test::TempDir tmp("dropkit_experiments_test");
+  const fs::path root = tmp.path();
+  test::write_mnist_dir(
+      root / "data", {test::synthetic_dataset(200, 8, 4, 1), test::synthetic_dataset(50, 8, 4, 2)});
+  const std::string args = "--mode tiny --threads 2 --data " + (root / "data").string() +
+                           " --out " + (root / "runs").string() + " --report-dir " +
+                           (root / "report").string();
+  const Result first = run(args);
+  ASSERT_EQ(first.code, 0) << first.out;
+  EXPECT_THAT(first.out, HasSubstr("42 to do"));
+  const std::string md = read(root / "report" / "experiments.md");
+  const std::string page = read(root / "report" / "experiments.html");
+  for (const char* name : {"droprate", "scaled", "sizes", "regularizers", "lr", "sparsity", "mc",
+                           "bn", "smoothness"}) {
+    EXPECT_TRUE(fs::exists(root / "runs" / name / "summary.json")) << name;
+    EXPECT_THAT(md, HasSubstr(std::string("<a id=\"") + name + "\"></a>"));
+    EXPECT_THAT(page, HasSubstr(std::string("<h2 id=\"") + name + "\">"));
+  }
+  EXPECT_THAT(md, HasSubstr("**Verdict: "));
+  EXPECT_THAT(page, HasSubstr("<svg"));  // plots inline
+  EXPECT_THAT(page, ::testing::Not(HasSubstr("http://www.w3.org/2000/svg\" src")));
+  EXPECT_TRUE(fs::exists(root / "report" / "figures" / "experiments" / "droprate.svg"));
+
+  // Nothing is trained again.
+  const Result again = run(args);
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_THAT(again.out, HasSubstr("42 runs, 42 finished before, 0 to do"));
+
+  // A run interrupted after its first epoch (made here from the script's own plan) resumes from
+  // its checkpoint and ends with the uninterrupted run's bits.
+  const fs::path run_dir = root / "runs" / "lr" / "lr0.1-dropout";
+  const std::string metrics = read(run_dir / "metrics.jsonl");
+  ASSERT_FALSE(metrics.empty());
+  const Result plan = run(args + " --only lr --plan");
+  ASSERT_EQ(plan.code, 0) << plan.out;
+  const auto line_at = plan.out.find("{\"run\": \"lr/lr0.1-dropout\"");
+  ASSERT_NE(line_at, std::string::npos) << plan.out;
+  const auto j =
+      nlohmann::json::parse(plan.out.substr(line_at, plan.out.find('\n', line_at) - line_at));
+  std::string train = std::string(DROPKIT_CLI) + " train";
+  for (const auto& a : j.at("args")) train += " '" + a.get<std::string>() + "'";
+  fs::remove_all(run_dir);
+  train += " --epochs 1 --threads 1 --data " + (root / "data").string() + " --out " +
+           run_dir.string() + " >/dev/null 2>&1";
+  ASSERT_EQ(std::system(train.c_str()), 0) << train;
+  const Result resumed = run(args + " --only lr");
+  ASSERT_EQ(resumed.code, 0) << resumed.out;
+  EXPECT_THAT(resumed.out, HasSubstr("lr/lr0.1-dropout (resumed, 2 epochs"));
+  EXPECT_THAT(resumed.out, HasSubstr("4 runs, 3 finished before, 1 to do"));
+  // epoch_seconds differ between runs; everything else must be the same bits.
+  auto strip = [](std::string s) {
+    std::string out;
+    std::size_t at = 0;
+    for (std::size_t k; (k = s.find("\"epoch_seconds\":", at)) != std::string::npos;) {
+      out += s.substr(at, k - at);
+      at = s.find(',', k) + 1;
+    }
+    return out + s.substr(at);
+  };
+  EXPECT_EQ(strip(read(run_dir / "metrics.jsonl")), strip(metrics));
+  // The report still holds every experiment, not only the one run again.
+  EXPECT_THAT(read(root / "report" / "experiments.md"), HasSubstr("<a id=\"droprate\"></a>"));
+
+  // Bad arguments: a message naming the valid choices, a non-zero exit.
+  const Result bad = run(args + " --only droprate,nonsense");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_THAT(bad.out, HasSubstr("unknown experiment(s) nonsense"));
+  EXPECT_THAT(bad.out, HasSubstr("droprate, scaled, sizes"));
+  const Result not_done = run("--mode tiny --report-only --out " + (root / "fresh").string() +
+                              " --data " + (root / "data").string());
+  EXPECT_NE(not_done.code, 0);
+  EXPECT_THAT(not_done.out, HasSubstr("not finished"));
+}
+
+}  // namespace
+}  // namespace dropkit

@@ -32,8 +32,11 @@ ActivationStats activation_statistics(model::Model& model, const data::Dataset& 
                      labels);
     const Tensor& out = model.net().forward(model.shaped_input(x), ctx, 0, layer);
     const std::size_t n = static_cast<std::size_t>(out.shape()[0]), u = out.shape().row_size();
-    if (s.unit_mean.empty()) s.unit_mean.assign(u, 0.0);
-    s.units = u;
+    if (s.unit_mean.empty()) {  // the first batch
+      s.units = u;
+      s.unit_mean.assign(u, 0.0);
+      s.active_fraction.reserve(rows.size());
+    }
     for (std::size_t i = 0; i < n; ++i) {
       const float* v = out.data() + i * u;
       std::size_t active = 0;

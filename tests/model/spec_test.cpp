@@ -110,7 +110,8 @@ TEST(Spec, NamedArgumentsActivationsAndSpaces) {
                         {"drop_prob", 0.3},
                         {"scaling", "inverted"},
                         {"mask_storage", "recompute"},
-                        {"shared_axes", ""}}));
+                        {"shared_axes", ""},
+                        {"mask_bits", 32}}));
   EXPECT_EQ(l[1]["activation"], "selu");
   EXPECT_EQ(l[2]["scaling"], "inference");
   EXPECT_EQ(l[3], (json{{"kind", "activation"}, {"function", "sigmoid"}}));

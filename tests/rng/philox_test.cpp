@@ -118,7 +118,7 @@ TEST_P(IsaTest, MaskKernelsEqualTheReference) {
   for (std::uint64_t first : {0ull, 5ull, 64ull, 127ull}) {
     for (std::size_t n : {0, 1, 7, 15, 16, 17, 63, 64, 65, 100, 128, 129, 1000, 1100}) {
       std::fill(mask.begin(), mask.end(), 0xAAAAAAAAAAAAAAAAull);
-      k.mask_scale(s, first, keep.word(), scale, x.data() + 3, y.data() + 1, n, mask.data());
+      k.mask_scale(s, first, keep.word(), 32, scale, x.data() + 3, y.data() + 1, n, mask.data());
       for (std::size_t i = 0; i < n; ++i) {
         const bool kept = keep.keep(bits_at(s, first + i));
         ASSERT_EQ(bits_of(y[1 + i]), bits_of(kept ? x[3 + i] * scale : 0.0f));
@@ -151,7 +151,7 @@ TEST_P(IsaTest, FamilyKernelsEqualTheReference) {
     for (std::size_t n :
          {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{17}, std::size_t{64},
           std::size_t{65}, std::size_t{129}, std::size_t{1100}, big}) {
-      k.mask_affine(s, first, keep.word(), a, b, c, x.data() + 3, y.data() + 1, n, mask.data());
+      k.mask_affine(s, first, keep.word(), 32, a, b, c, x.data() + 3, y.data() + 1, n, mask.data());
       for (std::size_t i = 0; i < n; ++i) {
         const bool kept = keep.keep(bits_at(s, first + i));
         ASSERT_EQ(bits_of(y[1 + i]), bits_of(kept ? a * x[3 + i] + b : c)) << n << " " << i;
@@ -171,7 +171,8 @@ TEST_P(IsaTest, FamilyKernelsEqualTheReference) {
   dropkit::Tensor xa(dropkit::Shape{static_cast<std::int64_t>(big)}), ya(xa.shape());
   std::copy(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(big), xa.data());
   for (int which = 0; which < 3; ++which) {
-    if (which == 0) k.mask_affine(s, 0, keep.word(), a, b, c, xa.data(), ya.data(), big, nullptr);
+    if (which == 0)
+      k.mask_affine(s, 0, keep.word(), 32, a, b, c, xa.data(), ya.data(), big, nullptr);
     if (which == 1) k.gauss_mul(s, 0, sigma, xa.data(), ya.data(), big);
     if (which == 2) k.gauss_add(s, 0, sigma, xa.data(), ya.data(), big);
     for (std::size_t i = 0; i < big; i += 997) {
@@ -188,7 +189,7 @@ TEST_P(IsaTest, FamilyKernelsEqualTheReference) {
   for (int which = 0; which < 3; ++which) {
     std::vector<float> io = in;
     auto run = [&](const float* src, float* dst) {
-      if (which == 0) k.mask_affine(s, 3, keep.word(), a, b, c, src, dst, in.size(), nullptr);
+      if (which == 0) k.mask_affine(s, 3, keep.word(), 32, a, b, c, src, dst, in.size(), nullptr);
       if (which == 1) k.gauss_mul(s, 3, sigma, src, dst, in.size());
       if (which == 2) k.gauss_add(s, 3, sigma, src, dst, in.size());
     };
@@ -240,8 +241,8 @@ TEST_P(IsaTest, MaskKernelWorksInPlace) {
   std::vector<float> x(777), y(777);
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i) + 0.5f;
   std::vector<float> inplace = x;
-  k.mask_scale(s, 9, KeepThreshold(0.5).word(), 2.0f, x.data(), y.data(), x.size(), nullptr);
-  k.mask_scale(s, 9, KeepThreshold(0.5).word(), 2.0f, inplace.data(), inplace.data(),
+  k.mask_scale(s, 9, KeepThreshold(0.5).word(), 32, 2.0f, x.data(), y.data(), x.size(), nullptr);
+  k.mask_scale(s, 9, KeepThreshold(0.5).word(), 32, 2.0f, inplace.data(), inplace.data(),
                inplace.size(), nullptr);
   EXPECT_EQ(inplace, y);
 }

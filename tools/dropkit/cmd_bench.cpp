@@ -110,6 +110,15 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale) {
       rows.push_back({"dropout_backward_bits", n, threads,
                       median_seconds(reps, [&] { stored.backward(ys, dxs); }),
                       b8 + static_cast<double>(n) / 8, copy});
+      // Keep decisions from 16- and 8-bit fields (mask_bits; 2 and 4 elements per Philox word).
+      for (int mask_bits : {16, 8}) {
+        dropout::Dropout narrow(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kRecompute,
+                                1, {}, mask_bits);
+        rows.push_back({fmt::format("dropout_forward_{}bit", mask_bits), n, threads,
+                        median_seconds(reps, [&] { narrow.forward(xs, ys, ctx); }), b8, copy});
+        rows.push_back({fmt::format("dropout_backward_recompute_{}bit", mask_bits), n, threads,
+                        median_seconds(reps, [&] { narrow.backward(ys, dxs); }), b8, copy});
+      }
       // The rest of the family, in the same fused pass (dropout/mask.h).
       dropout::GaussianDropout gaussian(0.5, 1);
       dropout::GaussianNoise noise(1.0, 1);

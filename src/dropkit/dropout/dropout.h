@@ -64,18 +64,24 @@ class Dropout : public NoiseLayer {
   // The defaults of the "dropout" layer kind too (model/registry.cpp reads them from here).
   static constexpr Scaling kDefaultScaling = Scaling::kInverted;
   static constexpr MaskStorage kDefaultStorage = MaskStorage::kBits;
+  // Bits per keep decision (rng::KeepThreshold): 32, or 16 / 8 for fewer Philox blocks per
+  // element; with 16 or 8 the layer works with effective_drop_prob() everywhere.
+  static constexpr int kDefaultMaskBits = 32;
 
   explicit Dropout(double drop_prob, Scaling scaling = kDefaultScaling,
                    MaskStorage storage = kDefaultStorage, std::uint32_t stream_id = 0,
-                   std::vector<int> shared_axes = {});
+                   std::vector<int> shared_axes = {}, int mask_bits = kDefaultMaskBits);
 
   std::string kind() const override { return "dropout"; }
   nlohmann::json config() const override;
   void forward(const Tensor& x, Tensor& y, const nn::Context& ctx) override;
   void backward(const Tensor& dy, Tensor& dx) override;
 
-  double drop_prob() const { return drop_prob_; }
-  double keep_prob() const { return 1.0 - drop_prob_; }
+  double drop_prob() const { return drop_prob_; }  // as configured
+  // The rate the masks realise: drop_prob, or round(drop_prob 2^b) / 2^b with b = mask_bits < 32.
+  double effective_drop_prob() const { return keep_.effective_drop_prob(); }
+  double keep_prob() const { return 1.0 - effective_drop_prob(); }
+  int mask_bits() const { return keep_.width(); }
   Scaling scaling() const { return scaling_; }
   MaskStorage storage() const { return storage_; }
   float train_scale() const { return train_scale_; }  // s applied to kept elements in training

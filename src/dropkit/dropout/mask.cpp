@@ -13,6 +13,7 @@ namespace dropkit::dropout {
 namespace {
 
 constexpr std::uint64_t kG = rng::kGroupElements;
+constexpr std::uint64_t kAlign = 4 * kG;  // elements per group of 8-bit keep fields
 // Below this many elements one thread is faster than waking the others.
 constexpr std::size_t kMinParallel = 1 << 15;
 
@@ -22,16 +23,17 @@ void check_sizes(std::size_t x, std::size_t y, const char* what) {
   }
 }
 
-// Calls fn(begin, end) over static ranges of [0, n) whose boundaries fall on multiples of 64 in
-// stream index space (first + i), so that no two threads share a 64-bit mask word.
+// Calls fn(begin, end) over static ranges of [0, n) whose boundaries fall on multiples of 256 in
+// stream index space (first + i): no two threads share a 64-bit mask word, nor a group of keep
+// fields drawn together (256 elements from 16 Philox blocks with 8-bit fields).
 template <class Fn>
 void for_groups(parallel::ThreadPool& pool, std::uint64_t first, std::size_t n, Fn&& fn) {
   if (n < kMinParallel || pool.size() == 1) {
     if (n > 0) fn(std::size_t{0}, n);
     return;
   }
-  const std::size_t head = first % kG;
-  parallel::parallel_for(pool, n + head, kG, [&](std::size_t b, std::size_t e) {
+  const std::size_t head = first % kAlign;
+  parallel::parallel_for(pool, n + head, kAlign, [&](std::size_t b, std::size_t e) {
     b = b < head ? 0 : b - head;
     e -= head;
     if (b < e) fn(b, e);
@@ -83,7 +85,8 @@ void apply_keep_mask(parallel::ThreadPool& pool, const rng::StreamKey& s, std::u
   const auto& k = kernels::active_kernels();
   for_groups(pool, first, n, [&](std::size_t b, std::size_t e) {
     std::uint64_t* word = bits.empty() ? nullptr : bits.data() + ((first + b) / kG - first / kG);
-    k.mask_scale(s, first + b, keep.word(), scale, x.data() + b, y.data() + b, e - b, word);
+    k.mask_scale(s, first + b, keep.word(), keep.width(), scale, x.data() + b, y.data() + b, e - b,
+                 word);
   });
 }
 
@@ -120,7 +123,8 @@ void apply_keep_affine(parallel::ThreadPool& pool, const rng::StreamKey& s, std:
   const auto& k = kernels::active_kernels();
   for_groups(pool, first, n, [&](std::size_t lo, std::size_t hi) {
     std::uint64_t* word = bits.empty() ? nullptr : bits.data() + ((first + lo) / kG - first / kG);
-    k.mask_affine(s, first + lo, keep.word(), a, b, c, x.data() + lo, y.data() + lo, hi - lo, word);
+    k.mask_affine(s, first + lo, keep.word(), keep.width(), a, b, c, x.data() + lo, y.data() + lo,
+                  hi - lo, word);
   });
 }
 

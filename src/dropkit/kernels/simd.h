@@ -93,6 +93,17 @@ struct Scalar {
   static F maskz_mul(M m, F a, F b) { return m ? a * b : 0.0f; }
   static std::uint64_t bits_of(M m) { return m ? 1 : 0; }
   static M mask_of(std::uint64_t bits) { return (bits & 1) != 0; }
+  // Narrow keep words (rng/philox.h, keep_field_at): each lane's B-bit fields, low field first,
+  // tested u >= t; field f of lane l is element l * (32 / B) + f, and bit l * (32 / B) + f of the
+  // result. kLanes * 32 / B bits.
+  template <int B>
+  static std::uint64_t keep_narrow(U w, std::uint32_t t) {
+    std::uint64_t r = 0;
+    for (int f = 0; f < 32 / B; ++f) {
+      r |= std::uint64_t{((w >> (B * f)) & ((1u << B) - 1)) >= t} << f;
+    }
+    return r;
+  }
 };
 
 #if defined(__AVX2__)
@@ -174,6 +185,26 @@ struct Avx2 {
     const __m256i b = _mm256_set1_epi32(static_cast<int>(bits & 0xFF));
     return _mm256_cmpeq_epi32(_mm256_and_si256(b, lane_bit), lane_bit);
   }
+  // Unsigned a >= t per 8- or 16-bit field (max(a, t) == a), one bit per field in memory order.
+  template <int B>
+  static std::uint64_t keep_narrow(U w, std::uint32_t t) {
+    if constexpr (B == 8) {
+      const __m256i tv = _mm256_set1_epi8(static_cast<char>(t));
+      return static_cast<std::uint32_t>(
+          _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(w, tv), w)));
+    } else {
+      const __m256i tv = _mm256_set1_epi16(static_cast<short>(t));
+      // Two equal bits per 16-bit field: keep the even ones, packed.
+      std::uint32_t x = static_cast<std::uint32_t>(
+                            _mm256_movemask_epi8(_mm256_cmpeq_epi16(_mm256_max_epu16(w, tv), w))) &
+                        0x55555555u;
+      x = (x | (x >> 1)) & 0x33333333u;
+      x = (x | (x >> 2)) & 0x0F0F0F0Fu;
+      x = (x | (x >> 4)) & 0x00FF00FFu;
+      x = (x | (x >> 8)) & 0x0000FFFFu;
+      return x;
+    }
+  }
 };
 #endif
 
@@ -248,6 +279,20 @@ struct Avx512 {
   static F maskz_mul(M m, F a, F b) { return _mm512_maskz_mul_ps(m, a, b); }
   static std::uint64_t bits_of(M m) { return m; }
   static M mask_of(std::uint64_t bits) { return static_cast<M>(bits & 0xFFFF); }
+  // The 64 keep bits of one vector of 8-bit fields or two of 16-bit fields (isa_body.inc,
+  // keep_word). The two 32-bit compare masks are joined in mask registers (kunpckdq): GCC 12
+  // at -O1 widened a __mmask32 to 64 bits through a 32-bit store into an 8-byte stack slot,
+  // leaving the upper half stale, so no __mmask32 is ever converted to an integer here.
+  template <int B>
+  static std::uint64_t keep_word(const U* w, std::uint32_t t) {
+    if constexpr (B == 8) {
+      return _cvtmask64_u64(_mm512_cmpge_epu8_mask(w[0], _mm512_set1_epi8(static_cast<char>(t))));
+    } else {
+      const __m512i tv = _mm512_set1_epi16(static_cast<short>(t));
+      return _cvtmask64_u64(
+          _mm512_kunpackd(_mm512_cmpge_epu16_mask(w[1], tv), _mm512_cmpge_epu16_mask(w[0], tv)));
+    }
+  }
 };
 #endif
 

@@ -30,15 +30,17 @@ struct KernelTable {
   void (*fill_uniform)(const rng::StreamKey& s, std::uint64_t first, float* out, std::size_t n);
   // out[i] = normal_at(s, first + i)
   void (*fill_normal)(const rng::StreamKey& s, std::uint64_t first, float* out, std::size_t n);
-  // y[i] = bits_at(s, first + i) >= threshold ? x[i] * scale : 0; x may equal y.
+  // y[i] = keep_field_at(s, first + i, width) >= threshold ? x[i] * scale : 0 (rng/philox.h;
+  // width 32, 16 or 8 bits); x may equal y.
   // If mask is not null, bit (first + i) % 64 of mask[(first + i) / 64 - first / 64] is set to
   // the keep bit; the other bits of a partially covered word are left unchanged.
   void (*mask_scale)(const rng::StreamKey& s, std::uint64_t first, std::uint32_t threshold,
-                     float scale, const float* x, float* y, std::size_t n, std::uint64_t* mask);
-  // y[i] = bits_at(s, first + i) >= threshold ? a * x[i] + b : c; x may equal y; mask as above.
-  // (Alpha dropout: a dropped unit becomes c = a alpha' + b.)
+                     int width, float scale, const float* x, float* y, std::size_t n,
+                     std::uint64_t* mask);
+  // y[i] = keep_field_at(s, first + i, width) >= threshold ? a * x[i] + b : c; x may equal y;
+  // mask as above. (Alpha dropout: a dropped unit becomes c = a alpha' + b.)
   void (*mask_affine)(const rng::StreamKey& s, std::uint64_t first, std::uint32_t threshold,
-                      float a, float b, float c, const float* x, float* y, std::size_t n,
+                      int width, float a, float b, float c, const float* x, float* y, std::size_t n,
                       std::uint64_t* mask);
   // y[i] = x[i] * (1 + sigma * normal_at(s, first + i)); x may equal y (Gaussian dropout).
   void (*gauss_mul)(const rng::StreamKey& s, std::uint64_t first, float sigma, const float* x,

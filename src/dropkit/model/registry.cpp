@@ -94,14 +94,21 @@ std::vector<LayerKind> make_kinds() {
                    .default_value = dropout::storage_name(dropout::Dropout::kDefaultStorage),
                    .help = "what backward reads: 1 bit per element, or the mask recomputed",
                    .choices = {"bits", "recompute"}},
-                  shared_axes_option()},
+                  shared_axes_option(),
+                  {.name = "mask_bits",
+                   .type = Type::kInt,
+                   .default_value = dropout::Dropout::kDefaultMaskBits,
+                   .help = "bits per keep decision: 32, or 16 / 8 (faster; the layer then uses "
+                           "the drop rate round(p 2^b) / 2^b, e.g. 0.2 -> 51/256 at 8 bits)",
+                   .min = 8,
+                   .max = 32}},
       .positional = {"drop_prob", "scaling"},
       .create = [](const json& c, const Shape&, std::size_t index) -> std::unique_ptr<nn::Layer> {
         return std::make_unique<dropout::Dropout>(
             c.at("drop_prob").get<double>(),
             dropout::parse_scaling(c.at("scaling").get<std::string>()),
             dropout::parse_storage(c.at("mask_storage").get<std::string>()), stream_of(index),
-            shared_axes_of(c));
+            shared_axes_of(c), c.at("mask_bits").get<int>());
       },
   });
   k.push_back({

@@ -79,23 +79,47 @@ constexpr float uniform_at(const StreamKey& s, std::uint64_t i) {
   return uniform_from_bits(bits_at(s, i));
 }
 
-// The keep test of SPEC section 2: keep when u >= round(drop_prob * 2^32). A threshold of 2^32
-// (drop_prob = 1, or so close to 1 that it rounds there) drops everything.
+// The keep field of element i for keep words of `width` bits (SPEC section 2): with width 32
+// the element's own word bits_at(s, i); with 16 or 8 the field i % (32 / width) (low field
+// first) of word i / (32 / width), so one Philox block serves 4, 8 or 16 elements.
+constexpr std::uint32_t keep_field_at(const StreamKey& s, std::uint64_t i, int width) {
+  if (width == 32) return bits_at(s, i);
+  const auto per = static_cast<std::uint64_t>(32 / width);
+  return (bits_at(s, i / per) >> (width * static_cast<int>(i % per))) & ((1u << width) - 1);
+}
+
+// The keep test of SPEC section 2 on b-bit fields (b = width: 32, 16 or 8): keep when
+// u >= round(drop_prob * 2^b). A threshold of 2^b (drop_prob = 1, or so close to 1 that it
+// rounds there) drops everything; 0 keeps everything. With b < 32 the drop rate the mask
+// realises is effective_drop_prob() = round(p 2^b) / 2^b, and the layers scale by it, so the
+// expectation stays exact (0.2 at 8 bits is 51/256 = 0.19921875). With b = 32 the difference
+// is below 2^-33 and the layers keep using drop_prob itself (the results of the 32-bit masks are
+// unchanged by the narrower ones' arrival).
 class KeepThreshold {
  public:
-  explicit KeepThreshold(double drop_prob) {
+  explicit KeepThreshold(double drop_prob, int width = 32) : width_(width), drop_prob_(drop_prob) {
     if (!(drop_prob >= 0.0 && drop_prob <= 1.0)) {  // also rejects NaN
       throw std::invalid_argument("drop_prob must be in [0, 1]");
     }
-    value_ = static_cast<std::uint64_t>(std::llround(drop_prob * 0x1p32));
+    if (width != 32 && width != 16 && width != 8) {
+      throw std::invalid_argument("keep words have 32, 16 or 8 bits");
+    }
+    value_ = static_cast<std::uint64_t>(std::llround(std::ldexp(drop_prob, width)));
   }
-  bool drops_all() const { return value_ >= (std::uint64_t{1} << 32); }
+  int width() const { return width_; }
+  bool drops_all() const { return value_ >= (std::uint64_t{1} << width_); }
   bool keeps_all() const { return value_ == 0; }
-  // The threshold as a 32-bit word; only meaningful when !drops_all().
+  // The threshold as a word; only meaningful when !drops_all().
   std::uint32_t word() const { return static_cast<std::uint32_t>(value_); }
+  // u: a keep field of width() bits.
   bool keep(std::uint32_t u) const { return std::uint64_t{u} >= value_; }
+  double effective_drop_prob() const {
+    return width_ == 32 ? drop_prob_ : std::ldexp(static_cast<double>(value_), -width_);
+  }
 
  private:
+  int width_ = 32;
+  double drop_prob_ = 0;
   std::uint64_t value_ = 0;
 };
 

@@ -6,11 +6,13 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 
 #include "dropkit/core/atomic_file.h"
@@ -460,14 +462,25 @@ TEST_F(Cli, CompareAndBenchRun) {
   EXPECT_THAT(c.out, HasSubstr("cmp_b"));
   EXPECT_TRUE(fs::exists(root_ / "cmp.svg"));
 
-  const auto k = run("bench --json --sizes 4096 --reps 1");
+  const auto k = run("bench --json --sizes 4096,1024 --reps 1");  // a comma list as well
   ASSERT_EQ(k.code, 0) << k.err;
   const auto j = nlohmann::json::parse(k.out);
   EXPECT_TRUE(j.contains("cpu"));
+  std::set<std::size_t> sizes;
   for (const auto& row : j["results"]) {
-    for (const char* key : {"op", "n", "threads", "seconds_median", "gb_per_s", "ratio_to_copy"})
+    for (const char* key : {"op", "n", "threads", "seconds_median", "gb_per_s",
+                            "copy_seconds_median", "ratio_to_copy"})
       EXPECT_TRUE(row.contains(key)) << key;
+    sizes.insert(row["n"].get<std::size_t>());
+    // The ratio is the median of per-repetition ratios: positive and finite, and exactly 1
+    // for the reference itself.
+    const double ratio = row["ratio_to_copy"].get<double>();
+    EXPECT_TRUE(std::isfinite(ratio) && ratio > 0) << row["op"];
+    if (row["op"] == "copy") {
+      EXPECT_EQ(ratio, 1.0);
+    }
   }
+  EXPECT_EQ(sizes, (std::set<std::size_t>{1024, 4096}));
 
   const auto t = run("bench train --json --arch 20-16-16-4 --batch 8 --steps 3");
   ASSERT_EQ(t.code, 0) << t.err;

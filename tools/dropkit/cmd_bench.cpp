@@ -4,7 +4,10 @@
 // The reference is the best copy this machine does: for each size and thread count, the faster
 // of memcpy and a streaming-store loop, over the same static ranges and the same pool. Every
 // buffer is allocated and touched before timing (no page faults in the loop); each result is the
-// median of several repetitions after a warm-up.
+// median of several repetitions after a warm-up. The memory bandwidth of these VMs drifts (it
+// can double within an hour, and moves within one run), so each op is timed in alternation with
+// the copy: every repetition times both copies right before the op, and the ratio reported is
+// the median of the per-repetition ratios, not a ratio of two medians taken minutes apart.
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -51,9 +54,10 @@ struct Row {
   std::string op;
   std::size_t n;
   int threads;
-  double seconds;
-  double bytes;
-  double copy_seconds;
+  double seconds;       // the op's median
+  double bytes;         // moved by one call
+  double copy_seconds;  // the median of the copies timed next to it
+  double ratio;         // median over repetitions of (bytes / seconds) / (8 n / copy seconds)
 };
 
 int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale) {
@@ -80,84 +84,83 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale) {
       auto split = [&](auto&& fn) {
         parallel::parallel_for(pool, n, 64, [&](std::size_t b, std::size_t e) { fn(b, e); });
       };
-      const double t_memcpy = median_seconds(reps, [&] {
+      auto memcpy_all = [&] {
         split([&](std::size_t b, std::size_t e) {
           std::memcpy(ys.data() + b, xs.data() + b, (e - b) * sizeof(float));
         });
-      });
-      const double t_stream = median_seconds(reps, [&] {
+      };
+      auto stream_all = [&] {
         split([&](std::size_t b, std::size_t e) {
           k.copy_streaming(xs.data() + b, ys.data() + b, e - b);
         });
-      });
-      const double copy = std::min(t_memcpy, t_stream);
+      };
       const double b8 = 8.0 * static_cast<double>(n);
-      rows.push_back({"memcpy", n, threads, t_memcpy, b8, copy});
-      rows.push_back({"copy_streaming", n, threads, t_stream, b8, copy});
-      rows.push_back({"copy", n, threads, copy, b8, copy});
+      const double t_memcpy = median_seconds(reps, memcpy_all);
+      const double t_stream = median_seconds(reps, stream_all);
+      const double copy = std::min(t_memcpy, t_stream);
+      rows.push_back({"memcpy", n, threads, t_memcpy, b8, copy, copy / t_memcpy});
+      rows.push_back({"copy_streaming", n, threads, t_stream, b8, copy, copy / t_stream});
+      rows.push_back({"copy", n, threads, copy, b8, copy, 1.0});
+      // Times op in alternation with the best copy (see the top of the file) and adds its row.
+      auto measure = [&](std::string op, double bytes, auto&& fn) {
+        fn();  // warm-up
+        std::vector<double> t, c, r;
+        for (int rep = 0; rep < reps; ++rep) {
+          const double copy_now = std::min(seconds_of(memcpy_all), seconds_of(stream_all));
+          const double op_now = seconds_of(fn);
+          t.push_back(op_now);
+          c.push_back(copy_now);
+          r.push_back(bytes * copy_now / (b8 * op_now));
+        }
+        rows.push_back({std::move(op), n, threads, median(std::move(t)), bytes,
+                        median(std::move(c)), median(std::move(r))});
+      };
 
       const nn::Context ctx{.mode = nn::Mode::kTrain, .seed = 7, .step = 1, .pool = &pool};
       dropout::Dropout recompute(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kRecompute,
                                  1);
       dropout::Dropout stored(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kBits, 1);
-      rows.push_back({"dropout_forward", n, threads,
-                      median_seconds(reps, [&] { recompute.forward(xs, ys, ctx); }), b8, copy});
-      rows.push_back({"dropout_backward_recompute", n, threads,
-                      median_seconds(reps, [&] { recompute.backward(ys, dxs); }), b8, copy});
-      rows.push_back({"dropout_forward_bits", n, threads,
-                      median_seconds(reps, [&] { stored.forward(xs, ys, ctx); }),
-                      b8 + static_cast<double>(n) / 8, copy});
-      rows.push_back({"dropout_backward_bits", n, threads,
-                      median_seconds(reps, [&] { stored.backward(ys, dxs); }),
-                      b8 + static_cast<double>(n) / 8, copy});
+      measure("dropout_forward", b8, [&] { recompute.forward(xs, ys, ctx); });
+      measure("dropout_backward_recompute", b8, [&] { recompute.backward(ys, dxs); });
+      measure("dropout_forward_bits", b8 + static_cast<double>(n) / 8,
+              [&] { stored.forward(xs, ys, ctx); });
+      measure("dropout_backward_bits", b8 + static_cast<double>(n) / 8,
+              [&] { stored.backward(ys, dxs); });
       // Keep decisions from 16- and 8-bit fields (mask_bits; 2 and 4 elements per Philox word).
       for (int mask_bits : {16, 8}) {
         dropout::Dropout narrow(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kRecompute,
                                 1, {}, mask_bits);
-        rows.push_back({fmt::format("dropout_forward_{}bit", mask_bits), n, threads,
-                        median_seconds(reps, [&] { narrow.forward(xs, ys, ctx); }), b8, copy});
-        rows.push_back({fmt::format("dropout_backward_recompute_{}bit", mask_bits), n, threads,
-                        median_seconds(reps, [&] { narrow.backward(ys, dxs); }), b8, copy});
+        measure(fmt::format("dropout_forward_{}bit", mask_bits), b8,
+                [&] { narrow.forward(xs, ys, ctx); });
+        measure(fmt::format("dropout_backward_recompute_{}bit", mask_bits), b8,
+                [&] { narrow.backward(ys, dxs); });
       }
       // The rest of the family, in the same fused pass (dropout/mask.h).
       dropout::GaussianDropout gaussian(0.5, 1);
       dropout::GaussianNoise noise(1.0, 1);
       dropout::AlphaDropout alpha(0.1, 1);
-      rows.push_back({"gaussian_dropout_forward", n, threads,
-                      median_seconds(reps, [&] { gaussian.forward(xs, ys, ctx); }), b8, copy});
-      rows.push_back({"gaussian_dropout_backward", n, threads,
-                      median_seconds(reps, [&] { gaussian.backward(ys, dxs); }), b8, copy});
-      rows.push_back({"gaussian_noise_forward", n, threads,
-                      median_seconds(reps, [&] { noise.forward(xs, ys, ctx); }), b8, copy});
-      rows.push_back({"alpha_dropout_forward", n, threads,
-                      median_seconds(reps, [&] { alpha.forward(xs, ys, ctx); }), b8, copy});
-      rows.push_back({"alpha_dropout_backward", n, threads,
-                      median_seconds(reps, [&] { alpha.backward(ys, dxs); }), b8, copy});
+      measure("gaussian_dropout_forward", b8, [&] { gaussian.forward(xs, ys, ctx); });
+      measure("gaussian_dropout_backward", b8, [&] { gaussian.backward(ys, dxs); });
+      measure("gaussian_noise_forward", b8, [&] { noise.forward(xs, ys, ctx); });
+      measure("alpha_dropout_forward", b8, [&] { alpha.forward(xs, ys, ctx); });
+      measure("alpha_dropout_backward", b8, [&] { alpha.backward(ys, dxs); });
       // Spatial dropout: [n / 1024, 16, 8, 8], one mask value per example and channel.
       if (n % 1024 == 0) {
         const Shape flat = xs.shape(), nchw{static_cast<std::int64_t>(n / 1024), 16, 8, 8};
         xs.reshape(nchw);
         dropout::Dropout spatial(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kBits, 1,
                                  {2, 3});
-        rows.push_back({"dropout_forward_spatial", n, threads,
-                        median_seconds(reps, [&] { spatial.forward(xs, ys, ctx); }), b8, copy});
+        measure("dropout_forward_spatial", b8, [&] { spatial.forward(xs, ys, ctx); });
         xs.reshape(flat);
       }
       const rng::StreamKey s{7, 1, 1};
-      rows.push_back({"philox_bits", n, threads,
-                      median_seconds(reps,
-                                     [&] {
-                                       split([&](std::size_t b, std::size_t e) {
-                                         k.fill_bits(s, b, words.data() + b, e - b);
-                                       });
-                                     }),
-                      4.0 * static_cast<double>(n), copy});
+      measure("philox_bits", 4.0 * static_cast<double>(n), [&] {
+        split([&](std::size_t b, std::size_t e) { k.fill_bits(s, b, words.data() + b, e - b); });
+      });
     }
   }
 
   auto gbs = [](const Row& r) { return r.bytes / r.seconds / 1e9; };
-  // Ratio of bandwidths: for 8-byte-per-element ops, copy time / op time.
-  auto ratio = [&](const Row& r) { return gbs(r) / (8.0 * r.n / r.copy_seconds / 1e9); };
   if (json) {
     nlohmann::json j{{"cpu", cpu_name()},
                      {"threads", all},
@@ -169,7 +172,8 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale) {
                               {"threads", r.threads},
                               {"seconds_median", r.seconds},
                               {"gb_per_s", gbs(r)},
-                              {"ratio_to_copy", ratio(r)}});
+                              {"copy_seconds_median", r.copy_seconds},
+                              {"ratio_to_copy", r.ratio}});
     }
     fmt::print("{}\n", j.dump(2));
     return 0;
@@ -179,7 +183,7 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale) {
              "x copy");
   for (const auto& r : rows) {
     fmt::print("{:<28} {:>10} {:>7} {:>12.3f} {:>9.2f} {:>8.3f}\n", r.op, r.n, r.threads,
-               r.seconds * 1e3, gbs(r), ratio(r));
+               r.seconds * 1e3, gbs(r), r.ratio);
   }
   return 0;
 }
@@ -202,7 +206,9 @@ Run add_bench(CLI::App& app) {
       ->check(CLI::IsMember({"kernels", "train", "predict"}))
       ->capture_default_str();
   app.add_flag("--json", o->json, "print one JSON object on stdout and nothing else");
-  app.add_option("--sizes", o->sizes, "element counts for `bench kernels`")
+  app.add_option("--sizes", o->sizes,
+                 "element counts for `bench kernels` (space- or comma-separated)")
+      ->delimiter(',')
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32))
       ->capture_default_str();
   app.add_option("--reps", o->reps, "repetition scale (more is steadier and slower)")

@@ -150,6 +150,7 @@ TEST(Checkpoint, MissingOptionalFieldsTakeTheirDefaults) {
     json config = json::parse(meta["config"]);
     config.erase("train_eval");
     config.erase("nesterov");
+    config.erase("precision");
     meta["config"] = config.dump();
     json state = json::parse(meta["state"]);
     state.erase("adam_steps");
@@ -159,8 +160,10 @@ TEST(Checkpoint, MissingOptionalFieldsTakeTheirDefaults) {
     meta["model"] = model.dump();
   });
   const Checkpoint ck = read_checkpoint(f);
-  EXPECT_EQ(ck.config.train_eval, TrainConfig{}.train_eval);
+  const TrainConfig defaults;
+  EXPECT_EQ(ck.config.train_eval, defaults.train_eval);
   EXPECT_FALSE(ck.config.optimizer.nesterov);
+  EXPECT_EQ(ck.config.precision, "f32");
   EXPECT_EQ(ck.state.adam_steps, 0u);
   EXPECT_EQ(ck.model->layers()[0]["mask_storage"], "bits");
   // An unknown field is not silently dropped.

@@ -85,6 +85,25 @@ TEST(Trainer, SameSeedSameBitsForOneTwoAndThreeThreads) {
   }
 }
 
+TEST(Trainer, Bf16ProductsLearnAsFp32DoesAndGiveTheSameBitsForOneTwoAndThreeThreads) {
+  const auto data = toy_data();
+  auto run = [&](const std::string& precision, int threads) {
+    parallel::ThreadPool pool(threads);
+    TrainConfig c = toy_config();
+    c.precision = precision;
+    Trainer t(c, data, pool);
+    EpochRecord rec;
+    while (t.epochs_done() < c.epochs) rec = t.run_epoch();
+    return std::make_pair(params_of(t), rec);
+  };
+  const auto [f32_params, f32] = run("f32", 2);
+  const auto [reference, bf16] = run("bf16", 1);
+  EXPECT_NE(reference, f32_params);  // the products really were rounded
+  EXPECT_NEAR(bf16.test_accuracy, f32.test_accuracy, 0.05);
+  EXPECT_NEAR(bf16.train_eval_loss, f32.train_eval_loss, 0.1 + 0.2 * f32.train_eval_loss);
+  for (int threads : {2, 3}) EXPECT_EQ(run("bf16", threads).first, reference) << threads;
+}
+
 TEST(Trainer, AnotherSeedGivesAnotherRun) {
   const auto data = toy_data();
   parallel::ThreadPool pool(1);

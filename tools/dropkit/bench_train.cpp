@@ -42,6 +42,11 @@ void add_bench_train_options(CLI::App& app, BenchTrainOptions& o) {
   app.add_option("--threads", o.threads, "threads for `bench train` and `bench predict` (0 = all)")
       ->check(CLI::Range(0, 256))
       ->capture_default_str();
+  app.add_option("--precision", o.precision,
+                 "`bench train`: the dense products' input format, f32 or bf16 (the step and the "
+                 "products alone both use it)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
 }
 
 int run_bench_train(const BenchTrainOptions& o, bool json) {
@@ -49,6 +54,7 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
   parallel::ThreadPool pool(threads);
   parallel::ScopedFlushDenormals flush;
   const std::int64_t b = o.batch;
+  const kernels::Precision precision = kernels::parse_precision(o.precision);
   // The net with its stochastic layers, and the same net without them. --arch gives the input
   // size; a --net is measured on Fashion-MNIST-shaped examples (1x28x28).
   nlohmann::json layers;
@@ -102,7 +108,8 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
     labels[i] = static_cast<std::uint8_t>(i % std::min<std::size_t>(classes, 256));
   std::uint64_t step = 0;
   auto run_step = [&](Variant& v) {
-    const nn::Context ctx{.mode = nn::Mode::kTrain, .seed = 1, .step = step++, .pool = &pool};
+    const nn::Context ctx{
+        .mode = nn::Mode::kTrain, .seed = 1, .step = step++, .precision = precision, .pool = &pool};
     train::train_step(v.net->net(), *v.opt, 0, x, labels, ctx, v.dlogits);
   };
 
@@ -181,19 +188,21 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
   auto products = [&](bool blocked) {
     conv_products();
     for (std::size_t l = 0; l < dense.size(); ++l)
-      kernels::linear_forward(pool, b, dense[l].first, dense[l].second, acts[l].data(),
-                              weights[l].data(), outs[l].data(), [](std::int64_t, std::int64_t) {});
+      kernels::linear_forward(
+          pool, b, dense[l].first, dense[l].second, acts[l].data(), weights[l].data(),
+          outs[l].data(), [](std::int64_t, std::int64_t) {}, precision);
     for (std::size_t l = dense.size(); l-- > 0;) {
       const auto [in, out] = dense[l];
       if (l > 0 || !dense_first)  // [b, in] is the dy of the layer before
         kernels::linear_backward_input(pool, b, in, out, dacts[l].data(), weights[l].data(),
-                                       l > 0 ? dacts[l - 1].data() : first_dx.data());
+                                       l > 0 ? dacts[l - 1].data() : first_dx.data(), precision);
       if (blocked) {
-        kernels::linear_weight_grads(pool, b, in, out, acts[l].data(), dacts[l].data(), false,
-                                     [](std::int64_t, std::int64_t, const float*, const float*) {});
+        kernels::linear_weight_grads(
+            pool, b, in, out, acts[l].data(), dacts[l].data(), false,
+            [](std::int64_t, std::int64_t, const float*, const float*) {}, precision);
       } else {
         kernels::linear_backward_weights(pool, b, in, out, acts[l].data(), dacts[l].data(),
-                                         grads[l].data(), nullptr, false);
+                                         grads[l].data(), nullptr, false, precision);
       }
     }
   };
@@ -284,6 +293,7 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
     fmt::print("{}\n", nlohmann::json{{"net", net},
                                       {"batch", b},
                                       {"threads", threads},
+                                      {"precision", o.precision},
                                       {"isa", kernels::active_kernels().name},
                                       {"dense_layers", dense.size()},
                                       {"conv_layers", convs.size()},
@@ -302,8 +312,12 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
                            .dump(2));
     return 0;
   }
-  fmt::print("bench train: {} batch {}, {} threads, {} kernels, median of {} rounds\n", net, b,
-             threads, kernels::active_kernels().name, o.steps);
+  fmt::print("bench train: {} batch {}, {} threads, {} kernels, {} products, median of {} rounds\n",
+             net, b, threads, kernels::active_kernels().name, o.precision, o.steps);
+  if (precision == kernels::Precision::kBf16 && !kernels::bf16_products_native()) {
+    fmt::print("  (oneDNN has no native bf16 products on this CPU: {})\n",
+               kernels::bf16_products_implementation());
+  }
   fmt::print(
       "  products alone             {:8.3f} ms  ({:.0f} GFLOP/s; dW stored {:.3f} ms, "
       "dW blocked {:.3f} ms)\n",

@@ -13,7 +13,8 @@ struct BenchTrainOptions {
   std::string net;  // a layer list instead of arch
   int batch = 128;
   int steps = 50;
-  int threads = 0;  // 0: all
+  int threads = 0;                // 0: all
+  std::string precision = "f32";  // of the dense products (kernels/gemm.h): f32 or bf16
 };
 
 void add_bench_train_options(CLI::App& app, BenchTrainOptions& o);

@@ -23,6 +23,7 @@
 
 #include "commands.h"
 #include "dropkit/core/atomic_file.h"
+#include "dropkit/kernels/gemm.h"
 #include "dropkit/kernels/table.h"
 #include "dropkit/model/registry.h"
 #include "dropkit/train/activations.h"
@@ -252,6 +253,13 @@ int run_train(CLI::App& app, TrainOpts& o) {
   const fs::path out = o.out;
   const bool fresh_out = !resumed || fs::weakly_canonical(out) != fs::weakly_canonical(o.resume);
   if (fresh_out) check_fresh_out(out, o.overwrite);
+  if (config.precision == "bf16" && !kernels::bf16_products_native()) {
+    // Correct but slow: say so rather than let the user wonder.
+    fmt::print(stderr,
+               "dropkit train: note: this CPU has no native bf16 products (oneDNN uses {}); "
+               "--precision bf16 will be slower than f32 here\n",
+               kernels::bf16_products_implementation());
+  }
   const auto data = data::load_mnist_dir(o.data);
   const int threads = resolve_threads(o.threads);
   parallel::ThreadPool pool(threads);

@@ -1,11 +1,15 @@
 #include "dropkit/kernels/gemm.h"
 
 #include <algorithm>
+#include <map>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl.hpp>
 
 #include "dropkit/core/tensor.h"
 
@@ -18,6 +22,116 @@ void use_one_onednn_thread() {
     return true;
   }();
   (void)single;
+}
+
+std::string_view precision_name(Precision p) {
+  return p == Precision::kBf16 ? "bf16" : "f32";
+}
+
+Precision parse_precision(std::string_view s) {
+  if (s == "f32") return Precision::kF32;
+  if (s == "bf16") return Precision::kBf16;
+  throw std::invalid_argument("precision '" + std::string(s) + "' is not one of f32, bf16");
+}
+
+namespace {
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// One matmul primitive per shape, leading dimensions and accumulate flag, per thread (a
+// primitive is built once, in about a millisecond, and then reused every step).
+struct Bf16Matmul {
+  dnnl::matmul prim;
+  dnnl::memory::desc a, b, c;
+  std::string impl;
+};
+
+const Bf16Matmul& bf16_matmul(bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                              std::int64_t lda, std::int64_t ldb, bool accumulate,
+                              std::int64_t ldc) {
+  using Key = std::tuple<bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                         bool, std::int64_t>;
+  thread_local std::map<Key, Bf16Matmul> cache;
+  const Key key{trans_b, m, n, k, lda, ldb, accumulate, ldc};
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  using dt = dnnl::memory::data_type;
+  const dnnl::memory::desc a({m, k}, dt::bf16, dnnl::memory::dims{lda, 1});
+  const dnnl::memory::desc b({k, n}, dt::bf16,
+                             trans_b ? dnnl::memory::dims{1, ldb} : dnnl::memory::dims{ldb, 1});
+  const dnnl::memory::desc c({m, n}, dt::f32, dnnl::memory::dims{ldc, 1});
+  dnnl::primitive_attr attr;
+  if (accumulate) {
+    dnnl::post_ops ops;
+    ops.append_sum(1.0f);
+    attr.set_post_ops(ops);
+  }
+  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), attr, cpu_engine());
+  return cache.emplace(key, Bf16Matmul{dnnl::matmul(pd), a, b, c, pd.impl_info_str()})
+      .first->second;
+}
+
+}  // namespace
+
+std::string bf16_products_implementation() {
+  use_one_onednn_thread();
+  return bf16_matmul(true, 128, kBlock, 1024, 1024, 1024, false, 1024).impl;
+}
+
+bool bf16_products_native() {
+  return bf16_products_implementation().find("ref") == std::string::npos;
+}
+
+void gemm_bf16(bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, const Bf16* a,
+               std::int64_t lda, const Bf16* b, std::int64_t ldb, bool accumulate, float* c,
+               std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // an empty sum
+    if (!accumulate) {
+      for (std::int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+    }
+    return;
+  }
+  use_one_onednn_thread();
+  const Bf16Matmul& mm = bf16_matmul(trans_b, m, n, k, lda, ldb, accumulate, ldc);
+  thread_local dnnl::stream stream(cpu_engine());
+  // oneDNN takes non-const handles; it only reads a and b.
+  dnnl::memory am(mm.a, cpu_engine(), const_cast<Bf16*>(a));
+  dnnl::memory bm(mm.b, cpu_engine(), const_cast<Bf16*>(b));
+  dnnl::memory cm(mm.c, cpu_engine(), c);
+  mm.prim.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  stream.wait();
+}
+
+void round_to_bf16(parallel::ThreadPool& pool, const float* x, Bf16* y, std::size_t n) {
+  parallel::parallel_for(pool, n, 64, [&](std::size_t b, std::size_t e) {
+    for (std::size_t i = b; i < e; ++i) y[i] = to_bf16(x[i]);
+  });
+}
+
+Bf16* bf16_scratch(int slot, std::size_t elements) {
+  thread_local std::vector<Bf16> buffers[2];
+  auto& v = buffers[slot];
+  if (v.size() < elements) v.resize(elements);
+  return v.data();
+}
+
+Bf16GradOperands round_grad_operands(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
+                                     std::int64_t out, const float* x, const float* dy) {
+  Bf16* dy_t = bf16_scratch(0, static_cast<std::size_t>(rows * out));
+  // dy [rows, out] transposed to [out, rows]: threads split the columns of dy.
+  parallel::parallel_for(pool, static_cast<std::size_t>(out), 16,
+                         [&](std::size_t b, std::size_t e) {
+                           for (std::int64_t r = 0; r < rows; ++r) {
+                             const float* row = dy + r * out;
+                             for (std::size_t j = b; j < e; ++j) {
+                               dy_t[static_cast<std::int64_t>(j) * rows + r] = to_bf16(row[j]);
+                             }
+                           }
+                         });
+  return {dy_t, round_operand(pool, 1, x, rows * in)};
 }
 
 void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
@@ -34,9 +148,14 @@ void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int6
 
 void weight_grad_block(std::int64_t rows, std::int64_t in, std::int64_t out, const float* x,
                        const float* dy, std::int64_t j0, std::int64_t j1, float* dw, float* db,
-                       bool accumulate) {
-  sgemm(true, false, j1 - j0, in, rows, 1.0f, dy + j0, out, x, in, accumulate ? 1.0f : 0.0f, dw,
-        in);
+                       bool accumulate, const Bf16GradOperands& bf16) {
+  if (bf16.dy_t) {
+    gemm_bf16(false, j1 - j0, in, rows, bf16.dy_t + j0 * rows, rows, bf16.x, in, accumulate, dw,
+              in);
+  } else {
+    sgemm(true, false, j1 - j0, in, rows, 1.0f, dy + j0, out, x, in, accumulate ? 1.0f : 0.0f, dw,
+          in);
+  }
   if (db == nullptr) return;
   if (!accumulate) std::fill(db, db + (j1 - j0), 0.0f);
   for (std::int64_t r = 0; r < rows; ++r) {
@@ -47,12 +166,15 @@ void weight_grad_block(std::int64_t rows, std::int64_t in, std::int64_t out, con
 
 void linear_backward_weights(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                              std::int64_t out, const float* x, const float* dy, float* dw,
-                             float* db, bool accumulate) {
+                             float* db, bool accumulate, Precision precision) {
+  const Bf16GradOperands bf16 = precision == Precision::kBf16
+                                    ? round_grad_operands(pool, rows, in, out, x, dy)
+                                    : Bf16GradOperands{};
   parallel::parallel_for(pool, static_cast<std::size_t>(out), kBlock,
                          [&](std::size_t b, std::size_t e) {
                            for_grid_blocks(b, e, [&](std::int64_t j0, std::int64_t j1) {
                              weight_grad_block(rows, in, out, x, dy, j0, j1, dw + j0 * in,
-                                               db ? db + j0 : nullptr, accumulate);
+                                               db ? db + j0 : nullptr, accumulate, bf16);
                            });
                          });
 }
@@ -64,10 +186,20 @@ float* thread_scratch(std::size_t floats) {
 }
 
 void linear_backward_input(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
-                           std::int64_t out, const float* dy, const float* w, float* dx) {
+                           std::int64_t out, const float* dy, const float* w, float* dx,
+                           Precision precision) {
+  const Bf16 *dyb = nullptr, *wb = nullptr;
+  if (precision == Precision::kBf16) {
+    dyb = round_operand(pool, 0, dy, rows * out);
+    wb = round_operand(pool, 1, w, out * in);
+  }
   parallel::parallel_for(
       pool, static_cast<std::size_t>(in), kBlock, [&](std::size_t b, std::size_t e) {
         for_grid_blocks(b, e, [&](std::int64_t i0, std::int64_t i1) {
+          if (dyb) {
+            gemm_bf16(false, rows, i1 - i0, out, dyb, out, wb + i0, in, false, dx + i0, in);
+            return;
+          }
           sgemm(false, false, rows, i1 - i0, out, 1.0f, dy, out, w + i0, in, 0.0f, dx + i0, in);
         });
       });

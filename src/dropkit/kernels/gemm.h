@@ -9,15 +9,61 @@
 // (oneDNN picks kernels and blockings by shape), so no call's shape may depend on how many
 // threads share the work. Every product is cut on one fixed grid of kBlock columns (rows of W
 // or dW) that depends only on the problem; a thread runs one sgemm per grid block of its range.
+//
+// Precision::kBf16 (opt-in, `train --precision bf16`): the same products with both operands
+// rounded to bfloat16 (round to nearest even) and fp32 accumulation and output, through
+// oneDNN's matmul (AVX512-BF16 or AMX where the machine has them). Weights, gradients and the
+// optimizer state stay fp32; only the products' inputs are rounded, once per product call on
+// the calling thread, and the grid is the same, so the bits still do not depend on the thread
+// count.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
+#include "dropkit/kernels/precision.h"
 #include "dropkit/parallel/thread_pool.h"
 
 namespace dropkit::kernels {
+
+using Bf16 = std::uint16_t;  // the upper half of an fp32's bits
+
+// x rounded to the nearest bfloat16, ties to even; NaN stays a (quiet) NaN, infinities stay.
+inline Bf16 to_bf16(float x) {
+  std::uint32_t u;
+  __builtin_memcpy(&u, &x, 4);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<Bf16>((u >> 16) | 0x40);  // NaN
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<Bf16>(u >> 16);
+}
+inline float from_bf16(Bf16 b) {
+  const std::uint32_t u = std::uint32_t{b} << 16;
+  float x;
+  __builtin_memcpy(&x, &u, 4);
+  return x;
+}
+
+// Whether oneDNN runs bf16 products on this machine with native bf16 instructions (otherwise
+// its reference implementation, correct but many times slower than fp32), and its name for
+// the implementation it picked for a training-sized product.
+bool bf16_products_native();
+std::string bf16_products_implementation();
+
+// C[m,n] = op(A) op(B) (+ C when accumulate), row-major bf16 operands, fp32 C, on the calling
+// thread only. A is [m, k] with leading dimension lda; B is [k, n] (ldb), or with trans_b
+// [n, k] (ldb) used transposed.
+void gemm_bf16(bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, const Bf16* a,
+               std::int64_t lda, const Bf16* b, std::int64_t ldb, bool accumulate, float* c,
+               std::int64_t ldc);
+
+// y[i] = to_bf16(x[i]) for n elements, split over the pool.
+void round_to_bf16(parallel::ThreadPool& pool, const float* x, Bf16* y, std::size_t n);
+
+// The calling thread's bf16 buffers, reused from call to call (slot 0 or 1), each at least
+// `elements` long: a product's two rounded operands.
+Bf16* bf16_scratch(int slot, std::size_t elements);
 
 // Makes oneDNN calls from this thread run on this thread only (a thread-local OpenMP setting);
 // every oneDNN call of the library goes through it. Cheap after a thread's first call.
@@ -34,6 +80,23 @@ void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int6
 // call). The price: a 1024-wide layer has 8 blocks, so at most 8 threads share one product.
 inline constexpr std::int64_t kBlock = 128;
 
+// x (n elements) rounded into the calling thread's scratch slot.
+inline const Bf16* round_operand(parallel::ThreadPool& pool, int slot, const float* x,
+                                 std::int64_t n) {
+  Bf16* out = bf16_scratch(slot, static_cast<std::size_t>(n));
+  round_to_bf16(pool, x, out, static_cast<std::size_t>(n));
+  return out;
+}
+
+// A weight gradient's operands rounded once per product call (Precision::kBf16): dy
+// transposed, [out, rows], and x, [rows, in].
+struct Bf16GradOperands {
+  const Bf16* dy_t = nullptr;
+  const Bf16* x = nullptr;
+};
+Bf16GradOperands round_grad_operands(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
+                                     std::int64_t out, const float* x, const float* dy);
+
 // Calls fn(j0, j1) for the grid blocks [j0, j1) of [b, e) (b a multiple of kBlock).
 template <class Fn>
 void for_grid_blocks(std::size_t b, std::size_t e, Fn&& fn) {
@@ -47,12 +110,21 @@ void for_grid_blocks(std::size_t b, std::size_t e, Fn&& fn) {
 // epilogue(col_begin, col_end) runs on the same thread while its block is in cache.
 template <class Epilogue>
 void linear_forward(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
-                    std::int64_t out, const float* x, const float* w, float* y,
-                    Epilogue&& epilogue) {
+                    std::int64_t out, const float* x, const float* w, float* y, Epilogue&& epilogue,
+                    Precision precision = Precision::kF32) {
+  const Bf16 *xb = nullptr, *wb = nullptr;
+  if (precision == Precision::kBf16) {
+    xb = round_operand(pool, 0, x, rows * in);
+    wb = round_operand(pool, 1, w, out * in);
+  }
   parallel::parallel_for(
       pool, static_cast<std::size_t>(out), kBlock, [&](std::size_t b, std::size_t e) {
         for_grid_blocks(b, e, [&](std::int64_t j0, std::int64_t j1) {
-          sgemm(false, true, rows, j1 - j0, in, 1.0f, x, in, w + j0 * in, in, 0.0f, y + j0, out);
+          if (xb) {
+            gemm_bf16(true, rows, j1 - j0, in, xb, in, wb + j0 * in, in, false, y + j0, out);
+          } else {
+            sgemm(false, true, rows, j1 - j0, in, 1.0f, x, in, w + j0 * in, in, 0.0f, y + j0, out);
+          }
         });
         epilogue(static_cast<std::int64_t>(b), static_cast<std::int64_t>(e));
       });
@@ -62,16 +134,18 @@ void linear_forward(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t 
 // dy^T x into dw (leading dimension in), and when db is not null the same columns' sums of dy
 // (rows summed in order) into db. accumulate: dw += ..., db += ...; otherwise dw = ..., db = ....
 // Each element is one sgemm dot product over the batch, so the bits do not depend on [j0, j1).
+// With bf16 operands given (Precision::kBf16), the product runs on them; db stays an fp32 sum.
 void weight_grad_block(std::int64_t rows, std::int64_t in, std::int64_t out, const float* x,
                        const float* dy, std::int64_t j0, std::int64_t j1, float* dw, float* db,
-                       bool accumulate);
+                       bool accumulate, const Bf16GradOperands& bf16 = {});
 
 // dw [out, in] += dy^T x, threads split the rows of dw; db [out] += column sums of dy (rows
 // summed in order, so the result does not depend on the split either). With accumulate false,
 // dw = ... and db = ... instead.
 void linear_backward_weights(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                              std::int64_t out, const float* x, const float* dy, float* dw,
-                             float* db, bool accumulate = true);
+                             float* db, bool accumulate = true,
+                             Precision precision = Precision::kF32);
 
 // Rows of the weight gradient per block of linear_weight_grads: 128 x 1024 floats is 512 KiB,
 // which stays in a 2 MiB L2 between the product that writes it and the consumer that reads it.
@@ -88,8 +162,11 @@ float* thread_scratch(std::size_t floats);
 template <class Consume>
 void linear_weight_grads(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                          std::int64_t out, const float* x, const float* dy, bool with_bias,
-                         Consume&& consume) {
+                         Consume&& consume, Precision precision = Precision::kF32) {
   static_assert(kGradBlockRows % kBlock == 0);
+  const Bf16GradOperands bf16 = precision == Precision::kBf16
+                                    ? round_grad_operands(pool, rows, in, out, x, dy)
+                                    : Bf16GradOperands{};
   parallel::parallel_for(
       pool, static_cast<std::size_t>(out), kBlock, [&](std::size_t b, std::size_t e) {
         const std::int64_t block = std::min<std::int64_t>(kGradBlockRows, out);
@@ -102,7 +179,7 @@ void linear_weight_grads(parallel::ThreadPool& pool, std::int64_t rows, std::int
           for_grid_blocks(static_cast<std::size_t>(j0), static_cast<std::size_t>(j1),
                           [&](std::int64_t g0, std::int64_t g1) {
                             weight_grad_block(rows, in, out, x, dy, g0, g1, dw + (g0 - j0) * in,
-                                              db ? db + (g0 - j0) : nullptr, false);
+                                              db ? db + (g0 - j0) : nullptr, false, bf16);
                           });
           consume(j0, j1, static_cast<const float*>(dw), static_cast<const float*>(db));
         }
@@ -111,6 +188,7 @@ void linear_weight_grads(parallel::ThreadPool& pool, std::int64_t rows, std::int
 
 // dx [rows, in] = dy w, threads split the columns of dx (the columns of w).
 void linear_backward_input(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
-                           std::int64_t out, const float* dy, const float* w, float* dx);
+                           std::int64_t out, const float* dy, const float* w, float* dx,
+                           Precision precision = Precision::kF32);
 
 }  // namespace dropkit::kernels

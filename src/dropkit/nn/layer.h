@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dropkit/core/tensor.h"
+#include "dropkit/kernels/precision.h"
 #include "dropkit/parallel/thread_pool.h"
 #include "dropkit/rng/philox.h"
 #include "dropkit/rng/streams.h"
@@ -62,6 +63,8 @@ struct Context {
   // their running statistics as a cumulative average (BatchNorm recalibration with dropout off,
   // train/recalibrate.h); every other layer is in eval mode.
   bool recalibrate = false;
+  // The matrix products' input format (kernels/gemm.h); layers without products ignore it.
+  kernels::Precision precision = kernels::Precision::kF32;
   parallel::ThreadPool* pool = nullptr;  // nullptr: parallel::default_pool()
 
   parallel::ThreadPool& threads() const { return pool ? *pool : parallel::default_pool(); }

@@ -54,22 +54,27 @@ void Linear::run_forward(const Tensor& x, Tensor& y, const Context& ctx, const f
   if (&x == &y) throw std::invalid_argument(name() + ": cannot run in place");
   y.resize(output_shape(x.shape()));
   auto& pool = ctx.threads();
-  product(pool, x.shape()[0], x.data(), w, y.data(), activate);
+  product(pool, x.shape()[0], x.data(), w, y.data(), activate, ctx.precision);
   const bool train = ctx.mode == Mode::kTrain;
   x_ = train ? &x : nullptr;
   y_ = train ? &y : nullptr;
   pool_ = &pool;
+  precision_ = ctx.precision;
 }
 
 void Linear::product(parallel::ThreadPool& pool, std::int64_t rows, const float* x, const float* w,
-                     float* y, bool activate) const {
-  kernels::linear_forward(pool, rows, in_, out_, x, w, y, [&](std::int64_t j0, std::int64_t j1) {
-    for (std::int64_t r = 0; r < rows; ++r) {
-      float* row = y + r * out_;
-      for (std::int64_t j = j0; j < j1; ++j) row[j] += b_[j];
-      if (activate) activation_forward(f_, row + j0, row + j0, static_cast<std::size_t>(j1 - j0));
-    }
-  });
+                     float* y, bool activate, kernels::Precision precision) const {
+  kernels::linear_forward(
+      pool, rows, in_, out_, x, w, y,
+      [&](std::int64_t j0, std::int64_t j1) {
+        for (std::int64_t r = 0; r < rows; ++r) {
+          float* row = y + r * out_;
+          for (std::int64_t j = j0; j < j1; ++j) row[j] += b_[j];
+          if (activate)
+            activation_forward(f_, row + j0, row + j0, static_cast<std::size_t>(j1 - j0));
+        }
+      },
+      precision);
 }
 
 const float* Linear::output_grad(const Tensor& dy, const Tensor& dx) {
@@ -81,12 +86,13 @@ const float* Linear::output_grad(const Tensor& dy, const Tensor& dx) {
 void Linear::input_grad(const float* dz, Tensor& dx, const float* w) const {
   if (!needs_input_grad_) return;
   dx.resize(x_->shape());
-  kernels::linear_backward_input(*pool_, x_->shape()[0], in_, out_, dz, w, dx.data());
+  kernels::linear_backward_input(*pool_, x_->shape()[0], in_, out_, dz, w, dx.data(), precision_);
 }
 
 void Linear::backward(const Tensor& dy, Tensor& dx) {
   const float* dz = output_grad(dy, dx);
-  kernels::linear_backward_weights(*pool_, x_->shape()[0], in_, out_, x_->data(), dz, dw_, db_);
+  kernels::linear_backward_weights(*pool_, x_->shape()[0], in_, out_, x_->data(), dz, dw_, db_,
+                                   true, precision_);
   input_grad(dz, dx, w_);
 }
 
@@ -98,7 +104,8 @@ void Linear::backward_to(const Tensor& dy, Tensor& dx, GradientSink& sink) {
       [&](std::int64_t j0, std::int64_t j1, const float* dw, const float* db) {
         sink.consume(w_, static_cast<std::size_t>(j0), static_cast<std::size_t>(j1), dw);
         sink.consume(b_, static_cast<std::size_t>(j0), static_cast<std::size_t>(j1), db);
-      });
+      },
+      precision_);
 }
 
 }  // namespace dropkit::nn

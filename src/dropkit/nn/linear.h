@@ -61,7 +61,8 @@ class Linear : public Layer {
                    bool activate = true);
   // The same on raw rows: y [rows, out] = f(x [rows, in] w^T + b); keeps nothing.
   void product(parallel::ThreadPool& pool, std::int64_t rows, const float* x, const float* w,
-               float* y, bool activate = true) const;
+               float* y, bool activate = true,
+               kernels::Precision precision = kernels::Precision::kF32) const;
   // Checks, then returns dz = dy * f'(y) (dy itself for the identity).
   const float* output_grad(const Tensor& dy, const Tensor& dx);
   // dx = dz w (nothing when the input gradient is not needed).
@@ -73,7 +74,8 @@ class Linear : public Layer {
   const Tensor* x_ = nullptr;  // saved by a Train forward
   const Tensor* y_ = nullptr;
   parallel::ThreadPool* pool_ = nullptr;
-  Tensor dz_;  // reused across steps
+  kernels::Precision precision_ = kernels::Precision::kF32;  // the forward's, for backward
+  Tensor dz_;                                                // reused across steps
 };
 
 }  // namespace dropkit::nn

@@ -224,6 +224,14 @@ std::vector<Field> make_fields() {
        .min = 0,
        .max = 8},
       [](TrainConfig& c) -> int& { return c.augment_shift; });
+  add({.name = "precision",
+       .type = Type::kString,
+       .default_value = d.precision,
+       .help = "format of the dense layers' matrix-product inputs in training: f32, or bf16 "
+               "(rounded operands, fp32 accumulation, fp32 weights and optimizer state; fast "
+               "only on CPUs with AVX512-BF16 or AMX); evaluation runs in f32",
+       .choices = {"f32", "bf16"}},
+      [](TrainConfig& c) -> std::string& { return c.precision; });
   add({.name = "seed",
        .type = Type::kInt,
        .default_value = d.seed,

@@ -46,6 +46,8 @@ struct TrainConfig {
   // probability 1/2, and a shift by up to augment_shift pixels along each axis (zeros fill in).
   bool augment_flip = false;
   int augment_shift = 0;
+  // Matrix products of the dense layers in training (kernels/gemm.h): "f32" or "bf16".
+  std::string precision = "f32";
 
   // A reference to the member an option sets.
   using Ref = std::variant<bool& (*)(TrainConfig&), int& (*)(TrainConfig&),

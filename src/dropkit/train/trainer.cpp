@@ -193,6 +193,7 @@ EpochRecord Trainer::run_epoch(const Progress& progress) {
   const data::Augmentation augmentation{config_.augment_flip, config_.augment_shift};
   const data::Normalization norm = model_->normalization();
   const float background = (0.0f - norm.mean) / norm.std;  // a zero pixel, as make_batch makes it
+  const kernels::Precision precision = kernels::parse_precision(config_.precision);
   for (std::size_t s = 0; s < steps; ++s) {
     const std::size_t b = s * batch, e = std::min(order.size(), b + batch);
     const auto rows = std::span(order).subspan(b, e - b);
@@ -203,8 +204,11 @@ EpochRecord Trainer::run_epoch(const Progress& progress) {
           {config_.seed, rng::kAugmentStream, static_cast<std::uint64_t>(state_.epoch)},
           background);
     }
-    const nn::Context ctx{
-        .mode = nn::Mode::kTrain, .seed = config_.seed, .step = state_.step, .pool = &pool_};
+    const nn::Context ctx{.mode = nn::Mode::kTrain,
+                          .seed = config_.seed,
+                          .step = state_.step,
+                          .precision = precision,
+                          .pool = &pool_};
     const LossResult r = train_step(model_->net(), *optimizer_, state_.epoch,
                                     model_->shaped_input(x_), labels_, ctx, dlogits_);
     ++state_.step;

@@ -1,0 +1,13 @@
+// The number format of matrix products' inputs (kernels/gemm.h); accumulation is fp32 in both.
+#pragma once
+
+#include <string_view>
+
+namespace dropkit::kernels {
+
+enum class Precision { kF32, kBf16 };
+std::string_view precision_name(Precision p);  // "f32", "bf16"
+// std::invalid_argument naming the valid values unless s is one of them.
+Precision parse_precision(std::string_view s);
+
+}  // namespace dropkit::kernels

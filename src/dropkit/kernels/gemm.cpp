@@ -105,10 +105,21 @@ void gemm_bf16(bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, con
   stream.wait();
 }
 
+namespace {
+
+// Integer-only, so every clone gives the same bits; the CPU picks the widest (GCC function
+// multi-versioning). The baseline SSE2 loop took 0.35-0.67 ms per million floats.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void round_range(const float* x,
+                                                                              Bf16* y,
+                                                                              std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) y[i] = to_bf16(x[i]);
+}
+
+}  // namespace
+
 void round_to_bf16(parallel::ThreadPool& pool, const float* x, Bf16* y, std::size_t n) {
-  parallel::parallel_for(pool, n, 64, [&](std::size_t b, std::size_t e) {
-    for (std::size_t i = b; i < e; ++i) y[i] = to_bf16(x[i]);
-  });
+  parallel::parallel_for(pool, n, 64,
+                         [&](std::size_t b, std::size_t e) { round_range(x + b, y + b, e - b); });
 }
 
 Bf16* bf16_scratch(int slot, std::size_t elements) {

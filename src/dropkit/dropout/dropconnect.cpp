@@ -82,7 +82,7 @@ void DropConnect::backward(const Tensor& dy, Tensor& dx) {
   // dW = s M o (dz^T x): the unmasked product, masked by the forward's mask, then accumulated.
   dwm_.resize(Shape{out_, in_});
   kernels::linear_backward_weights(*pool_, rows, in_, out_, x_->data(), dz, dwm_.data(), nullptr,
-                                   /*accumulate=*/false);
+                                   /*accumulate=*/false, precision_);
   apply_keep_mask(*pool_, saved_key_, 0, keep_, train_scale_, dwm_.span(), dwm_.span());
   // dW += the masked product; db += the column sums of dz (rows in order: the same bits for any
   // thread count). Threads take whole rows of W and columns of dz.

@@ -77,7 +77,7 @@ const Bf16Matmul& bf16_matmul(bool trans_b, std::int64_t m, std::int64_t n, std:
 
 std::string bf16_products_implementation() {
   use_one_onednn_thread();
-  return bf16_matmul(true, 128, kBlock, 1024, 1024, 1024, false, 1024).impl;
+  return bf16_matmul(true, 128, kBlock, 1024, 1024, 1024, false, kBlock).impl;
 }
 
 bool bf16_products_native() {
@@ -95,6 +95,24 @@ void gemm_bf16(bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, con
     return;
   }
   use_one_onednn_thread();
+  if (ldc != n) {
+    // oneDNN 2.6.3 leaves its brgemm kernel (181-213 GFLOP/s on one core here) for gemm:jit
+    // (146-171) when the output is strided, as a grid block of a wider product is: run the
+    // block into a dense scratch and copy (or add) its rows out, m * n floats that stay in L2.
+    thread_local std::vector<float> dense;
+    dense.resize(static_cast<std::size_t>(m * n));
+    gemm_bf16(trans_b, m, n, k, a, lda, b, ldb, false, dense.data(), n);
+    for (std::int64_t i = 0; i < m; ++i) {
+      const float* src = dense.data() + i * n;
+      float* dst = c + i * ldc;
+      if (accumulate) {
+        for (std::int64_t j = 0; j < n; ++j) dst[j] += src[j];
+      } else {
+        std::copy(src, src + n, dst);
+      }
+    }
+    return;
+  }
   const Bf16Matmul& mm = bf16_matmul(trans_b, m, n, k, lda, ldb, accumulate, ldc);
   thread_local dnnl::stream stream(cpu_engine());
   // oneDNN takes non-const handles; it only reads a and b.

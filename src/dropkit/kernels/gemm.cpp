@@ -216,11 +216,11 @@ float* thread_scratch(std::size_t floats) {
 
 void linear_backward_input(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                            std::int64_t out, const float* dy, const float* w, float* dx,
-                           Precision precision) {
+                           Precision precision, const Bf16* w_rounded) {
   const Bf16 *dyb = nullptr, *wb = nullptr;
   if (precision == Precision::kBf16) {
     dyb = round_operand(pool, 0, dy, rows * out);
-    wb = round_operand(pool, 1, w, out * in);
+    wb = w_rounded ? w_rounded : round_operand(pool, 1, w, out * in);
   }
   parallel::parallel_for(
       pool, static_cast<std::size_t>(in), kBlock, [&](std::size_t b, std::size_t e) {

@@ -28,8 +28,6 @@
 
 namespace dropkit::kernels {
 
-using Bf16 = std::uint16_t;  // the upper half of an fp32's bits
-
 // x rounded to the nearest bfloat16, ties to even; NaN stays a (quiet) NaN, infinities stay.
 inline Bf16 to_bf16(float x) {
   std::uint32_t u;
@@ -106,16 +104,18 @@ void for_grid_blocks(std::size_t b, std::size_t e, Fn&& fn) {
 }
 
 // Shapes: x [rows, in], w [out, in], y [rows, out].
+// With Precision::kBf16, w_rounded (if given) is w already rounded (round_to_bf16), so a layer
+// that needs it for the input gradient too rounds it once per step.
 // y = x w^T, threads split the columns of y (the rows of w) on the grid; then
 // epilogue(col_begin, col_end) runs on the same thread while its block is in cache.
 template <class Epilogue>
 void linear_forward(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                     std::int64_t out, const float* x, const float* w, float* y, Epilogue&& epilogue,
-                    Precision precision = Precision::kF32) {
+                    Precision precision = Precision::kF32, const Bf16* w_rounded = nullptr) {
   const Bf16 *xb = nullptr, *wb = nullptr;
   if (precision == Precision::kBf16) {
     xb = round_operand(pool, 0, x, rows * in);
-    wb = round_operand(pool, 1, w, out * in);
+    wb = w_rounded ? w_rounded : round_operand(pool, 1, w, out * in);
   }
   parallel::parallel_for(
       pool, static_cast<std::size_t>(out), kBlock, [&](std::size_t b, std::size_t e) {
@@ -189,6 +189,6 @@ void linear_weight_grads(parallel::ThreadPool& pool, std::int64_t rows, std::int
 // dx [rows, in] = dy w, threads split the columns of dx (the columns of w).
 void linear_backward_input(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                            std::int64_t out, const float* dy, const float* w, float* dx,
-                           Precision precision = Precision::kF32);
+                           Precision precision = Precision::kF32, const Bf16* w_rounded = nullptr);
 
 }  // namespace dropkit::kernels

@@ -54,16 +54,24 @@ void Linear::run_forward(const Tensor& x, Tensor& y, const Context& ctx, const f
   if (&x == &y) throw std::invalid_argument(name() + ": cannot run in place");
   y.resize(output_shape(x.shape()));
   auto& pool = ctx.threads();
-  product(pool, x.shape()[0], x.data(), w, y.data(), activate, ctx.precision);
   const bool train = ctx.mode == Mode::kTrain;
+  const kernels::Bf16* w_rounded = nullptr;
+  if (ctx.precision == kernels::Precision::kBf16 && train && needs_input_grad_) {
+    w_rounded_.resize(static_cast<std::size_t>(in_ * out_));
+    kernels::round_to_bf16(pool, w, w_rounded_.data(), w_rounded_.size());
+    w_rounded = w_rounded_.data();
+  }
+  product(pool, x.shape()[0], x.data(), w, y.data(), activate, ctx.precision, w_rounded);
   x_ = train ? &x : nullptr;
   y_ = train ? &y : nullptr;
   pool_ = &pool;
   precision_ = ctx.precision;
+  w_rounded_fresh_ = w_rounded != nullptr;
 }
 
 void Linear::product(parallel::ThreadPool& pool, std::int64_t rows, const float* x, const float* w,
-                     float* y, bool activate, kernels::Precision precision) const {
+                     float* y, bool activate, kernels::Precision precision,
+                     const kernels::Bf16* w_rounded) const {
   kernels::linear_forward(
       pool, rows, in_, out_, x, w, y,
       [&](std::int64_t j0, std::int64_t j1) {
@@ -74,7 +82,7 @@ void Linear::product(parallel::ThreadPool& pool, std::int64_t rows, const float*
             activation_forward(f_, row + j0, row + j0, static_cast<std::size_t>(j1 - j0));
         }
       },
-      precision);
+      precision, w_rounded);
 }
 
 const float* Linear::output_grad(const Tensor& dy, const Tensor& dx) {
@@ -86,7 +94,9 @@ const float* Linear::output_grad(const Tensor& dy, const Tensor& dx) {
 void Linear::input_grad(const float* dz, Tensor& dx, const float* w) const {
   if (!needs_input_grad_) return;
   dx.resize(x_->shape());
-  kernels::linear_backward_input(*pool_, x_->shape()[0], in_, out_, dz, w, dx.data(), precision_);
+  // w is the forward's (W changes only after backward), so its rounding is reused.
+  kernels::linear_backward_input(*pool_, x_->shape()[0], in_, out_, dz, w, dx.data(), precision_,
+                                 w_rounded_fresh_ ? w_rounded_.data() : nullptr);
 }
 
 void Linear::backward(const Tensor& dy, Tensor& dx) {

@@ -62,7 +62,8 @@ class Linear : public Layer {
   // The same on raw rows: y [rows, out] = f(x [rows, in] w^T + b); keeps nothing.
   void product(parallel::ThreadPool& pool, std::int64_t rows, const float* x, const float* w,
                float* y, bool activate = true,
-               kernels::Precision precision = kernels::Precision::kF32) const;
+               kernels::Precision precision = kernels::Precision::kF32,
+               const kernels::Bf16* w_rounded = nullptr) const;
   // Checks, then returns dz = dy * f'(y) (dy itself for the identity).
   const float* output_grad(const Tensor& dy, const Tensor& dx);
   // dx = dz w (nothing when the input gradient is not needed).
@@ -75,7 +76,10 @@ class Linear : public Layer {
   const Tensor* y_ = nullptr;
   parallel::ThreadPool* pool_ = nullptr;
   kernels::Precision precision_ = kernels::Precision::kF32;  // the forward's, for backward
-  Tensor dz_;                                                // reused across steps
+  // bf16: the forward's weights rounded, reused by the input gradient (once per step, not twice).
+  std::vector<kernels::Bf16> w_rounded_;
+  bool w_rounded_fresh_ = false;  // filled by the last forward, for its backward
+  Tensor dz_;                     // reused across steps
 };
 
 }  // namespace dropkit::nn

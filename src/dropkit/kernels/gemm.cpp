@@ -147,8 +147,10 @@ Bf16* bf16_scratch(int slot, std::size_t elements) {
   return v.data();
 }
 
-Bf16GradOperands round_grad_operands(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
-                                     std::int64_t out, const float* x, const float* dy) {
+Bf16GradOperands round_grad_operands(parallel::ThreadPool& pool, Precision precision,
+                                     std::int64_t rows, std::int64_t in, std::int64_t out,
+                                     const float* x, const float* dy) {
+  if (precision != Precision::kBf16) return {};
   Bf16* dy_t = bf16_scratch(0, static_cast<std::size_t>(rows * out));
   // dy [rows, out] transposed to [out, rows]: threads split the columns of dy.
   parallel::parallel_for(pool, static_cast<std::size_t>(out), 16,
@@ -196,9 +198,7 @@ void weight_grad_block(std::int64_t rows, std::int64_t in, std::int64_t out, con
 void linear_backward_weights(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                              std::int64_t out, const float* x, const float* dy, float* dw,
                              float* db, bool accumulate, Precision precision) {
-  const Bf16GradOperands bf16 = precision == Precision::kBf16
-                                    ? round_grad_operands(pool, rows, in, out, x, dy)
-                                    : Bf16GradOperands{};
+  const Bf16GradOperands bf16 = round_grad_operands(pool, precision, rows, in, out, x, dy);
   parallel::parallel_for(pool, static_cast<std::size_t>(out), kBlock,
                          [&](std::size_t b, std::size_t e) {
                            for_grid_blocks(b, e, [&](std::int64_t j0, std::int64_t j1) {

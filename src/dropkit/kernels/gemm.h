@@ -86,14 +86,15 @@ inline const Bf16* round_operand(parallel::ThreadPool& pool, int slot, const flo
   return out;
 }
 
-// A weight gradient's operands rounded once per product call (Precision::kBf16): dy
-// transposed, [out, rows], and x, [rows, in].
+// A weight gradient's operands rounded once per product call with Precision::kBf16: dy
+// transposed, [out, rows], and x, [rows, in]; with kF32, nothing (both null).
 struct Bf16GradOperands {
   const Bf16* dy_t = nullptr;
   const Bf16* x = nullptr;
 };
-Bf16GradOperands round_grad_operands(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
-                                     std::int64_t out, const float* x, const float* dy);
+Bf16GradOperands round_grad_operands(parallel::ThreadPool& pool, Precision precision,
+                                     std::int64_t rows, std::int64_t in, std::int64_t out,
+                                     const float* x, const float* dy);
 
 // Calls fn(j0, j1) for the grid blocks [j0, j1) of [b, e) (b a multiple of kBlock).
 template <class Fn>
@@ -164,9 +165,7 @@ void linear_weight_grads(parallel::ThreadPool& pool, std::int64_t rows, std::int
                          std::int64_t out, const float* x, const float* dy, bool with_bias,
                          Consume&& consume, Precision precision = Precision::kF32) {
   static_assert(kGradBlockRows % kBlock == 0);
-  const Bf16GradOperands bf16 = precision == Precision::kBf16
-                                    ? round_grad_operands(pool, rows, in, out, x, dy)
-                                    : Bf16GradOperands{};
+  const Bf16GradOperands bf16 = round_grad_operands(pool, precision, rows, in, out, x, dy);
   parallel::parallel_for(
       pool, static_cast<std::size_t>(out), kBlock, [&](std::size_t b, std::size_t e) {
         const std::int64_t block = std::min<std::int64_t>(kGradBlockRows, out);

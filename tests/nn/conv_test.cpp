@@ -1,7 +1,7 @@
 // Convolution and max pooling against direct loops written from the definitions, over generated
 // geometries (channels, sizes, kernels, strides, paddings, batch sizes across the 16-example
 // grid), forward and backward. (Finite differences, thread counts and the round trip are the
-// per-layer harness's.)
+// per-layer harness's.) The same with bf16 operands, and bf16's same bits at any thread count.
 #include "dropkit/nn/conv.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "dropkit/kernels/gemm.h"
 #include "dropkit/kernels/table.h"
 #include "dropkit/nn/params.h"
 
@@ -65,8 +66,16 @@ std::string describe(const Geometry& g) {
          std::to_string(g.pad);
 }
 
-TEST(Conv2d, ForwardAndBackwardEqualTheDefinitionOnGeneratedGeometries) {
+// Forward and backward of every generated geometry against the definitions in double. With
+// bf16 the definitions take the rounded operands (x and w forward, dy and x for dW and db, dy
+// and w for dx: a product of two bf16 values is exact in fp32, so the same fp32 bounds apply).
+// Returns the largest distance of y, dW and dx from the definitions on the UNROUNDED operands,
+// for the caller to see the rounding happened.
+double check_against_the_definitions(kernels::Precision precision) {
   parallel::ThreadPool pool(2);
+  const bool bf16 = precision == kernels::Precision::kBf16;
+  const auto r = [bf16](float v) { return bf16 ? kernels::from_bf16(kernels::to_bf16(v)) : v; };
+  double off_unrounded = 0;
   for (const Geometry& g : generated_geometries()) {
     SCOPED_TRACE(describe(g));
     Conv2d conv(Shape{g.c, g.h, g.w}, g.filters,
@@ -79,15 +88,18 @@ TEST(Conv2d, ForwardAndBackwardEqualTheDefinitionOnGeneratedGeometries) {
     const float* b = v.data() + arena.entries()[1].offset;
     const Tensor x = random_tensor(Shape{g.n, g.c, g.h, g.w}, 11);
     Tensor y;
-    conv.forward(x, y, {.mode = Mode::kTrain, .pool = &pool});
-    ASSERT_EQ(y.shape(), (Shape{g.n, g.filters, g.oh(), g.ow()}));
+    conv.forward(x, y, {.mode = Mode::kTrain, .precision = precision, .pool = &pool});
+    EXPECT_EQ(y.shape(), (Shape{g.n, g.filters, g.oh(), g.ow()}));
+    if (y.shape() != Shape{g.n, g.filters, g.oh(), g.ow()}) return off_unrounded;
     const Tensor dy = random_tensor(y.shape(), 12);
     arena.zero_grads();
     Tensor dx;
     conv.backward(dy, dx);
-    // The definitions, in double: y = b + sum x w; dW = sum dy x; db = sum dy; dx = sum dy w.
-    std::vector<double> dw(static_cast<std::size_t>(g.filters * g.c * g.k * g.k), 0.0),
-        db(static_cast<std::size_t>(g.filters), 0.0), dxr(x.numel(), 0.0);
+    // The definitions, in double: y = b + sum x w; dW = sum dy x; db = sum dy; dx = sum dy w;
+    // each also on the unrounded operands (suffix u).
+    const auto wn = static_cast<std::size_t>(g.filters * g.c * g.k * g.k);
+    std::vector<double> dw(wn, 0.0), dwu(wn, 0.0), db(static_cast<std::size_t>(g.filters), 0.0),
+        dxr(x.numel(), 0.0), dxu(x.numel(), 0.0);
     double worst = 0;
     for (std::int64_t n = 0; n < g.n; ++n) {
       for (std::int64_t o = 0; o < g.filters; ++o) {
@@ -95,23 +107,28 @@ TEST(Conv2d, ForwardAndBackwardEqualTheDefinitionOnGeneratedGeometries) {
           for (std::int64_t q = 0; q < g.ow(); ++q) {
             const auto yi =
                 static_cast<std::size_t>(((n * g.filters + o) * g.oh() + p) * g.ow() + q);
-            double sum = b[o];
-            db[static_cast<std::size_t>(o)] += dy[yi];
+            double sum = b[o], sum_u = b[o];
+            db[static_cast<std::size_t>(o)] += r(dy[yi]);
             for (std::int64_t c = 0; c < g.c; ++c) {
-              for (std::int64_t r = 0; r < g.k; ++r) {
-                for (std::int64_t s = 0; s < g.k; ++s) {
-                  const std::int64_t i = p * g.stride - g.pad + r, j = q * g.stride - g.pad + s;
-                  const auto wi = static_cast<std::size_t>(((o * g.c + c) * g.k + r) * g.k + s);
-                  sum += static_cast<double>(at(x, g, n, c, i, j)) * w[wi];
-                  dw[wi] += static_cast<double>(dy[yi]) * at(x, g, n, c, i, j);
+              for (std::int64_t i0 = 0; i0 < g.k; ++i0) {
+                for (std::int64_t j0 = 0; j0 < g.k; ++j0) {
+                  const std::int64_t i = p * g.stride - g.pad + i0, j = q * g.stride - g.pad + j0;
+                  const auto wi = static_cast<std::size_t>(((o * g.c + c) * g.k + i0) * g.k + j0);
+                  const float xv = at(x, g, n, c, i, j);
+                  sum += static_cast<double>(r(xv)) * r(w[wi]);
+                  sum_u += static_cast<double>(xv) * w[wi];
+                  dw[wi] += static_cast<double>(r(dy[yi])) * r(xv);
+                  dwu[wi] += static_cast<double>(dy[yi]) * xv;
                   if (i >= 0 && j >= 0 && i < g.h && j < g.w) {
-                    dxr[static_cast<std::size_t>(((n * g.c + c) * g.h + i) * g.w + j)] +=
-                        static_cast<double>(dy[yi]) * w[wi];
+                    const auto xi = static_cast<std::size_t>(((n * g.c + c) * g.h + i) * g.w + j);
+                    dxr[xi] += static_cast<double>(r(dy[yi])) * r(w[wi]);
+                    dxu[xi] += static_cast<double>(dy[yi]) * w[wi];
                   }
                 }
               }
             }
             worst = std::max(worst, std::fabs(sum - y[yi]));
+            off_unrounded = std::max(off_unrounded, std::fabs(sum_u - y[yi]));
           }
         }
       }
@@ -119,11 +136,55 @@ TEST(Conv2d, ForwardAndBackwardEqualTheDefinitionOnGeneratedGeometries) {
     EXPECT_LT(worst, 1e-4) << "forward";
     const auto grads = arena.grads();
     const std::size_t dw_at = arena.entries()[0].offset, db_at = arena.entries()[1].offset;
-    for (std::size_t i = 0; i < dw.size(); ++i)
-      ASSERT_NEAR(grads[dw_at + i], dw[i], 1e-3) << "dW " << i;
+    for (std::size_t i = 0; i < dw.size(); ++i) {
+      EXPECT_NEAR(grads[dw_at + i], dw[i], 1e-3) << "dW " << i;
+      off_unrounded = std::max(off_unrounded, std::fabs(grads[dw_at + i] - dwu[i]));
+    }
     for (std::size_t i = 0; i < db.size(); ++i)
-      ASSERT_NEAR(grads[db_at + i], db[i], 1e-3) << "db " << i;
-    for (std::size_t i = 0; i < dxr.size(); ++i) ASSERT_NEAR(dx[i], dxr[i], 1e-4) << "dx " << i;
+      EXPECT_NEAR(grads[db_at + i], db[i], 1e-3) << "db " << i;
+    for (std::size_t i = 0; i < dxr.size(); ++i) {
+      EXPECT_NEAR(dx[i], dxr[i], 1e-4) << "dx " << i;
+      off_unrounded = std::max(off_unrounded, std::fabs(dx[i] - dxu[i]));
+    }
+    if (::testing::Test::HasFailure()) break;  // one geometry's failures are enough to read
+  }
+  return off_unrounded;
+}
+
+TEST(Conv2d, ForwardAndBackwardEqualTheDefinitionOnGeneratedGeometries) {
+  check_against_the_definitions(kernels::Precision::kF32);
+}
+
+TEST(Conv2d, Bf16ConvolvesTheRoundedOperandsWithFp32Accumulation) {
+  // Against the rounded definitions within fp32 bounds, and off the unrounded ones by more than
+  // those bounds: the operands really were rounded.
+  EXPECT_GT(check_against_the_definitions(kernels::Precision::kBf16), 1e-2);
+}
+
+TEST(Conv2d, Bf16GivesTheSameBitsForAnyThreadCount) {
+  const Shape in{3, 11, 9};
+  Conv2d conv(in, 5, {.size = 3, .stride = 1, .padding = 1});
+  ParamArena arena({&conv});
+  conv.init_params(8, 3);
+  const Tensor x = random_tensor(Shape{37, 3, 11, 9}, 21);  // grid blocks 16, 16, 5
+  std::vector<float> ref_y, ref_dx, ref_grads;
+  for (int threads : {1, 2, 3, 4}) {
+    parallel::ThreadPool pool(threads);
+    Tensor y, dx;
+    conv.forward(x, y,
+                 {.mode = Mode::kTrain, .precision = kernels::Precision::kBf16, .pool = &pool});
+    const Tensor dy = random_tensor(y.shape(), 22);
+    arena.zero_grads();
+    conv.backward(dy, dx);
+    const std::vector<float> ys(y.span().begin(), y.span().end()),
+        dxs(dx.span().begin(), dx.span().end()), grads(arena.grads().begin(), arena.grads().end());
+    if (ref_y.empty()) {
+      ref_y = ys, ref_dx = dxs, ref_grads = grads;
+      continue;
+    }
+    EXPECT_EQ(ys, ref_y) << threads << " threads";
+    EXPECT_EQ(dxs, ref_dx) << threads << " threads";
+    EXPECT_EQ(grads, ref_grads) << threads << " threads";
   }
 }
 

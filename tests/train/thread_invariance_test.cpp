@@ -24,7 +24,8 @@ struct Case {
 // the optimizer's slots.
 std::vector<float> train_three_steps(const nlohmann::json& layers, const Shape& example,
                                      std::int64_t batch, std::int64_t classes, int threads,
-                                     const std::string& optimizer) {
+                                     const std::string& optimizer,
+                                     kernels::Precision precision = kernels::Precision::kF32) {
   parallel::ThreadPool pool(threads);
   model::Model m(layers, example);
   m.init_params(3);
@@ -39,8 +40,10 @@ std::vector<float> train_three_steps(const nlohmann::json& layers, const Shape& 
   for (std::size_t i = 0; i < labels.size(); ++i)
     labels[i] = static_cast<std::uint8_t>(i % static_cast<std::size_t>(classes));
   for (std::uint64_t step = 0; step < 3; ++step) {
-    train_step(m.net(), opt, 0, x, labels,
-               {.mode = nn::Mode::kTrain, .seed = 1, .step = step, .pool = &pool}, dl);
+    train_step(
+        m.net(), opt, 0, x, labels,
+        {.mode = nn::Mode::kTrain, .seed = 1, .step = step, .precision = precision, .pool = &pool},
+        dl);
   }
   std::vector<float> all(m.params().values().begin(), m.params().values().end());
   for (int s = 0; s < opt.num_slots(); ++s)
@@ -91,12 +94,31 @@ TEST(ThreadInvariance, WholeTrainingStepsAreTheSameBitsAtOneToSixteenThreads) {
 
 // Convolutional nets (conv2d, batchnorm, max_pool2d, spatial dropout, dense): batch sizes below,
 // at and across the convolutions' 16-example grid.
+struct ConvCase {
+  std::string net;
+  Shape example;
+  std::int64_t batch;
+};
+
+void expect_conv_steps_thread_invariant(const std::vector<ConvCase>& cases,
+                                        kernels::Precision precision) {
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.net + " batch " + std::to_string(c.batch));
+    const auto layers = model::parse_net_text(c.net);
+    const std::int64_t classes = layers.back()["units"].get<std::int64_t>();
+    const auto reference =
+        train_three_steps(layers, c.example, c.batch, classes, 1, "sgd", precision);
+    for (int threads : {2, 3, 5, 8, 16}) {
+      const auto got =
+          train_three_steps(layers, c.example, c.batch, classes, threads, "sgd", precision);
+      ASSERT_EQ(got.size(), reference.size());
+      EXPECT_EQ(std::memcmp(got.data(), reference.data(), got.size() * sizeof(float)), 0)
+          << threads << " threads";
+    }
+  }
+}
+
 TEST(ThreadInvariance, ConvolutionalTrainingStepsAreTheSameBitsAtOneToSixteenThreads) {
-  struct ConvCase {
-    std::string net;
-    Shape example;
-    std::int64_t batch;
-  };
   const std::vector<ConvCase> cases = {
       {"conv2d:8:3:padding=1,batchnorm,relu,max_pool2d,dropout:0.2:shared_axes=2+3,"
        "conv2d:6:3:relu,dense:17:relu,dropout:0.5,dense:10",
@@ -104,18 +126,18 @@ TEST(ThreadInvariance, ConvolutionalTrainingStepsAreTheSameBitsAtOneToSixteenThr
       {"conv2d:5:5:stride=2:padding=2:relu,max_pool2d:3:2:padding=1,dense:7", Shape{3, 11, 9}, 16},
       {"conv2d:4:2:tanh,batchnorm,dense:5", Shape{2, 6, 6}, 70},
       {"conv2d:3:3,max_pool2d,dense:4", Shape{1, 8, 8}, 3}};
-  for (const auto& c : cases) {
-    SCOPED_TRACE(c.net + " batch " + std::to_string(c.batch));
-    const auto layers = model::parse_net_text(c.net);
-    const std::int64_t classes = layers.back()["units"].get<std::int64_t>();
-    const auto reference = train_three_steps(layers, c.example, c.batch, classes, 1, "sgd");
-    for (int threads : {2, 3, 5, 8, 16}) {
-      const auto got = train_three_steps(layers, c.example, c.batch, classes, threads, "sgd");
-      ASSERT_EQ(got.size(), reference.size());
-      EXPECT_EQ(std::memcmp(got.data(), reference.data(), got.size() * sizeof(float)), 0)
-          << threads << " threads";
-    }
-  }
+  expect_conv_steps_thread_invariant(cases, kernels::Precision::kF32);
+}
+
+// The same with bf16 products and convolutions (`--precision bf16`), and a wide dense layer so
+// the dense grid splits too.
+TEST(ThreadInvariance, Bf16ConvolutionalTrainingStepsAreTheSameBitsAtOneToSixteenThreads) {
+  const std::vector<ConvCase> cases = {
+      {"conv2d:8:3:padding=1,batchnorm,relu,max_pool2d,dropout:0.2:shared_axes=2+3,"
+       "conv2d:6:3:relu,dense:300:relu,dropout:0.5,dense:10",
+       Shape{1, 12, 12}, 37},
+      {"conv2d:5:5:stride=2:padding=2:relu,max_pool2d:3:2:padding=1,dense:7", Shape{3, 11, 9}, 16}};
+  expect_conv_steps_thread_invariant(cases, kernels::Precision::kBf16);
 }
 
 }  // namespace

@@ -43,8 +43,8 @@ void add_bench_train_options(CLI::App& app, BenchTrainOptions& o) {
       ->check(CLI::Range(0, 256))
       ->capture_default_str();
   app.add_option("--precision", o.precision,
-                 "`bench train`: the dense products' input format, f32 or bf16 (the step and the "
-                 "products alone both use it)")
+                 "`bench train`: the input format of the dense products and convolutions, f32 or "
+                 "bf16 (the step and the products alone both use it)")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
 }
@@ -177,12 +177,16 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
     convs.push_back(std::move(c));
   }
   auto conv_products = [&] {
-    for (auto& c : convs)
-      c.conv->forward(pool, b, c.x.data(), c.w.data(), c.bias.data(), c.y.data());
+    for (auto& c : convs) {
+      c.conv->forward(
+          pool, b, c.x.data(), c.w.data(), c.bias.data(), c.y.data(),
+          [](std::int64_t, std::int64_t) {}, precision);
+    }
     for (std::size_t l = convs.size(); l-- > 0;) {
       auto& c = convs[l];
-      c.conv->backward_weights(pool, b, c.x.data(), c.dy.data(), c.dw.data(), c.db.data());
-      if (!c.first) c.conv->backward_data(pool, b, c.dy.data(), c.w.data(), c.dx.data());
+      c.conv->backward_weights(pool, b, c.x.data(), c.dy.data(), c.dw.data(), c.db.data(),
+                               precision);
+      if (!c.first) c.conv->backward_data(pool, b, c.dy.data(), c.w.data(), c.dx.data(), precision);
     }
   };
   auto products = [&](bool blocked) {

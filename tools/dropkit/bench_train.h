@@ -14,7 +14,7 @@ struct BenchTrainOptions {
   int batch = 128;
   int steps = 50;
   int threads = 0;                // 0: all
-  std::string precision = "f32";  // of the dense products (kernels/gemm.h): f32 or bf16
+  std::string precision = "f32";  // of dense products and convolutions (kernels/gemm.h, conv.h)
 };
 
 void add_bench_train_options(CLI::App& app, BenchTrainOptions& o);

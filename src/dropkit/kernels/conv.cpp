@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -20,6 +21,7 @@ using dnnl::memory;
 using Dims = memory::dims;
 using Tag = memory::format_tag;
 constexpr auto kF32 = memory::data_type::f32;
+constexpr auto kBf16 = memory::data_type::bf16;
 
 const dnnl::engine& cpu() {
   static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
@@ -84,9 +86,11 @@ struct Conv2d::Impl {
   ConvGeometry g;
   bool relu;
 
-  // The primitives for one block size; backward ones made on first use.
+  // The primitives for one block size and precision; backward ones made on first use. The
+  // operands (src, weights, and diff_dst in backward) are in the product format, everything
+  // oneDNN writes (dst, diff_src, diff_weights, diff_bias) and the bias are fp32.
   struct Prims {
-    memory::desc src, weights, bias, dst;
+    memory::desc src, weights, bias, dst, diff_src, diff_weights, diff_dst;
     dnnl::convolution_forward::primitive_desc fwd_pd;
     dnnl::convolution_forward fwd;
     dnnl::convolution_backward_data::primitive_desc data_pd;
@@ -95,8 +99,9 @@ struct Conv2d::Impl {
     dnnl::convolution_backward_weights weights_prim;
     bool backward_made = false;
   };
-  std::map<std::int64_t, Prims> by_size;
+  std::map<std::pair<std::int64_t, Precision>, Prims> by_size;
   std::vector<float> partials;  // backward_weights: one weight + bias gradient per grid block
+  std::vector<Bf16> w_bf16;     // w rounded, when the caller did not round it
 
   Dims strides() const { return {g.window.stride, g.window.stride}; }
   Dims padding() const { return {g.window.padding, g.window.padding}; }
@@ -114,34 +119,40 @@ struct Conv2d::Impl {
   }
 
   // Made on the calling thread before any parallel region: the map is only read inside one.
-  Prims& prims(std::int64_t n, bool backward) {
+  Prims& prims(std::int64_t n, Precision precision, bool backward) {
     // oneDNN fixes a primitive's thread count when it is made: one, like every call of ours.
     use_one_onednn_thread();
-    auto it = by_size.find(n);
+    auto it = by_size.find({n, precision});
     if (it == by_size.end()) {
       Prims p;  // inserted only once complete: a failure leaves no half-made entry
-      p.src = memory::desc({n, g.channels, g.height, g.width}, kF32, Tag::nchw);
-      p.weights =
-          memory::desc({g.out_channels, g.channels, g.window.size, g.window.size}, kF32, Tag::oihw);
+      const memory::data_type op = precision == Precision::kBf16 ? kBf16 : kF32;
+      const Dims x_dims{n, g.channels, g.height, g.width},
+          w_dims{g.out_channels, g.channels, g.window.size, g.window.size},
+          y_dims{n, g.out_channels, g.out_height(), g.out_width()};
+      p.src = memory::desc(x_dims, op, Tag::nchw);
+      p.diff_src = memory::desc(x_dims, kF32, Tag::nchw);
+      p.weights = memory::desc(w_dims, op, Tag::oihw);
+      p.diff_weights = memory::desc(w_dims, kF32, Tag::oihw);
       p.bias = memory::desc({g.out_channels}, kF32, Tag::x);
-      p.dst = memory::desc({n, g.out_channels, g.out_height(), g.out_width()}, kF32, Tag::nchw);
+      p.dst = memory::desc(y_dims, kF32, Tag::nchw);
+      p.diff_dst = memory::desc(y_dims, op, Tag::nchw);
       dnnl::post_ops ops;
       if (relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
       p.fwd_pd = dnnl::convolution_forward::primitive_desc(forward_desc(p), attr_with(ops), cpu());
       p.fwd = dnnl::convolution_forward(p.fwd_pd);
-      it = by_size.emplace(n, std::move(p)).first;
+      it = by_size.emplace(std::pair{n, precision}, std::move(p)).first;
     }
     Prims& p = it->second;
     if (backward && !p.backward_made) {
       // The hint is the forward without post-ops: the ReLU's gradient is the layer's business.
       const dnnl::convolution_forward::primitive_desc hint(forward_desc(p), attr_with(), cpu());
       auto data_pd = dnnl::convolution_backward_data::primitive_desc(
-          {dnnl::algorithm::convolution_direct, p.src, p.weights, p.dst, strides(), padding(),
-           padding()},
+          {dnnl::algorithm::convolution_direct, p.diff_src, p.weights, p.diff_dst, strides(),
+           padding(), padding()},
           attr_with(), cpu(), hint);
       auto weights_pd = dnnl::convolution_backward_weights::primitive_desc(
-          {dnnl::algorithm::convolution_direct, p.src, p.weights, p.bias, p.dst, strides(),
-           padding(), padding()},
+          {dnnl::algorithm::convolution_direct, p.src, p.diff_weights, p.bias, p.diff_dst,
+           strides(), padding(), padding()},
           attr_with(), cpu(), hint);
       dnnl::convolution_backward_data data(data_pd);
       dnnl::convolution_backward_weights weights_prim(weights_pd);
@@ -154,11 +165,36 @@ struct Conv2d::Impl {
     return p;
   }
 
-  void prepare(std::int64_t n, bool backward) {
-    for (std::int64_t size : block_sizes(n)) prims(size, backward);
+  void prepare(std::int64_t n, Precision precision, bool backward) {
+    for (std::int64_t size : block_sizes(n)) prims(size, precision, backward);
   }
-  const Prims& made(std::int64_t size) const { return by_size.at(size); }
+  const Prims& made(std::int64_t size, Precision precision) const {
+    return by_size.at({size, precision});
+  }
+
+  // The weights in the product format: w itself, w_rounded, or w rounded here.
+  const void* weights_operand(parallel::ThreadPool& pool, Precision precision, const float* w,
+                              const Bf16* w_rounded) {
+    if (precision == Precision::kF32) return w;
+    if (w_rounded != nullptr) return w_rounded;
+    w_bf16.resize(static_cast<std::size_t>(g.weight_size()));
+    round_to_bf16(pool, w, w_bf16.data(), w_bf16.size());
+    return w_bf16.data();
+  }
 };
+
+namespace {
+
+// n floats from x in the product format: x itself, or rounded into the calling thread's scratch
+// slot (one grid block's operand, rounded by the thread that runs the block).
+const void* block_operand(Precision precision, int slot, const float* x, std::int64_t n) {
+  if (precision == Precision::kF32) return x;
+  Bf16* out = bf16_scratch(slot, static_cast<std::size_t>(n));
+  round_to_bf16(x, out, static_cast<std::size_t>(n));
+  return out;
+}
+
+}  // namespace
 
 Conv2d::Conv2d(ConvGeometry g, bool relu) : impl_(std::make_unique<Impl>()) {
   if (g.channels < 1 || g.height < 1 || g.width < 1 || g.out_channels < 1 || g.window.size < 1 ||
@@ -175,15 +211,18 @@ Conv2d::~Conv2d() = default;
 
 void Conv2d::forward(parallel::ThreadPool& pool, std::int64_t n, const float* x, const float* w,
                      const float* b, float* y,
-                     const std::function<void(std::int64_t, std::int64_t)>& epilogue) {
+                     const std::function<void(std::int64_t, std::int64_t)>& epilogue,
+                     Precision precision, const Bf16* w_rounded) {
   Impl& m = *impl_;
-  m.prepare(n, false);
+  m.prepare(n, precision, false);
   const ConvGeometry& g = m.g;
+  const void* wo = m.weights_operand(pool, precision, w, w_rounded);
   for_example_blocks(pool, n, [&](std::int64_t n0, std::int64_t n1) {
-    const Impl::Prims& p = m.made(n1 - n0);
+    const Impl::Prims& p = m.made(n1 - n0, precision);
+    const void* xo = block_operand(precision, 0, x + n0 * g.in_size(), (n1 - n0) * g.in_size());
     execute(p.fwd, p.fwd_pd,
-            {{DNNL_ARG_SRC, wrap(p.src, x + n0 * g.in_size())},
-             {DNNL_ARG_WEIGHTS, wrap(p.weights, w)},
+            {{DNNL_ARG_SRC, wrap(p.src, xo)},
+             {DNNL_ARG_WEIGHTS, wrap(p.weights, wo)},
              {DNNL_ARG_BIAS, wrap(p.bias, b)},
              {DNNL_ARG_DST, wrap(p.dst, y + n0 * g.out_size())}});
     if (epilogue) epilogue(n0, n1);
@@ -191,36 +230,40 @@ void Conv2d::forward(parallel::ThreadPool& pool, std::int64_t n, const float* x,
 }
 
 void Conv2d::backward_data(parallel::ThreadPool& pool, std::int64_t n, const float* dy,
-                           const float* w, float* dx) {
+                           const float* w, float* dx, Precision precision, const Bf16* w_rounded) {
   Impl& m = *impl_;
-  m.prepare(n, true);
+  m.prepare(n, precision, true);
   const ConvGeometry& g = m.g;
+  const void* wo = m.weights_operand(pool, precision, w, w_rounded);
   for_example_blocks(pool, n, [&](std::int64_t n0, std::int64_t n1) {
-    const Impl::Prims& p = m.made(n1 - n0);
+    const Impl::Prims& p = m.made(n1 - n0, precision);
+    const void* dyo = block_operand(precision, 0, dy + n0 * g.out_size(), (n1 - n0) * g.out_size());
     execute(p.data, p.data_pd,
-            {{DNNL_ARG_DIFF_DST, wrap(p.dst, dy + n0 * g.out_size())},
-             {DNNL_ARG_WEIGHTS, wrap(p.weights, w)},
-             {DNNL_ARG_DIFF_SRC, wrap(p.src, dx + n0 * g.in_size())}});
+            {{DNNL_ARG_DIFF_DST, wrap(p.diff_dst, dyo)},
+             {DNNL_ARG_WEIGHTS, wrap(p.weights, wo)},
+             {DNNL_ARG_DIFF_SRC, wrap(p.diff_src, dx + n0 * g.in_size())}});
   });
 }
 
 void Conv2d::backward_weights(parallel::ThreadPool& pool, std::int64_t n, const float* x,
-                              const float* dy, float* dw, float* db) {
+                              const float* dy, float* dw, float* db, Precision precision) {
   if (n == 0) return;
   Impl& m = *impl_;
-  m.prepare(n, true);
+  m.prepare(n, precision, true);
   const ConvGeometry& g = m.g;
   const auto per_block = static_cast<std::size_t>(g.weight_size() + g.out_channels);
   const auto blocks = static_cast<std::size_t>((n + kExampleBlock - 1) / kExampleBlock);
   m.partials.resize(blocks * per_block);
   float* partials = m.partials.data();
   for_example_blocks(pool, n, [&](std::int64_t n0, std::int64_t n1) {
-    const Impl::Prims& p = m.made(n1 - n0);
+    const Impl::Prims& p = m.made(n1 - n0, precision);
     float* mine = partials + static_cast<std::size_t>(n0 / kExampleBlock) * per_block;
+    const void* xo = block_operand(precision, 0, x + n0 * g.in_size(), (n1 - n0) * g.in_size());
+    const void* dyo = block_operand(precision, 1, dy + n0 * g.out_size(), (n1 - n0) * g.out_size());
     execute(p.weights_prim, p.weights_pd,
-            {{DNNL_ARG_SRC, wrap(p.src, x + n0 * g.in_size())},
-             {DNNL_ARG_DIFF_DST, wrap(p.dst, dy + n0 * g.out_size())},
-             {DNNL_ARG_DIFF_WEIGHTS, wrap(p.weights, mine)},
+            {{DNNL_ARG_SRC, wrap(p.src, xo)},
+             {DNNL_ARG_DIFF_DST, wrap(p.diff_dst, dyo)},
+             {DNNL_ARG_DIFF_WEIGHTS, wrap(p.diff_weights, mine)},
              {DNNL_ARG_DIFF_BIAS, wrap(p.bias, mine + g.weight_size())}});
   });
   // The blocks' sums added in block order: the same bits for any split of the blocks.
@@ -238,8 +281,8 @@ void Conv2d::backward_weights(parallel::ThreadPool& pool, std::int64_t n, const 
   });
 }
 
-std::string Conv2d::implementations() {
-  const Impl::Prims& p = impl_->prims(kExampleBlock, true);
+std::string Conv2d::implementations(Precision precision) {
+  const Impl::Prims& p = impl_->prims(kExampleBlock, precision, true);
   return fmt::format("forward {}, backward data {}, backward weights {}", p.fwd_pd.impl_info_str(),
                      p.data_pd.impl_info_str(), p.weights_pd.impl_info_str());
 }

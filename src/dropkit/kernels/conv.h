@@ -1,5 +1,5 @@
-// 2-D convolution and max pooling: oneDNN primitives (fp32, NCHW), called single-threaded from
-// inside our thread pool, as the matrix products are (kernels/gemm.h says why).
+// 2-D convolution and max pooling: oneDNN primitives (NCHW), called single-threaded from inside
+// our thread pool, as the matrix products are (kernels/gemm.h says why).
 //
 // Same bits for any thread count: oneDNN picks its kernel and blocking by shape, so no
 // primitive's shape may depend on the thread count. Examples are cut on one fixed grid of
@@ -8,13 +8,22 @@
 // weight gradient is a sum over examples: each grid block computes its own partial sum, and the
 // partials are added in block order, whatever thread computed them.
 //
+// Precision::kBf16 (`train --precision bf16`, as for the matrix products): the convolution's
+// operands -- x and w forward, dy and w for the input gradient, x and dy for the weight
+// gradient -- are rounded to bfloat16 (kernels/gemm.h: to_bf16) and oneDNN accumulates in fp32;
+// outputs, gradients and the bias stay fp32. Each thread rounds the operand blocks of its own
+// grid blocks, so the bits do not depend on the thread count either. Pooling has no products
+// and no precision.
+//
 // oneDNN is hidden here: nothing outside this file's source includes its headers.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
+#include "dropkit/kernels/precision.h"
 #include "dropkit/parallel/thread_pool.h"
 
 namespace dropkit::kernels {
@@ -59,20 +68,24 @@ class Conv2d {
   Conv2d& operator=(const Conv2d&) = delete;
 
   // y [n, out] = conv(x [n, in]); then epilogue(n0, n1) on the thread that wrote examples
-  // [n0, n1), while they are in cache (an activation oneDNN does not fuse).
+  // [n0, n1), while they are in cache (an activation oneDNN does not fuse). With kBf16,
+  // w_rounded (if given) is w already rounded (round_to_bf16), so a layer rounds its weights
+  // once for the forward and the input gradient.
   void forward(parallel::ThreadPool& pool, std::int64_t n, const float* x, const float* w,
                const float* b, float* y,
-               const std::function<void(std::int64_t, std::int64_t)>& epilogue = {});
+               const std::function<void(std::int64_t, std::int64_t)>& epilogue = {},
+               Precision precision = Precision::kF32, const Bf16* w_rounded = nullptr);
   // dx = the gradient of the input for output gradient dy (overwritten).
   void backward_data(parallel::ThreadPool& pool, std::int64_t n, const float* dy, const float* w,
-                     float* dx);
+                     float* dx, Precision precision = Precision::kF32,
+                     const Bf16* w_rounded = nullptr);
   // dw += sum over examples of x (x) dy, db += sum of dy; partial sums per grid block, added in
   // block order.
   void backward_weights(parallel::ThreadPool& pool, std::int64_t n, const float* x, const float* dy,
-                        float* dw, float* db);
+                        float* dw, float* db, Precision precision = Precision::kF32);
   // oneDNN's name for the implementations it chose for a block of kExampleBlock examples
   // (forward, backward data, backward weights): for benchmarks and the design doc.
-  std::string implementations();
+  std::string implementations(Precision precision = Precision::kF32);
 
  private:
   struct Impl;

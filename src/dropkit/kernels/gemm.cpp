@@ -140,6 +140,10 @@ void round_to_bf16(parallel::ThreadPool& pool, const float* x, Bf16* y, std::siz
                          [&](std::size_t b, std::size_t e) { round_range(x + b, y + b, e - b); });
 }
 
+void round_to_bf16(const float* x, Bf16* y, std::size_t n) {
+  round_range(x, y, n);
+}
+
 Bf16* bf16_scratch(int slot, std::size_t elements) {
   thread_local std::vector<Bf16> buffers[2];
   auto& v = buffers[slot];

@@ -56,8 +56,9 @@ void gemm_bf16(bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, con
                std::int64_t lda, const Bf16* b, std::int64_t ldb, bool accumulate, float* c,
                std::int64_t ldc);
 
-// y[i] = to_bf16(x[i]) for n elements, split over the pool.
+// y[i] = to_bf16(x[i]) for n elements, split over the pool; or on the calling thread only.
 void round_to_bf16(parallel::ThreadPool& pool, const float* x, Bf16* y, std::size_t n);
+void round_to_bf16(const float* x, Bf16* y, std::size_t n);
 
 // The calling thread's bf16 buffers, reused from call to call (slot 0 or 1), each at least
 // `elements` long: a product's two rounded operands.

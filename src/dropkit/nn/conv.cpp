@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "dropkit/kernels/gemm.h"
+
 namespace dropkit::nn {
 namespace {
 
@@ -82,12 +84,23 @@ void Conv2d::forward(const Tensor& x, Tensor& y, const Context& ctx) {
   auto& pool = ctx.threads();
   const auto per_example = static_cast<std::size_t>(g_.out_size());
   const bool separate = f_ != Activation::kIdentity && f_ != Activation::kReLU;
+  // With bf16 the weights are rounded once here; backward's input gradient reuses them (W
+  // changes only after backward).
+  precision_ = ctx.precision;
+  const kernels::Bf16* w_rounded = nullptr;
+  if (precision_ == kernels::Precision::kBf16) {
+    w_rounded_.resize(static_cast<std::size_t>(g_.weight_size()));
+    kernels::round_to_bf16(pool, w_, w_rounded_.data(), w_rounded_.size());
+    w_rounded = w_rounded_.data();
+  }
   conv_->forward(
-      pool, x.shape()[0], x.data(), w_, b_, y.data(), [&](std::int64_t n0, std::int64_t n1) {
+      pool, x.shape()[0], x.data(), w_, b_, y.data(),
+      [&](std::int64_t n0, std::int64_t n1) {
         if (!separate) return;
         float* block = y.data() + static_cast<std::size_t>(n0) * per_example;
         activation_forward(f_, block, block, static_cast<std::size_t>(n1 - n0) * per_example);
-      });
+      },
+      precision_, w_rounded);
   const bool train = ctx.mode == Mode::kTrain;
   x_ = train ? &x : nullptr;
   y_ = train ? &y : nullptr;
@@ -99,10 +112,11 @@ void Conv2d::backward(const Tensor& dy, Tensor& dx) {
   if (&dx == &dy) throw std::invalid_argument(name() + ": cannot run backward in place");
   const float* dz = activation_grad(*pool_, f_, *y_, dy, dz_);
   const std::int64_t n = x_->shape()[0];
-  conv_->backward_weights(*pool_, n, x_->data(), dz, dw_, db_);
+  conv_->backward_weights(*pool_, n, x_->data(), dz, dw_, db_, precision_);
   if (!needs_input_grad_) return;
   dx.resize(x_->shape());
-  conv_->backward_data(*pool_, n, dz, w_, dx.data());
+  conv_->backward_data(*pool_, n, dz, w_, dx.data(), precision_,
+                       precision_ == kernels::Precision::kBf16 ? w_rounded_.data() : nullptr);
 }
 
 // ---------------------------------------------------------------------------------------------

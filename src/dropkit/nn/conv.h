@@ -16,9 +16,12 @@
 // Backward: dz = dy f'(from y); dW += the sum over examples (per grid block of examples, added in
 // block order: the same bits at any thread count), db += the sums of dz; dx = the transposed
 // convolution of dz.
+// Precision: ctx.precision of the forward (kernels/conv.h); with bf16 the forward rounds W once
+// and the backward uses that rounding and the forward's precision.
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "dropkit/kernels/conv.h"
 #include "dropkit/nn/activation.h"
@@ -43,7 +46,9 @@ class Conv2d : public Layer {
 
   const kernels::ConvGeometry& geometry() const { return g_; }
   // oneDNN's implementations for this layer (for benchmarks).
-  std::string implementations() const { return conv_->implementations(); }
+  std::string implementations(kernels::Precision precision = kernels::Precision::kF32) const {
+    return conv_->implementations(precision);
+  }
 
  private:
   kernels::ConvGeometry g_;
@@ -53,6 +58,8 @@ class Conv2d : public Layer {
   const Tensor* x_ = nullptr;  // saved by a Train forward
   const Tensor* y_ = nullptr;
   parallel::ThreadPool* pool_ = nullptr;
+  kernels::Precision precision_ = kernels::Precision::kF32;  // the forward's, for backward
+  std::vector<kernels::Bf16> w_rounded_;                     // W rounded by a bf16 forward
   Tensor dz_;
 };
 

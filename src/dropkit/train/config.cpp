@@ -227,7 +227,7 @@ std::vector<Field> make_fields() {
   add({.name = "precision",
        .type = Type::kString,
        .default_value = d.precision,
-       .help = "format of the dense layers' matrix-product inputs in training: f32, or bf16 "
+       .help = "format of the inputs of dense and convolution products in training: f32, or bf16 "
                "(rounded operands, fp32 accumulation, fp32 weights and optimizer state; fast "
                "only on CPUs with AVX512-BF16 or AMX); evaluation runs in f32",
        .choices = {"f32", "bf16"}},

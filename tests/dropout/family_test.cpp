@@ -24,6 +24,9 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr double kRates[] = {0.05, 0.1, 0.3, 0.5, 0.7, 0.9};
+// mask_bits: the default and the narrow keep words (dropout/mask.h); with 16 or 8 the layers work
+// with the rate the masks realise, rng::KeepThreshold(p, bits).effective_drop_prob().
+constexpr int kMaskBits[] = {32, 16, 8};
 constexpr double kK = 6.0;  // k-sigma (tests/support/stats.h)
 // 2^22 elements: the relative sd of a sample variance is sqrt(2 / n) ~ 7e-4 for normal noise, so
 // a 1 % error in a variance is about 14 sigma away.
@@ -74,34 +77,45 @@ TEST(GaussianNoise, MeanZeroAndVarianceSigmaSquared) {
 
 TEST(AlphaDropout, KeepsZeroMeanAndUnitVarianceOfStandardNormalInput) {
   const Tensor x = standard_normal(Shape{kN}, 11);
-  for (double p : kRates) {
-    AlphaDropout layer(p, 9);
-    Tensor y;
-    layer.forward(x, y, train(2, 4));
-    const auto m = test::moments(y.span());
-    // y is a mixture: a x + b (prob 1-p) and a alpha' + b (prob p). Its fourth central moment
-    // bounds the sd of the sample variance: sqrt((mu4 - 1) / n).
-    const double a = layer.a(), b = layer.b(), c = layer.dropped_value();
-    const double mu4 =
-        (1 - p) * (3 * std::pow(a, 4) + 6 * a * a * b * b + std::pow(b, 4)) + p * std::pow(c, 4);
-    EXPECT_NEAR(m.mean, 0.0, kK / std::sqrt(kN)) << p;
-    EXPECT_NEAR(m.var, 1.0, kK * std::sqrt((mu4 - 1) / kN)) << p;
-    // The dropped value is alpha' mapped: a alpha' + b, and a fraction p of outputs take it.
-    std::size_t dropped = 0;
-    for (std::size_t i = 0; i < y.numel(); ++i) dropped += y[i] == layer.dropped_value();
-    EXPECT_NEAR(static_cast<double>(dropped) / kN, p, kK * test::binomial_sigma(kN, p)) << p;
+  for (int bits : kMaskBits) {
+    for (double configured : kRates) {
+      SCOPED_TRACE(::testing::Message() << "mask_bits " << bits << " p " << configured);
+      AlphaDropout layer(configured, 9, {}, bits);
+      const double p = layer.effective_drop_prob();
+      Tensor y;
+      layer.forward(x, y, train(2, 4));
+      const auto m = test::moments(y.span());
+      // y is a mixture: a x + b (prob 1-p) and a alpha' + b (prob p). Its fourth central moment
+      // bounds the sd of the sample variance: sqrt((mu4 - 1) / n).
+      const double a = layer.a(), b = layer.b(), c = layer.dropped_value();
+      const double mu4 =
+          (1 - p) * (3 * std::pow(a, 4) + 6 * a * a * b * b + std::pow(b, 4)) + p * std::pow(c, 4);
+      EXPECT_NEAR(m.mean, 0.0, kK / std::sqrt(kN)) << p;
+      EXPECT_NEAR(m.var, 1.0, kK * std::sqrt((mu4 - 1) / kN)) << p;
+      // The dropped value is alpha' mapped: a alpha' + b, and a fraction p of outputs take it.
+      std::size_t dropped = 0;
+      for (std::size_t i = 0; i < y.numel(); ++i) dropped += y[i] == layer.dropped_value();
+      EXPECT_NEAR(static_cast<double>(dropped) / kN, p, kK * test::binomial_sigma(kN, p)) << p;
+    }
   }
 }
 
 TEST(AlphaDropout, ConstantsMatchPyTorchsFormula) {
   // PyTorch: a = ((1 - p) * (1 + p * alpha'^2))^-0.5, b = -a * alpha' * p.
   const double ap = -1.7580993408473766;
-  for (double p : kRates) {
-    AlphaDropout layer(p);
-    const double a = std::pow((1 - p) * (1 + p * ap * ap), -0.5);
-    EXPECT_FLOAT_EQ(layer.a(), static_cast<float>(a));
-    EXPECT_FLOAT_EQ(layer.b(), static_cast<float>(-a * ap * p));
-    EXPECT_FLOAT_EQ(layer.dropped_value(), static_cast<float>(a * ap + -a * ap * p));
+  for (int bits : kMaskBits) {
+    for (double configured : kRates) {
+      // p: the rate the masks realise (the configured one at 32 bits; 51/256 for 0.2 at 8).
+      const double p = rng::KeepThreshold(configured, bits).effective_drop_prob();
+      AlphaDropout layer(configured, 0, {}, bits);
+      EXPECT_EQ(layer.effective_drop_prob(), p);
+      EXPECT_EQ(layer.mask_bits(), bits);
+      EXPECT_EQ(layer.config().at("mask_bits"), bits);
+      const double a = std::pow((1 - p) * (1 + p * ap * ap), -0.5);
+      EXPECT_FLOAT_EQ(layer.a(), static_cast<float>(a));
+      EXPECT_FLOAT_EQ(layer.b(), static_cast<float>(-a * ap * p));
+      EXPECT_FLOAT_EQ(layer.dropped_value(), static_cast<float>(a * ap + -a * ap * p));
+    }
   }
   EXPECT_NEAR(kAlphaPrime, ap, 1e-15);
 }
@@ -272,41 +286,50 @@ struct DcFixture {
 DcFixture dropconnect(std::int64_t in, std::int64_t out, nn::Activation f, double p,
                       Scaling scaling = Scaling::kInverted,
                       DropConnectInference inference = DropConnectInference::kMean,
-                      int samples = 100) {
-  DcFixture d{std::make_unique<DropConnect>(in, out, f, p, scaling, inference, samples, 12),
-              nullptr};
+                      int samples = 100, int mask_bits = kDefaultMaskBits) {
+  DcFixture d{
+      std::make_unique<DropConnect>(in, out, f, p, scaling, inference, samples, 12, mask_bits),
+      nullptr};
   d.arena = std::make_unique<nn::ParamArena>(std::vector<nn::Layer*>{d.layer.get()});
   d.layer->init_params(4, 1);
   return d;
 }
 
 // One-hot inputs read single weights: y_j = s m_jk w_jk. A fraction p of them is 0, the kept
-// ones are w_jk / (1 - p) exactly, and a new step draws a new mask.
+// ones are w_jk / (1 - p) exactly, and a new step draws a new mask; p the rate the masks realise
+// at every mask width.
 TEST(DropConnectTest, MasksWeightsAtTheRateAndScalesTheKeptOnes) {
   const std::int64_t in = 64, out = 512;
-  for (double p : kRates) {
-    auto d = dropconnect(in, out, nn::Activation::kIdentity, p);
-    Tensor x(Shape{in, in});  // row k: e_k
-    for (std::int64_t k = 0; k < in; ++k) x[static_cast<std::size_t>(k * in + k)] = 1.0f;
-    Tensor y, y2;
-    d.layer->forward(x, y, train(3, 1));
-    std::size_t zeros = 0;
-    const float s = static_cast<float>(1.0 / (1.0 - p));
-    for (std::int64_t k = 0; k < in; ++k) {
-      for (std::int64_t j = 0; j < out; ++j) {
-        const float v = y[static_cast<std::size_t>(k * out + j)];
-        const float w = d.layer->weight()[j * in + k];
-        if (v == 0.0f) {
-          ++zeros;
-        } else {
-          ASSERT_EQ(v, w * s) << p;
+  for (int bits : kMaskBits) {
+    for (double configured : kRates) {
+      SCOPED_TRACE(::testing::Message() << "mask_bits " << bits << " p " << configured);
+      auto d = dropconnect(in, out, nn::Activation::kIdentity, configured, Scaling::kInverted,
+                           DropConnectInference::kMean, 100, bits);
+      const double p = d.layer->effective_drop_prob();
+      EXPECT_EQ(p, rng::KeepThreshold(configured, bits).effective_drop_prob());
+      EXPECT_EQ(d.layer->config().at("mask_bits"), bits);
+      Tensor x(Shape{in, in});  // row k: e_k
+      for (std::int64_t k = 0; k < in; ++k) x[static_cast<std::size_t>(k * in + k)] = 1.0f;
+      Tensor y, y2;
+      d.layer->forward(x, y, train(3, 1));
+      std::size_t zeros = 0;
+      const float s = static_cast<float>(1.0 / (1.0 - p));
+      for (std::int64_t k = 0; k < in; ++k) {
+        for (std::int64_t j = 0; j < out; ++j) {
+          const float v = y[static_cast<std::size_t>(k * out + j)];
+          const float w = d.layer->weight()[j * in + k];
+          if (v == 0.0f) {
+            ++zeros;
+          } else {
+            ASSERT_EQ(v, w * s) << p;
+          }
         }
       }
+      const double n = static_cast<double>(in * out);
+      EXPECT_NEAR(zeros / n, p, kK * test::binomial_sigma(n, p)) << p;
+      d.layer->forward(x, y2, train(3, 2));
+      EXPECT_NE(std::memcmp(y.data(), y2.data(), y.numel() * 4), 0) << "a new step, a new mask";
     }
-    const double n = static_cast<double>(in * out);
-    EXPECT_NEAR(zeros / n, p, kK * test::binomial_sigma(n, p)) << p;
-    d.layer->forward(x, y2, train(3, 2));
-    EXPECT_NE(std::memcmp(y.data(), y2.data(), y.numel() * 4), 0) << "a new step, a new mask";
   }
 }
 

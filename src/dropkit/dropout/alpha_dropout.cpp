@@ -17,19 +17,25 @@ double alpha_a(double p) {
 
 }  // namespace
 
-AlphaDropout::AlphaDropout(double drop_prob, std::uint32_t stream_id, std::vector<int> shared_axes)
+AlphaDropout::AlphaDropout(double drop_prob, std::uint32_t stream_id, std::vector<int> shared_axes,
+                           int mask_bits)
     : NoiseLayer(stream_id, std::move(shared_axes)),
       drop_prob_(checked_drop_prob(drop_prob)),
-      keep_(drop_prob),
-      // In double, rounded once; p = 1 takes the limit (a is never applied then: all dropped).
-      a_(drop_prob < 1.0 ? static_cast<float>(alpha_a(drop_prob)) : 0.0f),
-      b_(drop_prob < 1.0 ? static_cast<float>(-alpha_a(drop_prob) * kAlphaPrime * drop_prob)
-                         : 0.0f),
-      c_(drop_prob < 1.0 ? static_cast<float>(alpha_a(drop_prob) * kAlphaPrime * (1.0 - drop_prob))
-                         : 0.0f) {}
+      keep_(drop_prob, mask_bits) {
+  // In double, rounded once, at the rate the masks realise; p = 1 takes the limit (a is never
+  // applied then: all dropped).
+  const double p = keep_.effective_drop_prob();
+  if (p < 1.0) {
+    a_ = static_cast<float>(alpha_a(p));
+    b_ = static_cast<float>(-alpha_a(p) * kAlphaPrime * p);
+    c_ = static_cast<float>(alpha_a(p) * kAlphaPrime * (1.0 - p));
+  }
+}
 
 nlohmann::json AlphaDropout::config() const {
-  return {{"drop_prob", drop_prob_}, {"shared_axes", shared_axes_text(shared_axes())}};
+  return {{"drop_prob", drop_prob_},
+          {"shared_axes", shared_axes_text(shared_axes())},
+          {"mask_bits", keep_.width()}};
 }
 
 void AlphaDropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {

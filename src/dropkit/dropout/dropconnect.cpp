@@ -13,16 +13,17 @@ namespace dropkit::dropout {
 
 DropConnect::DropConnect(std::int64_t in, std::int64_t out, nn::Activation f, double drop_prob,
                          Scaling scaling, DropConnectInference inference, int samples,
-                         std::uint32_t stream_id)
+                         std::uint32_t stream_id, int mask_bits)
     : nn::Linear(in, out, f),
       drop_prob_(checked_drop_prob(drop_prob)),
       scaling_(scaling),
       inference_(inference),
       samples_(samples),
       stream_id_(stream_id),
-      keep_(drop_prob),
-      train_scale_(train_scale_of(drop_prob, scaling)),
-      eval_scale_(eval_scale_of(drop_prob, scaling)) {
+      keep_(drop_prob, mask_bits),
+      // Scaled by the rate the masks realise, so the expectation is exact (SPEC section 2).
+      train_scale_(train_scale_of(keep_.effective_drop_prob(), scaling)),
+      eval_scale_(eval_scale_of(keep_.effective_drop_prob(), scaling)) {
   if (samples < 1 || samples > 100000) {
     throw std::invalid_argument(fmt::format("samples = {} is outside [1, 100000]", samples));
   }
@@ -34,6 +35,7 @@ nlohmann::json DropConnect::config() const {
   c["scaling"] = scaling_name(scaling_);
   c["inference"] = inference_ == DropConnectInference::kMean ? "mean" : "gaussian";
   c["samples"] = samples_;
+  c["mask_bits"] = keep_.width();
   return c;
 }
 
@@ -102,7 +104,7 @@ void DropConnect::gaussian_rule(const Tensor& x, Tensor& y, const nn::Context& c
   auto& pool = ctx.threads();
   const std::size_t nw = static_cast<std::size_t>(in_ * out_);
   const std::int64_t rows = x.shape()[0];
-  const double p = drop_prob_, s = train_scale_;
+  const double p = keep_.effective_drop_prob(), s = train_scale_;
   const auto k = static_cast<float>(s * s * p * (1.0 - p));
   // mu = x (c W)^T + b, without the activation.
   scale_copy(pool, eval_scale_, std::span<const float>(w_, nw), wm_.span());

@@ -23,7 +23,8 @@
 // shared by every example of that sample; stacked samples (Context::samples) are one product
 // each.
 // Kind "dropconnect"; config: units, activation, drop_prob, scaling, inference (mean, gaussian),
-// samples (for gaussian).
+// samples (for gaussian), mask_bits (32, 16, 8; with 16 or 8 every p above is the rate the masks
+// realise, effective_drop_prob(), as for dropout).
 #pragma once
 
 #include <cstdint>
@@ -40,7 +41,7 @@ class DropConnect : public nn::Linear {
   DropConnect(std::int64_t in, std::int64_t out, nn::Activation f, double drop_prob,
               Scaling scaling = Scaling::kInverted,
               DropConnectInference inference = DropConnectInference::kMean, int samples = 100,
-              std::uint32_t stream_id = 0);
+              std::uint32_t stream_id = 0, int mask_bits = kDefaultMaskBits);
 
   std::string kind() const override { return "dropconnect"; }
   nlohmann::json config() const override;
@@ -51,7 +52,9 @@ class DropConnect : public nn::Linear {
   // optimizer takes it from there, train/optimizer.h).
   void backward_to(const Tensor& dy, Tensor& dx, nn::GradientSink&) override { backward(dy, dx); }
 
-  double drop_prob() const { return drop_prob_; }
+  double drop_prob() const { return drop_prob_; }  // as configured
+  double effective_drop_prob() const { return keep_.effective_drop_prob(); }
+  int mask_bits() const { return keep_.width(); }
 
  private:
   void gaussian_rule(const Tensor& x, Tensor& y, const nn::Context& ctx);

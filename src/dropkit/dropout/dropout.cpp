@@ -20,23 +20,13 @@ double checked_drop_prob(double drop_prob, const char* what) {
   return drop_prob;
 }
 
-namespace {
-int checked_mask_bits(int bits) {
-  if (bits != 32 && bits != 16 && bits != 8) {
-    throw std::invalid_argument(
-        fmt::format("mask_bits = {} is not one of 32, 16, 8 (bits per keep decision)", bits));
-  }
-  return bits;
-}
-}  // namespace
-
 Dropout::Dropout(double drop_prob, Scaling scaling, MaskStorage storage, std::uint32_t stream_id,
                  std::vector<int> shared_axes, int mask_bits)
     : NoiseLayer(stream_id, std::move(shared_axes)),
       drop_prob_(checked_drop_prob(drop_prob)),
       scaling_(scaling),
       storage_(storage),
-      keep_(drop_prob, checked_mask_bits(mask_bits)),
+      keep_(drop_prob, mask_bits),  // checks mask_bits
       // Scaled by the rate the masks realise, so the expectation is exact (SPEC section 2).
       train_scale_(train_scale_of(keep_.effective_drop_prob(), scaling)),
       eval_scale_(eval_scale_of(keep_.effective_drop_prob(), scaling)) {}

@@ -34,6 +34,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dropkit/dropout/mask.h"
 #include "dropkit/dropout/noise_layer.h"
 #include "dropkit/rng/philox.h"
 
@@ -64,9 +65,9 @@ class Dropout : public NoiseLayer {
   // The defaults of the "dropout" layer kind too (model/registry.cpp reads them from here).
   static constexpr Scaling kDefaultScaling = Scaling::kInverted;
   static constexpr MaskStorage kDefaultStorage = MaskStorage::kBits;
-  // Bits per keep decision (rng::KeepThreshold): 32, or 16 / 8 for fewer Philox blocks per
-  // element; with 16 or 8 the layer works with effective_drop_prob() everywhere.
-  static constexpr int kDefaultMaskBits = 32;
+  // Bits per keep decision (dropout/mask.h): with 16 or 8 the layer works with
+  // effective_drop_prob() everywhere.
+  static constexpr int kDefaultMaskBits = dropout::kDefaultMaskBits;
 
   explicit Dropout(double drop_prob, Scaling scaling = kDefaultScaling,
                    MaskStorage storage = kDefaultStorage, std::uint32_t stream_id = 0,

@@ -19,6 +19,13 @@
 
 namespace dropkit::dropout {
 
+// Bits per keep decision (rng::KeepThreshold) when a layer's mask_bits is not given: 32, the
+// full word. 16 and 8 draw fewer Philox blocks per element (faster; README, Benchmark) and the
+// layer then works with the rate they realise, effective_drop_prob(). Every layer that keeps or
+// drops (dropout, alpha_dropout, dropconnect) takes mask_bits with this default. Why 32 stays
+// the default: it is what every existing command line and checkpoint computed (docs/design.md).
+inline constexpr int kDefaultMaskBits = 32;
+
 // Words of a bit mask covering n elements whose first stream index is `first`
 // (bit (first + i) % 64 of word (first + i) / 64 - first / 64 belongs to element i).
 std::size_t mask_words(std::uint64_t first, std::size_t n);

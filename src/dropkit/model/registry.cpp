@@ -41,6 +41,16 @@ Option shared_axes_option() {
               "axes after the examples that share one noise value, joined by '+' (2+3 on "
               "[N, C, H, W]: per channel; 1 on [N, T, D]: per sequence)"};
 }
+Option mask_bits_option() {
+  return {.name = "mask_bits",
+          .type = Type::kInt,
+          .default_value = dropout::kDefaultMaskBits,
+          .help =
+              "bits per keep decision: 32, or 16 / 8 (faster; the layer then uses the drop "
+              "rate round(p 2^b) / 2^b, e.g. 0.2 -> 51/256 at 8 bits)",
+          .min = 8,
+          .max = 32};
+}
 std::uint32_t stream_of(std::size_t index) {
   return rng::kDropoutStreamBase + static_cast<std::uint32_t>(index);
 }
@@ -95,13 +105,7 @@ std::vector<LayerKind> make_kinds() {
                    .help = "what backward reads: 1 bit per element, or the mask recomputed",
                    .choices = {"bits", "recompute"}},
                   shared_axes_option(),
-                  {.name = "mask_bits",
-                   .type = Type::kInt,
-                   .default_value = dropout::Dropout::kDefaultMaskBits,
-                   .help = "bits per keep decision: 32, or 16 / 8 (faster; the layer then uses "
-                           "the drop rate round(p 2^b) / 2^b, e.g. 0.2 -> 51/256 at 8 bits)",
-                   .min = 8,
-                   .max = 32}},
+                  mask_bits_option()},
       .positional = {"drop_prob", "scaling"},
       .create = [](const json& c, const Shape&, std::size_t index) -> std::unique_ptr<nn::Layer> {
         return std::make_unique<dropout::Dropout>(
@@ -139,11 +143,12 @@ std::vector<LayerKind> make_kinds() {
   k.push_back({
       .kind = "alpha_dropout",
       .summary = "alpha dropout for SELU nets (Klambauer et al. 2017): keeps mean 0, variance 1",
-      .options = {drop_prob_option(), shared_axes_option()},
+      .options = {drop_prob_option(), shared_axes_option(), mask_bits_option()},
       .positional = {"drop_prob"},
       .create = [](const json& c, const Shape&, std::size_t index) -> std::unique_ptr<nn::Layer> {
         return std::make_unique<dropout::AlphaDropout>(c.at("drop_prob").get<double>(),
-                                                       stream_of(index), shared_axes_of(c));
+                                                       stream_of(index), shared_axes_of(c),
+                                                       c.at("mask_bits").get<int>());
       },
   });
   k.push_back({
@@ -163,7 +168,8 @@ std::vector<LayerKind> make_kinds() {
                    .default_value = 100,
                    .help = "draws per unit of the gaussian rule",
                    .min = 1,
-                   .max = 100000}},
+                   .max = 100000},
+                  mask_bits_option()},
       .positional = {"units", "drop_prob", "activation"},
       .create = [](const json& c, const Shape& in,
                    std::size_t index) -> std::unique_ptr<nn::Layer> {
@@ -174,7 +180,7 @@ std::vector<LayerKind> make_kinds() {
             dropout::parse_scaling(c.at("scaling").get<std::string>()),
             c.at("inference") == "mean" ? dropout::DropConnectInference::kMean
                                         : dropout::DropConnectInference::kGaussian,
-            c.at("samples").get<int>(), stream_of(index));
+            c.at("samples").get<int>(), stream_of(index), c.at("mask_bits").get<int>());
       },
   });
   k.push_back({

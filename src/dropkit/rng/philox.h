@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
 
 namespace dropkit::rng {
 
@@ -101,8 +102,9 @@ class KeepThreshold {
     if (!(drop_prob >= 0.0 && drop_prob <= 1.0)) {  // also rejects NaN
       throw std::invalid_argument("drop_prob must be in [0, 1]");
     }
-    if (width != 32 && width != 16 && width != 8) {
-      throw std::invalid_argument("keep words have 32, 16 or 8 bits");
+    if (width != 32 && width != 16 && width != 8) {  // the layers' message: their mask_bits
+      throw std::invalid_argument("mask_bits = " + std::to_string(width) +
+                                  " is not one of 32, 16, 8 (bits per keep decision)");
     }
     value_ = static_cast<std::uint64_t>(std::llround(std::ldexp(drop_prob, width)));
   }

@@ -12,8 +12,11 @@
 // operands -- x and w forward, dy and w for the input gradient, x and dy for the weight
 // gradient -- are rounded to bfloat16 (kernels/gemm.h: to_bf16) and oneDNN accumulates in fp32;
 // outputs, gradients and the bias stay fp32. Each thread rounds the operand blocks of its own
-// grid blocks, so the bits do not depend on the thread count either. Pooling has no products
-// and no precision.
+// grid blocks, so the bits do not depend on the thread count either. bf16 primitives run in
+// oneDNN's own blocked layouts (nChw16c: its AVX512-BF16/AMX kernels; on plain NCHW it would
+// fall back to im2col, 2-3 times slower), the operands moved in and the results moved out per
+// block (bits unchanged). fp32 keeps the plain layouts its published results were computed
+// with. Pooling has no products and no precision.
 //
 // oneDNN is hidden here: nothing outside this file's source includes its headers.
 #pragma once

@@ -22,6 +22,8 @@ using Dims = memory::dims;
 using Tag = memory::format_tag;
 constexpr auto kF32 = memory::data_type::f32;
 constexpr auto kBf16 = memory::data_type::bf16;
+// Whether convolutions run in the layouts oneDNN chooses (true) or on our plain NCHW / OIHW.
+constexpr bool kOwnLayouts = true;
 
 const dnnl::engine& cpu() {
   static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
@@ -174,11 +176,11 @@ struct Conv2d::Impl {
   Prims& prims(std::int64_t n, Precision precision, bool backward) {
     // oneDNN fixes a primitive's thread count when it is made: one, like every call of ours.
     use_one_onednn_thread();
-    const bool own = precision == Precision::kBf16;
+    const bool own = kOwnLayouts;
     auto it = by_size.find({n, precision});
     if (it == by_size.end()) {
       Prims p;  // inserted only once complete: a failure leaves no half-made entry
-      const memory::data_type op = own ? kBf16 : kF32;
+      const memory::data_type op = precision == Precision::kBf16 ? kBf16 : kF32;
       const Dims x_dims{n, g.channels, g.height, g.width},
           w_dims{g.out_channels, g.channels, g.window.size, g.window.size},
           y_dims{n, g.out_channels, g.out_height(), g.out_width()};

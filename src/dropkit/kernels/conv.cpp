@@ -130,10 +130,9 @@ struct Conv2d::Impl {
   // The primitives for one block size and precision; backward ones made on first use. The
   // operands (src, weights, and diff_dst in backward) are in the product format, everything
   // oneDNN writes (dst, diff_src, diff_weights, diff_bias) and the bias are fp32. The descs
-  // below are the plain layouts our tensors have (NCHW, OIHW). fp32 primitives take those
-  // layouts; bf16 ones choose their own (format "any": oneDNN's blocked nChw16c kernels,
-  // 2-3 times faster than its im2col path on plain bf16, docs/design.md), and each operand is
-  // moved between the two by a Relayout: bits unchanged, only the order of the elements.
+  // below are the plain layouts our tensors have (NCHW, OIHW); the primitives choose their own
+  // (format "any", kOwnLayouts) and each operand is moved between the two by a Relayout: bits
+  // unchanged, only the order of the elements.
   struct Prims {
     memory::desc src, weights, bias, dst, diff_src, diff_weights, diff_dst;
     dnnl::convolution_forward::primitive_desc fwd_pd;

@@ -12,11 +12,14 @@
 // operands -- x and w forward, dy and w for the input gradient, x and dy for the weight
 // gradient -- are rounded to bfloat16 (kernels/gemm.h: to_bf16) and oneDNN accumulates in fp32;
 // outputs, gradients and the bias stay fp32. Each thread rounds the operand blocks of its own
-// grid blocks, so the bits do not depend on the thread count either. bf16 primitives run in
-// oneDNN's own blocked layouts (nChw16c: its AVX512-BF16/AMX kernels; on plain NCHW it would
-// fall back to im2col, 2-3 times slower), the operands moved in and the results moved out per
-// block (bits unchanged). fp32 keeps the plain layouts its published results were computed
-// with. Pooling has no products and no precision.
+// grid blocks, so the bits do not depend on the thread count either.
+//
+// Layouts: the primitives run in layouts oneDNN chooses (blocked, nChw16c: its direct AVX-512,
+// AVX512-BF16 and AMX kernels; on our plain NCHW it falls back to im2col plus a GEMM, 1.7 times
+// slower in fp32 and 3 times in bf16, docs/design.md). Each grid block's operands are moved in
+// and its results moved out by the thread that runs it; the weights once per call. Moving
+// changes no bit; only the kernels' summation order differs from the plain ones'. Pooling has
+// no products and no precision.
 //
 // oneDNN is hidden here: nothing outside this file's source includes its headers.
 #pragma once

@@ -18,6 +18,31 @@ Layout layout_of(const Shape& shape) {
           shape.row_size() / static_cast<std::size_t>(shape[1])};
 }
 
+// The sum of term(k) over channel c's elements k = (i C + c) S + j, in double, in an order fixed
+// by the layout alone (never by the thread split). One value per example and channel ([N, D]):
+// sequentially over the examples. Runs of S > 1 ([N, C, H, W]): eight partial sums by position
+// (j mod 8 within each run), added pairwise at the end -- one running double sum would wait
+// 4 cycles for every add, and the statistics of a 28 x 28 feature map were a fifth of a CNN
+// step that way.
+template <class Term>
+double channel_sum(const Layout& l, std::size_t c, Term&& term) {
+  if (l.s == 1) {
+    double sum = 0;
+    for (std::size_t i = 0; i < l.n; ++i) sum += term(i * l.c + c);
+    return sum;
+  }
+  double p[8] = {};
+  for (std::size_t i = 0; i < l.n; ++i) {
+    const std::size_t base = (i * l.c + c) * l.s;
+    std::size_t j = 0;
+    for (; j + 8 <= l.s; j += 8) {
+      for (std::size_t q = 0; q < 8; ++q) p[q] += term(base + j + q);
+    }
+    for (std::size_t q = 0; j < l.s; ++j, ++q) p[q] += term(base + j);
+  }
+  return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+
 }  // namespace
 
 BatchNorm::BatchNorm(std::int64_t channels, double momentum, double eps)
@@ -99,17 +124,12 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const Context& ctx) {
     for (std::size_t c = c0; c < c1; ++c) {
       double mean, var;
       if (train) {
-        double sum = 0;
-        for (std::size_t i = 0; i < l.n; ++i)
-          for (std::size_t j = 0; j < l.s; ++j) sum += xs[(i * l.c + c) * l.s + j];
-        mean = sum / static_cast<double>(m);
-        double sq = 0;
-        for (std::size_t i = 0; i < l.n; ++i) {
-          for (std::size_t j = 0; j < l.s; ++j) {
-            const double d = xs[(i * l.c + c) * l.s + j] - mean;
-            sq += d * d;
-          }
-        }
+        mean = channel_sum(l, c, [&](std::size_t k) { return double{xs[k]}; }) /
+               static_cast<double>(m);
+        const double sq = channel_sum(l, c, [&](std::size_t k) {
+          const double d = xs[k] - mean;
+          return d * d;
+        });
         var = sq / static_cast<double>(m);
         mean_[c] = static_cast<float>((1 - momentum) * mean_[c] + momentum * mean);
         var_[c] =
@@ -149,14 +169,9 @@ void BatchNorm::backward(const Tensor& dy, Tensor& dx) {
   parallel::parallel_for(*pool_, l.c, 1, [&](std::size_t c0, std::size_t c1) {
     for (std::size_t c = c0; c < c1; ++c) {
       const double mean = batch_mean_[c], inv = inv_std_[c];
-      double sum_dy = 0, sum_dy_xhat = 0;
-      for (std::size_t i = 0; i < l.n; ++i) {
-        for (std::size_t j = 0; j < l.s; ++j) {
-          const std::size_t k = (i * l.c + c) * l.s + j;
-          sum_dy += g[k];
-          sum_dy_xhat += g[k] * (xs[k] - mean) * inv;
-        }
-      }
+      const double sum_dy = channel_sum(l, c, [&](std::size_t k) { return double{g[k]}; });
+      const double sum_dy_xhat =
+          channel_sum(l, c, [&](std::size_t k) { return g[k] * (xs[k] - mean) * inv; });
       dgamma_[c] += static_cast<float>(sum_dy_xhat);
       dbeta_[c] += static_cast<float>(sum_dy);
       if (!needs_input_grad_) continue;

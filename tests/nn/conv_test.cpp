@@ -188,6 +188,34 @@ TEST(Conv2d, Bf16GivesTheSameBitsForAnyThreadCount) {
   }
 }
 
+// The kernel rounds the weights itself when the caller does not: the same bits either way.
+TEST(Conv2d, Bf16KernelRoundsWeightsItselfToTheSameBits) {
+  parallel::ThreadPool pool(2);
+  const kernels::ConvGeometry g{.channels = 3,
+                                .height = 9,
+                                .width = 8,
+                                .out_channels = 5,
+                                .window = {.size = 3, .padding = 1}};
+  kernels::Conv2d conv(g, false);
+  const Tensor x = random_tensor(Shape{19, 3, 9, 8}, 31), w = random_tensor(Shape{5, 3, 3, 3}, 32),
+               dy = random_tensor(Shape{19, 5, 9, 8}, 33);
+  const std::vector<float> b(5, 0.25f);
+  std::vector<kernels::Bf16> w_rounded(w.numel());
+  for (std::size_t i = 0; i < w.numel(); ++i) w_rounded[i] = kernels::to_bf16(w[i]);
+  const auto none = [](std::int64_t, std::int64_t) {};
+  const auto bf16 = kernels::Precision::kBf16;
+  std::vector<float> y0(19 * 5 * 9 * 8), y1(y0.size()), dx0(x.numel()), dx1(x.numel());
+  conv.forward(pool, 19, x.data(), w.data(), b.data(), y0.data(), none, bf16);
+  conv.forward(pool, 19, x.data(), w.data(), b.data(), y1.data(), none, bf16, w_rounded.data());
+  EXPECT_EQ(y0, y1);
+  conv.backward_data(pool, 19, dy.data(), w.data(), dx0.data(), bf16);
+  conv.backward_data(pool, 19, dy.data(), w.data(), dx1.data(), bf16, w_rounded.data());
+  EXPECT_EQ(dx0, dx1);
+  // And the rounding happened: fp32 gives other bits.
+  conv.forward(pool, 19, x.data(), w.data(), b.data(), y1.data(), none);
+  EXPECT_NE(y0, y1);
+}
+
 TEST(Conv2d, FusedReluEqualsTheConvolutionThenRelu) {
   parallel::ThreadPool pool(2);
   const Shape in{3, 8, 7};

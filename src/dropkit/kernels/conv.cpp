@@ -148,7 +148,6 @@ struct Conv2d::Impl {
   };
   std::map<std::pair<std::int64_t, Precision>, Prims> by_size;
   std::vector<float> partials;  // backward_weights: one weight + bias gradient per grid block
-  std::vector<Bf16> w_bf16;     // w rounded, when the caller did not round it
   std::map<std::int64_t, std::vector<std::byte>> w_moved;  // per block size, its layout
 
   Dims strides() const { return {g.window.stride, g.window.stride}; }
@@ -243,20 +242,16 @@ struct Conv2d::Impl {
   }
 
   // The weights in the product format, as each block size's primitive reads them (`which`: its
-  // Relayout from the plain weights): w itself, or w rounded (w_rounded, or rounded here) and
-  // moved into that primitive's layout. On the calling thread, before the blocks run.
+  // Relayout from the plain weights): w itself, or w rounded (w_rounded, or rounded into the
+  // calling thread's bf16 slot 1: the blocks of forward and backward_data round into slot 0
+  // only) and moved into that primitive's layout. On the calling thread, before the blocks run.
   std::map<std::int64_t, const void*> weights_operands(parallel::ThreadPool& pool,
                                                        Precision precision, const float* w,
                                                        const Bf16* w_rounded, std::int64_t n,
                                                        Relayout Prims::*which) {
     const void* plain = w;
     if (precision == Precision::kBf16) {
-      if (w_rounded == nullptr) {
-        w_bf16.resize(static_cast<std::size_t>(g.weight_size()));
-        round_to_bf16(pool, w, w_bf16.data(), w_bf16.size());
-        w_rounded = w_bf16.data();
-      }
-      plain = w_rounded;
+      plain = w_rounded != nullptr ? w_rounded : round_operand(pool, 1, w, g.weight_size());
     }
     std::map<std::int64_t, const void*> operands;
     for (std::int64_t size : block_sizes(n)) {

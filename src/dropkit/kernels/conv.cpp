@@ -153,18 +153,18 @@ struct Conv2d::Impl {
   Dims strides() const { return {g.window.stride, g.window.stride}; }
   Dims padding() const { return {g.window.padding, g.window.padding}; }
 
-  // The descs a primitive is asked for: the plain ones, or "any" where it may choose (bf16).
-  static memory::desc chosen(const memory::desc& plain, bool own_layout) {
-    return own_layout ? memory::desc(plain.dims(), plain.data_type(), Tag::any) : plain;
+  // The desc a primitive is asked for: "any" (it chooses the layout), or the plain one.
+  static memory::desc chosen(const memory::desc& plain) {
+    return kOwnLayouts ? memory::desc(plain.dims(), plain.data_type(), Tag::any) : plain;
   }
 
-  dnnl::convolution_forward::desc forward_desc(const Prims& p, bool own) const {
+  dnnl::convolution_forward::desc forward_desc(const Prims& p) const {
     return {dnnl::prop_kind::forward_training,
             dnnl::algorithm::convolution_direct,
-            chosen(p.src, own),
-            chosen(p.weights, own),
+            chosen(p.src),
+            chosen(p.weights),
             p.bias,
-            chosen(p.dst, own),
+            chosen(p.dst),
             strides(),
             padding(),
             padding()};
@@ -174,7 +174,6 @@ struct Conv2d::Impl {
   Prims& prims(std::int64_t n, Precision precision, bool backward) {
     // oneDNN fixes a primitive's thread count when it is made: one, like every call of ours.
     use_one_onednn_thread();
-    const bool own = kOwnLayouts;
     auto it = by_size.find({n, precision});
     if (it == by_size.end()) {
       Prims p;  // inserted only once complete: a failure leaves no half-made entry
@@ -191,8 +190,7 @@ struct Conv2d::Impl {
       p.diff_dst = memory::desc(y_dims, op, Tag::nchw);
       dnnl::post_ops ops;
       if (relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-      p.fwd_pd =
-          dnnl::convolution_forward::primitive_desc(forward_desc(p, own), attr_with(ops), cpu());
+      p.fwd_pd = dnnl::convolution_forward::primitive_desc(forward_desc(p), attr_with(ops), cpu());
       p.fwd = dnnl::convolution_forward(p.fwd_pd);
       p.fwd_src = Relayout(p.src, p.fwd_pd.src_desc());
       p.fwd_weights = Relayout(p.weights, p.fwd_pd.weights_desc());
@@ -202,15 +200,14 @@ struct Conv2d::Impl {
     Prims& p = it->second;
     if (backward && !p.backward_made) {
       // The hint is the forward without post-ops: the ReLU's gradient is the layer's business.
-      const dnnl::convolution_forward::primitive_desc hint(forward_desc(p, own), attr_with(),
-                                                           cpu());
+      const dnnl::convolution_forward::primitive_desc hint(forward_desc(p), attr_with(), cpu());
       auto data_pd = dnnl::convolution_backward_data::primitive_desc(
-          {dnnl::algorithm::convolution_direct, chosen(p.diff_src, own), chosen(p.weights, own),
-           chosen(p.diff_dst, own), strides(), padding(), padding()},
+          {dnnl::algorithm::convolution_direct, chosen(p.diff_src), chosen(p.weights),
+           chosen(p.diff_dst), strides(), padding(), padding()},
           attr_with(), cpu(), hint);
       auto weights_pd = dnnl::convolution_backward_weights::primitive_desc(
-          {dnnl::algorithm::convolution_direct, chosen(p.src, own), chosen(p.diff_weights, own),
-           p.bias, chosen(p.diff_dst, own), strides(), padding(), padding()},
+          {dnnl::algorithm::convolution_direct, chosen(p.src), chosen(p.diff_weights), p.bias,
+           chosen(p.diff_dst), strides(), padding(), padding()},
           attr_with(), cpu(), hint);
       dnnl::convolution_backward_data data(data_pd);
       dnnl::convolution_backward_weights weights_prim(weights_pd);

@@ -103,16 +103,39 @@ void activation_backward(Activation f, const float* a, const float* da, float* d
   }
 }
 
+namespace {
+
+// Element-wise work over n values, split over the pool in runs of kElementGrain: fewer values
+// than two runs stay on the calling thread (not worth waking the pool for). An element-wise
+// function gives the same bits for any split.
+constexpr std::size_t kElementGrain = 4096;
+
+template <class Fn>
+void for_elements(parallel::ThreadPool& pool, std::size_t n, Fn&& fn) {
+  parallel::parallel_for(pool, n, kElementGrain,
+                         [&](std::size_t b, std::size_t e) { fn(b, e - b); });
+}
+
+}  // namespace
+
+void activation_forward(parallel::ThreadPool& pool, Activation f, const float* z, float* a,
+                        std::size_t n) {
+  for_elements(pool, n,
+               [&](std::size_t b, std::size_t len) { activation_forward(f, z + b, a + b, len); });
+}
+
+void activation_backward(parallel::ThreadPool& pool, Activation f, const float* a, const float* da,
+                         float* dz, std::size_t n) {
+  for_elements(pool, n, [&](std::size_t b, std::size_t len) {
+    activation_backward(f, a + b, da + b, dz + b, len);
+  });
+}
+
 const float* activation_grad(parallel::ThreadPool& pool, Activation f, const Tensor& a,
                              const Tensor& dy, Tensor& dz) {
   if (f == Activation::kIdentity) return dy.data();
   dz.resize(dy.shape());
-  const std::size_t row = dy.shape().row_size();
-  parallel::parallel_for(pool, static_cast<std::size_t>(dy.shape()[0]), 1,
-                         [&](std::size_t r0, std::size_t r1) {
-                           activation_backward(f, a.data() + r0 * row, dy.data() + r0 * row,
-                                               dz.data() + r0 * row, (r1 - r0) * row);
-                         });
+  activation_backward(pool, f, a.data(), dy.data(), dz.data(), dy.numel());
   return dz.data();
 }
 
@@ -133,14 +156,15 @@ void init_weights(Activation f, std::int64_t fan_in, std::int64_t fan_out,
 
 void ActivationLayer::forward(const Tensor& x, Tensor& y, const Context& ctx) {
   if (&y != &x) y.resize(x.shape());
-  activation_forward(f_, x.data(), y.data(), x.numel());
+  pool_ = &ctx.threads();
+  activation_forward(*pool_, f_, x.data(), y.data(), x.numel());
   y_ = ctx.mode == Mode::kTrain ? &y : nullptr;
 }
 
 void ActivationLayer::backward(const Tensor& dy, Tensor& dx) {
   check_backward(*this, y_ ? &y_->shape() : nullptr, dy.shape());
   if (&dx != &dy) dx.resize(dy.shape());
-  activation_backward(f_, y_->data(), dy.data(), dx.data(), dy.numel());
+  activation_backward(*pool_, f_, y_->data(), dy.data(), dx.data(), dy.numel());
 }
 
 }  // namespace dropkit::nn

@@ -34,7 +34,13 @@ void activation_forward(Activation f, const float* z, float* a, std::size_t n);
 // dz[i] = da[i] * f'(z[i]), computed from a[i] = f(z[i]); da and dz may alias.
 void activation_backward(Activation f, const float* a, const float* da, float* dz, std::size_t n);
 
-// dz = dy * f'(from a), the rows of the batch split over the pool's threads; returns dz.data().
+// The same, split over the pool's threads (element-wise: the same bits for any thread count).
+void activation_forward(parallel::ThreadPool& pool, Activation f, const float* z, float* a,
+                        std::size_t n);
+void activation_backward(parallel::ThreadPool& pool, Activation f, const float* a, const float* da,
+                         float* dz, std::size_t n);
+
+// dz = dy * f'(from a), split over the pool's threads; returns dz.data().
 // For the identity it returns dy.data() and leaves dz alone (no copy).
 const float* activation_grad(parallel::ThreadPool& pool, Activation f, const Tensor& a,
                              const Tensor& dy, Tensor& dz);
@@ -59,7 +65,8 @@ class ActivationLayer : public Layer {
 
  private:
   Activation f_;
-  const Tensor* y_ = nullptr;  // the output of the last Train forward
+  const Tensor* y_ = nullptr;             // the output of the last Train forward
+  parallel::ThreadPool* pool_ = nullptr;  // the last forward's threads, for backward
 };
 
 }  // namespace dropkit::nn

@@ -71,6 +71,43 @@ TEST(Bf16, RoundsToNearestTiesToEvenAndKeepsSpecials) {
   for (std::size_t i = 0; i < x.size(); ++i) ASSERT_EQ(y[i], to_bf16(x[i])) << i;
 }
 
+// A weight gradient's operands: dy [rows, out] rounded and transposed (in 8 x 8 tiles, the
+// edges element by element) and x rounded, at shapes around the tile and over thread counts
+// that cut the columns unevenly, specials included: every value where the definition puts it.
+TEST(Bf16, GradOperandsAreTheRoundedTransposeAndTheRoundedInput) {
+  const rng::StreamKey s{5, 6, 7};
+  std::uint64_t counter = 0;
+  for (std::int64_t rows : {1, 7, 8, 9, 16, 23, 128}) {
+    for (std::int64_t out : {1, 8, 13, 40, 130}) {
+      for (int threads : {1, 3}) {
+        SCOPED_TRACE(::testing::Message() << rows << " x " << out << ", " << threads);
+        const std::int64_t in = 5;
+        std::vector<float> dy(static_cast<std::size_t>(rows * out)),
+            x(static_cast<std::size_t>(rows * in));
+        for (auto& v : dy) v = float_of(rng::bits_at(s, counter++));
+        for (auto& v : x) v = float_of(rng::bits_at(s, counter++));
+        dy[0] = std::numeric_limits<float>::quiet_NaN();
+        dy.back() = float_of(0x3F818000u);  // a tie
+        parallel::ThreadPool pool(threads);
+        const Bf16GradOperands ops =
+            round_grad_operands(pool, Precision::kBf16, rows, in, out, x.data(), dy.data());
+        int wrong = 0;
+        for (std::int64_t r = 0; r < rows; ++r) {
+          for (std::int64_t j = 0; j < out; ++j) {
+            const Bf16 want = to_bf16(dy[static_cast<std::size_t>(r * out + j)]);
+            wrong += ops.dy_t[j * rows + r] != want;
+          }
+        }
+        EXPECT_EQ(wrong, 0);
+        for (std::size_t i = 0; i < x.size(); ++i) ASSERT_EQ(ops.x[i], to_bf16(x[i])) << i;
+        EXPECT_EQ(
+            round_grad_operands(pool, Precision::kF32, rows, in, out, x.data(), dy.data()).dy_t,
+            nullptr);
+      }
+    }
+  }
+}
+
 TEST(Bf16, ParsePrecisionNamesTheValidValues) {
   EXPECT_EQ(parse_precision("f32"), Precision::kF32);
   EXPECT_EQ(parse_precision("bf16"), Precision::kBf16);

@@ -1,6 +1,7 @@
 #include "dropkit/kernels/gemm.h"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -151,6 +152,63 @@ Bf16* bf16_scratch(int slot, std::size_t elements) {
   return v.data();
 }
 
+namespace {
+
+// Eight floats rounded as to_bf16 does, in integer lanes (the same bits in every clone).
+using V8u = std::uint32_t __attribute__((vector_size(32)));
+using V8h = std::uint16_t __attribute__((vector_size(16)));
+[[gnu::always_inline]] inline V8h round8(const float* x) {
+  V8u u;
+  std::memcpy(&u, x, sizeof u);
+  const V8u nan = reinterpret_cast<V8u>((u & 0x7FFFFFFFu) > 0x7F800000u);  // all ones: NaN
+  const V8u rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  const V8u quiet = (u >> 16) | 0x40u;
+  return __builtin_convertvector((rounded & ~nan) | (quiet & nan), V8h);
+}
+
+// dst[j ld_dst + r] = to_bf16(src[r ld_src + j]) for r < rows, j in [j0, j1): a rounded
+// transpose, in tiles of 8 x 8 (eight rows rounded, transposed in registers by three rounds of
+// interleaves, stored as eight runs of 8 along the output rows); the edges element by element.
+// The element-by-element loop it replaces wrote every value to another cache line: 75-117 us
+// for a 128 x 1024 gradient on the AMD VM.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void round_transposed(
+    const float* src, std::int64_t ld_src, std::int64_t rows, std::int64_t j0, std::int64_t j1,
+    Bf16* dst, std::int64_t ld_dst) {
+  std::int64_t j = j0;
+  for (; j + 8 <= j1; j += 8) {
+    std::int64_t r = 0;
+    for (; r + 8 <= rows; r += 8) {
+      V8h a[8], b[8], c[8];
+      for (int i = 0; i < 8; ++i) a[i] = round8(src + (r + i) * ld_src + j);
+      for (int i = 0; i < 8; i += 2) {  // rows i, i + 1 interleaved by element
+        b[i] = __builtin_shuffle(a[i], a[i + 1], V8h{0, 8, 1, 9, 2, 10, 3, 11});
+        b[i + 1] = __builtin_shuffle(a[i], a[i + 1], V8h{4, 12, 5, 13, 6, 14, 7, 15});
+      }
+      for (int i = 0; i < 8; i += 4) {  // then by pairs
+        for (int h = 0; h < 2; ++h) {
+          c[i + 2 * h] = __builtin_shuffle(b[i + h], b[i + h + 2], V8h{0, 1, 8, 9, 2, 3, 10, 11});
+          c[i + 2 * h + 1] =
+              __builtin_shuffle(b[i + h], b[i + h + 2], V8h{4, 5, 12, 13, 6, 7, 14, 15});
+        }
+      }
+      for (int q = 0; q < 4; ++q) {  // then by quads: column 2q and 2q + 1
+        const V8h lo = __builtin_shuffle(c[q], c[q + 4], V8h{0, 1, 2, 3, 8, 9, 10, 11});
+        const V8h hi = __builtin_shuffle(c[q], c[q + 4], V8h{4, 5, 6, 7, 12, 13, 14, 15});
+        std::memcpy(dst + (j + 2 * q) * ld_dst + r, &lo, sizeof lo);
+        std::memcpy(dst + (j + 2 * q + 1) * ld_dst + r, &hi, sizeof hi);
+      }
+    }
+    for (; r < rows; ++r) {
+      for (std::int64_t q = j; q < j + 8; ++q) dst[q * ld_dst + r] = to_bf16(src[r * ld_src + q]);
+    }
+  }
+  for (; j < j1; ++j) {
+    for (std::int64_t r = 0; r < rows; ++r) dst[j * ld_dst + r] = to_bf16(src[r * ld_src + j]);
+  }
+}
+
+}  // namespace
+
 Bf16GradOperands round_grad_operands(parallel::ThreadPool& pool, Precision precision,
                                      std::int64_t rows, std::int64_t in, std::int64_t out,
                                      const float* x, const float* dy) {
@@ -159,12 +217,8 @@ Bf16GradOperands round_grad_operands(parallel::ThreadPool& pool, Precision preci
   // dy [rows, out] transposed to [out, rows]: threads split the columns of dy.
   parallel::parallel_for(pool, static_cast<std::size_t>(out), 16,
                          [&](std::size_t b, std::size_t e) {
-                           for (std::int64_t r = 0; r < rows; ++r) {
-                             const float* row = dy + r * out;
-                             for (std::size_t j = b; j < e; ++j) {
-                               dy_t[static_cast<std::int64_t>(j) * rows + r] = to_bf16(row[j]);
-                             }
-                           }
+                           round_transposed(dy, out, rows, static_cast<std::int64_t>(b),
+                                            static_cast<std::int64_t>(e), dy_t, rows);
                          });
   return {dy_t, round_operand(pool, 1, x, rows * in)};
 }

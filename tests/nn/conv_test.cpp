@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "dropkit/kernels/conv.h"
 #include "dropkit/kernels/gemm.h"
 #include "dropkit/kernels/table.h"
 #include "dropkit/nn/params.h"
@@ -288,6 +289,71 @@ TEST(MaxPool2d, ForwardAndBackwardEqualTheDefinitionOnGeneratedGeometries) {
     for (std::size_t i = 0; i < dxr.size(); ++i) ASSERT_NEAR(dx[i], dxr[i], 1e-5) << "dx " << i;
   }
   EXPECT_GE(cases, 8);
+}
+
+// 2 x 2 windows with stride 2 and no padding run on a kernel of our own (eight windows at a
+// time, the rest one by one): forward and backward bit for bit against the definition, over
+// widths and heights around the vector width, odd extents (a row and a column left out),
+// batches that cut the 16-example blocks, 1 and 3 threads, and values drawn from {-1, -0, 0,
+// 1, 2} so that most windows hold ties (the first maximum in row-major order wins) and the
+// signed zeros. dx starts as garbage: every element must be written.
+TEST(MaxPool2d, TwoByTwoKernelEqualsTheDefinitionWithTies) {
+  std::mt19937 gen(5);
+  const float values[] = {-1.0f, -0.0f, 0.0f, 1.0f, 2.0f};
+  std::uniform_int_distribution<int> pick(0, 4);
+  int windows = 0, ties = 0;
+  for (std::int64_t h : {2, 3, 6, 7}) {
+    for (std::int64_t w : {2, 3, 15, 16, 17, 18, 33}) {
+      for (auto [n, threads] :
+           {std::pair{1, 1}, std::pair{5, 3}, std::pair{17, 3}, std::pair{33, 1}}) {
+        SCOPED_TRACE(::testing::Message() << n << " x 3 x " << h << " x " << w << ", " << threads);
+        const std::int64_t c = 3, oh = h / 2, ow = w / 2;
+        kernels::MaxPool2d pool2d(c, h, w, {.size = 2, .stride = 2, .padding = 0});
+        parallel::ThreadPool pool(threads);
+        std::vector<float> x(static_cast<std::size_t>(n * c * h * w)),
+            dy(static_cast<std::size_t>(n * c * oh * ow));
+        for (auto& v : x) v = values[pick(gen)];
+        for (auto& v : dy) v = std::ldexp(static_cast<float>(pick(gen)) + 1.0f, pick(gen));
+        std::vector<float> y(dy.size(), NAN), dx(x.size(), NAN);
+        pool2d.forward(pool, n, x.data(), y.data());
+        pool2d.backward(pool, n, dy.data(), dx.data());
+        std::vector<float> want_dx(x.size(), 0.0f);
+        for (std::int64_t p = 0; p < n * c; ++p) {
+          for (std::int64_t i = 0; i < oh; ++i) {
+            for (std::int64_t j = 0; j < ow; ++j) {
+              std::size_t arg = 0;
+              float best = -INFINITY;
+              int at_best = 0;
+              for (std::int64_t r = 0; r < 2; ++r) {
+                for (std::int64_t s2 = 0; s2 < 2; ++s2) {
+                  const auto xi = static_cast<std::size_t>((p * h + 2 * i + r) * w + 2 * j + s2);
+                  if (x[xi] > best) {
+                    best = x[xi];
+                    arg = xi;
+                  }
+                }
+              }
+              for (std::int64_t r = 0; r < 2; ++r)
+                for (std::int64_t s2 = 0; s2 < 2; ++s2)
+                  at_best +=
+                      x[static_cast<std::size_t>((p * h + 2 * i + r) * w + 2 * j + s2)] == best;
+              const auto yi = static_cast<std::size_t>((p * oh + i) * ow + j);
+              ASSERT_EQ(std::signbit(y[yi]), std::signbit(best)) << yi;
+              ASSERT_EQ(y[yi], best) << yi;
+              want_dx[arg] = dy[yi];
+              ++windows;
+              ties += at_best > 1;
+            }
+          }
+        }
+        for (std::size_t i = 0; i < dx.size(); ++i) {
+          ASSERT_EQ(std::signbit(dx[i]), std::signbit(want_dx[i])) << "dx " << i;
+          ASSERT_EQ(dx[i], want_dx[i]) << "dx " << i;
+        }
+      }
+    }
+  }
+  EXPECT_GT(ties, windows / 4);  // the ties were there to be broken
 }
 
 TEST(MaxPool2d, StrideZeroMeansTheWindowSizeAndBadWindowsAreRefused) {

@@ -105,9 +105,9 @@ void activation_backward(Activation f, const float* a, const float* da, float* d
 
 namespace {
 
-// Element-wise work over n values, split over the pool in runs of kElementGrain: fewer values
-// than two runs stay on the calling thread (not worth waking the pool for). An element-wise
-// function gives the same bits for any split.
+// Element-wise work over n values, split over the pool in runs of kElementGrain: up to one run
+// stays on the calling thread (not worth waking the pool for). An element-wise function gives
+// the same bits for any split.
 constexpr std::size_t kElementGrain = 4096;
 
 template <class Fn>

@@ -31,8 +31,9 @@ Layout layout_of(const Shape& shape) {
 // AVX-512, AVX2 and the baseline (target_clones). Each lane performs exactly the scalar
 // definition's IEEE operations in the same order (no contraction: -ffp-contract=off), so every
 // clone gives the same bits.
-// (-Wpsabi warns that a 64-byte vector passed by value has another ABI without AVX-512: these
-// helpers are always inlined into the clones, so no such call exists.)
+// (-Wpsabi warns that a 64-byte vector returned by value has another ABI without AVX-512: the
+// helpers are always inlined into the clones, so no such call exists. GCC reports it at the end
+// of the file, so the pragma cannot be scoped to the helpers.)
 #pragma GCC diagnostic ignored "-Wpsabi"
 using V8d = double __attribute__((vector_size(64)));
 using V8f = float __attribute__((vector_size(32)));

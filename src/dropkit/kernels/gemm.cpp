@@ -181,19 +181,19 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void round_transpos
       V8h a[8], b[8], c[8];
       for (int i = 0; i < 8; ++i) a[i] = round8(src + (r + i) * ld_src + j);
       for (int i = 0; i < 8; i += 2) {  // rows i, i + 1 interleaved by element
-        b[i] = __builtin_shuffle(a[i], a[i + 1], V8h{0, 8, 1, 9, 2, 10, 3, 11});
-        b[i + 1] = __builtin_shuffle(a[i], a[i + 1], V8h{4, 12, 5, 13, 6, 14, 7, 15});
+        b[i] = __builtin_shufflevector(a[i], a[i + 1], 0, 8, 1, 9, 2, 10, 3, 11);
+        b[i + 1] = __builtin_shufflevector(a[i], a[i + 1], 4, 12, 5, 13, 6, 14, 7, 15);
       }
       for (int i = 0; i < 8; i += 4) {  // then by pairs
         for (int h = 0; h < 2; ++h) {
-          c[i + 2 * h] = __builtin_shuffle(b[i + h], b[i + h + 2], V8h{0, 1, 8, 9, 2, 3, 10, 11});
+          c[i + 2 * h] = __builtin_shufflevector(b[i + h], b[i + h + 2], 0, 1, 8, 9, 2, 3, 10, 11);
           c[i + 2 * h + 1] =
-              __builtin_shuffle(b[i + h], b[i + h + 2], V8h{4, 5, 12, 13, 6, 7, 14, 15});
+              __builtin_shufflevector(b[i + h], b[i + h + 2], 4, 5, 12, 13, 6, 7, 14, 15);
         }
       }
       for (int q = 0; q < 4; ++q) {  // then by quads: column 2q and 2q + 1
-        const V8h lo = __builtin_shuffle(c[q], c[q + 4], V8h{0, 1, 2, 3, 8, 9, 10, 11});
-        const V8h hi = __builtin_shuffle(c[q], c[q + 4], V8h{4, 5, 6, 7, 12, 13, 14, 15});
+        const V8h lo = __builtin_shufflevector(c[q], c[q + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        const V8h hi = __builtin_shufflevector(c[q], c[q + 4], 4, 5, 6, 7, 12, 13, 14, 15);
         std::memcpy(dst + (j + 2 * q) * ld_dst + r, &lo, sizeof lo);
         std::memcpy(dst + (j + 2 * q + 1) * ld_dst + r, &hi, sizeof hi);
       }

@@ -291,12 +291,12 @@ TEST(MaxPool2d, ForwardAndBackwardEqualTheDefinitionOnGeneratedGeometries) {
   EXPECT_GE(cases, 8);
 }
 
-// 2 x 2 windows with stride 2 and no padding run on a kernel of our own (eight windows at a
-// time, the rest one by one): forward and backward bit for bit against the definition, over
-// widths and heights around the vector width, odd extents (a row and a column left out),
-// batches that cut the 16-example blocks, 1 and 3 threads, and values drawn from {-1, -0, 0,
-// 1, 2} so that most windows hold ties (the first maximum in row-major order wins) and the
-// signed zeros. dx starts as garbage: every element must be written.
+// The pooling of nearly every CNN, 2 x 2 windows with stride 2 and no padding: forward and
+// backward bit for bit against the definition, over odd and even extents (a row and a column
+// left out), batches that cut the 16-example blocks, 1 and 3 threads, and values drawn from
+// {-1, -0, 0, 1, 2} so that most windows hold ties: the documented rule (the first maximum in
+// row-major order wins) is oneDNN's, on the signed zeros too. dx starts as garbage: every
+// element must be written.
 TEST(MaxPool2d, TwoByTwoKernelEqualsTheDefinitionWithTies) {
   std::mt19937 gen(5);
   const float values[] = {-1.0f, -0.0f, 0.0f, 1.0f, 2.0f};

@@ -1,9 +1,6 @@
 #include "dropkit/kernels/conv.h"
 
-#include <algorithm>
 #include <cstddef>
-#include <cstdint>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -389,122 +386,9 @@ std::string Conv2d::implementations(Precision precision) {
 // ---------------------------------------------------------------------------------------------
 // Max pooling
 
-namespace {
-
-// 2 x 2 windows, stride 2, no padding (the pooling of nearly every CNN) have a kernel of their
-// own: oneDNN 2.6.3's max pooling on plain NCHW (`jit:avx512_core`) moved 6-7 GB/s per thread
-// here, 4.4 ms of a 43 ms CNN step. Each window's winner is its first maximum in row-major
-// order (strict >, oneDNN's rule), kept as 0..3 per output for backward. Eight windows at a
-// time on GCC vector types (two rows of 16 floats split into their even and odd columns);
-// compares and selects only, so every clone gives the same bits.
-using V16f = float __attribute__((vector_size(64)));
-using V8f = float __attribute__((vector_size(32)));
-using V8i = std::int32_t __attribute__((vector_size(32)));
-using V8b = std::uint8_t __attribute__((vector_size(8)));
-
-// planes of h x w into planes of (h / 2) x (w / 2), and each window's winner into arg.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void max_pool_2x2_forward(
-    const float* x, float* y, std::uint8_t* arg, std::int64_t planes, std::int64_t h,
-    std::int64_t w) {
-  const std::int64_t oh = h / 2, ow = w / 2;
-  const V8i zero = {}, one = zero + 1, two = zero + 2, three = zero + 3;
-  for (std::int64_t p = 0; p < planes; ++p) {
-    for (std::int64_t i = 0; i < oh; ++i) {
-      const float* r0 = x + (p * h + 2 * i) * w;
-      const float* r1 = r0 + w;
-      float* yr = y + (p * oh + i) * ow;
-      std::uint8_t* ar = arg + (p * oh + i) * ow;
-      std::int64_t j = 0;
-      for (; j + 8 <= ow; j += 8) {
-        V16f t0, t1;
-        std::memcpy(&t0, r0 + 2 * j, sizeof t0);
-        std::memcpy(&t1, r1 + 2 * j, sizeof t1);
-        const V8f a = __builtin_shufflevector(t0, t0, 0, 2, 4, 6, 8, 10, 12, 14);
-        const V8f b = __builtin_shufflevector(t0, t0, 1, 3, 5, 7, 9, 11, 13, 15);
-        const V8f c = __builtin_shufflevector(t1, t1, 0, 2, 4, 6, 8, 10, 12, 14);
-        const V8f d = __builtin_shufflevector(t1, t1, 1, 3, 5, 7, 9, 11, 13, 15);
-        V8f m = a;
-        V8i k = zero;
-        V8i gt = b > m;
-        m = gt ? b : m;
-        k = gt ? one : k;
-        gt = c > m;
-        m = gt ? c : m;
-        k = gt ? two : k;
-        gt = d > m;
-        m = gt ? d : m;
-        k = gt ? three : k;
-        const V8b kb = __builtin_convertvector(k, V8b);
-        std::memcpy(yr + j, &m, sizeof m);
-        std::memcpy(ar + j, &kb, sizeof kb);
-      }
-      for (; j < ow; ++j) {
-        const float v[4] = {r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]};
-        float m = v[0];
-        std::uint8_t k = 0;
-        for (std::uint8_t q = 1; q < 4; ++q) {
-          if (v[q] > m) {
-            m = v[q];
-            k = q;
-          }
-        }
-        yr[j] = m;
-        ar[j] = k;
-      }
-    }
-  }
-}
-
-// dx (every element written) from dy and the winners: each window's gradient to its winner,
-// zeros elsewhere (windows do not overlap, so nothing adds up), and to the row and column an odd
-// extent leaves out.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void max_pool_2x2_backward(
-    const float* dy, const std::uint8_t* arg, float* dx, std::int64_t planes, std::int64_t h,
-    std::int64_t w) {
-  const std::int64_t oh = h / 2, ow = w / 2;
-  const V8i zero = {}, one = zero + 1, two = zero + 2, three = zero + 3;
-  const V8f none = {};
-  for (std::int64_t p = 0; p < planes; ++p) {
-    for (std::int64_t i = 0; i < oh; ++i) {
-      float* d0 = dx + (p * h + 2 * i) * w;
-      float* d1 = d0 + w;
-      const float* g = dy + (p * oh + i) * ow;
-      const std::uint8_t* ar = arg + (p * oh + i) * ow;
-      std::int64_t j = 0;
-      for (; j + 8 <= ow; j += 8) {
-        V8f gv;
-        V8b kb;
-        std::memcpy(&gv, g + j, sizeof gv);
-        std::memcpy(&kb, ar + j, sizeof kb);
-        const V8i k = __builtin_convertvector(kb, V8i);
-        const V8f e0 = k == zero ? gv : none, e1 = k == one ? gv : none;
-        const V8f e2 = k == two ? gv : none, e3 = k == three ? gv : none;
-        const V16f row0 =
-            __builtin_shufflevector(e0, e1, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-        const V16f row1 =
-            __builtin_shufflevector(e2, e3, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-        std::memcpy(d0 + 2 * j, &row0, sizeof row0);
-        std::memcpy(d1 + 2 * j, &row1, sizeof row1);
-      }
-      for (; j < ow; ++j) {
-        const std::uint8_t k = ar[j];
-        d0[2 * j] = k == 0 ? g[j] : 0.0f;
-        d0[2 * j + 1] = k == 1 ? g[j] : 0.0f;
-        d1[2 * j] = k == 2 ? g[j] : 0.0f;
-        d1[2 * j + 1] = k == 3 ? g[j] : 0.0f;
-      }
-      if (w % 2 != 0) d0[w - 1] = d1[w - 1] = 0.0f;
-    }
-    if (h % 2 != 0) std::fill(dx + (p * h + h - 1) * w, dx + (p * h + h) * w, 0.0f);
-  }
-}
-
-}  // namespace
-
 struct MaxPool2d::Impl {
   std::int64_t c, h, w;
   Window win;
-  bool own_2x2 = false;  // the window is 2 x 2, stride 2, no padding: our kernel, not oneDNN's
   struct Prims {
     memory::desc src, dst;
     dnnl::pooling_forward::primitive_desc fwd_pd;
@@ -551,22 +435,12 @@ MaxPool2d::MaxPool2d(std::int64_t channels, std::int64_t height, std::int64_t wi
   impl_->h = height;
   impl_->w = width;
   impl_->win = window;
-  impl_->own_2x2 = window.size == 2 && window.stride == 2 && window.padding == 0;
 }
 
 MaxPool2d::~MaxPool2d() = default;
 
 void MaxPool2d::forward(parallel::ThreadPool& pool, std::int64_t n, const float* x, float* y) {
   Impl& m = *impl_;
-  if (m.own_2x2) {
-    const std::int64_t in = m.c * m.h * m.w, out = m.c * (m.h / 2) * (m.w / 2);
-    m.workspace.resize(static_cast<std::size_t>(n * out));
-    auto* arg = reinterpret_cast<std::uint8_t*>(m.workspace.data());
-    for_example_blocks(pool, n, [&](std::int64_t n0, std::int64_t n1) {
-      max_pool_2x2_forward(x + n0 * in, y + n0 * out, arg + n0 * out, (n1 - n0) * m.c, m.h, m.w);
-    });
-    return;
-  }
   m.workspace_stride = 0;
   for (std::int64_t size : block_sizes(n))
     m.workspace_stride = std::max(m.workspace_stride, m.prims(size).workspace_bytes);
@@ -587,13 +461,6 @@ void MaxPool2d::forward(parallel::ThreadPool& pool, std::int64_t n, const float*
 void MaxPool2d::backward(parallel::ThreadPool& pool, std::int64_t n, const float* dy, float* dx) {
   Impl& m = *impl_;
   const std::int64_t in = m.c * m.h * m.w, out = m.c * m.win.out(m.h) * m.win.out(m.w);
-  if (m.own_2x2) {
-    const auto* arg = reinterpret_cast<const std::uint8_t*>(m.workspace.data());
-    for_example_blocks(pool, n, [&](std::int64_t n0, std::int64_t n1) {
-      max_pool_2x2_backward(dy + n0 * out, arg + n0 * out, dx + n0 * in, (n1 - n0) * m.c, m.h, m.w);
-    });
-    return;
-  }
   for_example_blocks(pool, n, [&](std::int64_t n0, std::int64_t n1) {
     const Impl::Prims& p = m.by_size.at(n1 - n0);
     const std::byte* ws =

@@ -31,17 +31,15 @@ Layout layout_of(const Shape& shape) {
 // AVX-512, AVX2 and the baseline (target_clones). Each lane performs exactly the scalar
 // definition's IEEE operations in the same order (no contraction: -ffp-contract=off), so every
 // clone gives the same bits.
-// (-Wpsabi warns that a 64-byte vector returned by value has another ABI without AVX-512: the
-// helpers are always inlined into the clones, so no such call exists. GCC reports it at the end
-// of the file, so the pragma cannot be scoped to the helpers.)
-#pragma GCC diagnostic ignored "-Wpsabi"
 using V8d = double __attribute__((vector_size(64)));
 using V8f = float __attribute__((vector_size(32)));
 
-[[gnu::always_inline]] inline V8d load8(const float* p) {
+// Eight floats widened (into an out-parameter: a 64-byte vector returned by value has another
+// ABI with and without AVX-512, which clang refuses in a function compiled for both).
+[[gnu::always_inline]] inline void load8(const float* p, V8d& out) {
   V8f v;
   std::memcpy(&v, p, sizeof v);
-  return __builtin_convertvector(v, V8d);
+  out = __builtin_convertvector(v, V8d);
 }
 
 [[gnu::always_inline]] inline double total(const V8d& p) {
@@ -58,7 +56,11 @@ struct Runs {
   for (std::size_t i = 0; i < r.n; ++i) {
     const float* xr = x + i * r.stride;
     std::size_t j = 0;
-    for (; j + 8 <= r.s; j += 8) p += load8(xr + j);
+    for (; j + 8 <= r.s; j += 8) {
+      V8d v;
+      load8(xr + j, v);
+      p += v;
+    }
     for (std::size_t q = 0; j < r.s; ++j, ++q) p[q] += double{xr[j]};
   }
   return total(p);
@@ -74,7 +76,9 @@ struct Runs {
     const float* xr = x + i * r.stride;
     std::size_t j = 0;
     for (; j + 8 <= r.s; j += 8) {
-      const V8d d = load8(xr + j) - mv;
+      V8d d;
+      load8(xr + j, d);
+      d -= mv;
       p += d * d;
     }
     for (std::size_t q = 0; j < r.s; ++j, ++q) {
@@ -99,9 +103,11 @@ struct GradSums {
     const float* xr = x + i * r.stride;
     std::size_t j = 0;
     for (; j + 8 <= r.s; j += 8) {
-      const V8d gv = load8(gr + j);
+      V8d gv, xv;
+      load8(gr + j, gv);
+      load8(xr + j, xv);
       p += gv;
-      p2 += gv * (load8(xr + j) - mv) * iv;
+      p2 += gv * (xv - mv) * iv;
     }
     for (std::size_t q = 0; j < r.s; ++j, ++q) {
       p[q] += double{gr[j]};
@@ -135,8 +141,11 @@ struct DxTerms {
     float* dr = dx + i * r.stride;
     std::size_t j = 0;
     for (; j + 8 <= r.s; j += 8) {
-      const V8d xhat = (load8(xr + j) - mv) * iv;
-      const V8f d = __builtin_convertvector(k1 * (m * load8(gr + j) - sd - xhat * sdx), V8f);
+      V8d xv, gv;
+      load8(xr + j, xv);
+      load8(gr + j, gv);
+      const V8d xhat = (xv - mv) * iv;
+      const V8f d = __builtin_convertvector(k1 * (m * gv - sd - xhat * sdx), V8f);
       std::memcpy(dr + j, &d, sizeof d);
     }
     for (; j < r.s; ++j) {

@@ -209,9 +209,16 @@ TEST(Conv2d, Bf16KernelRoundsWeightsItselfToTheSameBits) {
   conv.forward(pool, 19, x.data(), w.data(), b.data(), y0.data(), none, bf16);
   conv.forward(pool, 19, x.data(), w.data(), b.data(), y1.data(), none, bf16, w_rounded.data());
   EXPECT_EQ(y0, y1);
-  conv.backward_data(pool, 19, dy.data(), w.data(), dx0.data(), bf16);
-  conv.backward_data(pool, 19, dy.data(), w.data(), dx1.data(), bf16, w_rounded.data());
+  std::vector<float> dw0(w.numel()), dw1(w.numel()), dw2(w.numel()), db0(5), db1(5), db2(5);
+  conv.backward(pool, 19, x.data(), dy.data(), w.data(), dx0.data(), dw0.data(), db0.data(), bf16);
+  conv.backward(pool, 19, x.data(), dy.data(), w.data(), dx1.data(), dw1.data(), db1.data(), bf16,
+                w_rounded.data());
   EXPECT_EQ(dx0, dx1);
+  // The weight gradient is the same with and without the input gradient beside it.
+  conv.backward(pool, 19, x.data(), dy.data(), w.data(), nullptr, dw2.data(), db2.data(), bf16);
+  EXPECT_EQ(dw0, dw1);
+  EXPECT_EQ(dw0, dw2);
+  EXPECT_EQ(db0, db2);
   // And the rounding happened: fp32 gives other bits.
   conv.forward(pool, 19, x.data(), w.data(), b.data(), y1.data(), none);
   EXPECT_NE(y0, y1);

@@ -184,9 +184,8 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
     }
     for (std::size_t l = convs.size(); l-- > 0;) {
       auto& c = convs[l];
-      c.conv->backward_weights(pool, b, c.x.data(), c.dy.data(), c.dw.data(), c.db.data(),
-                               precision);
-      if (!c.first) c.conv->backward_data(pool, b, c.dy.data(), c.w.data(), c.dx.data(), precision);
+      c.conv->backward(pool, b, c.x.data(), c.dy.data(), c.w.data(),
+                       c.first ? nullptr : c.dx.data(), c.dw.data(), c.db.data(), precision);
     }
   };
   auto products = [&](bool blocked) {

@@ -149,6 +149,7 @@ struct Conv2d::Impl {
   std::map<std::pair<std::int64_t, Precision>, Prims> by_size;
   std::vector<float> partials;  // backward_weights: one weight + bias gradient per grid block
   std::map<std::int64_t, std::vector<std::byte>> w_moved;  // per block size, its layout
+  std::vector<Bf16> w_rounded_here;  // bf16 weights when the caller gave no rounding
 
   Dims strides() const { return {g.window.stride, g.window.stride}; }
   Dims padding() const { return {g.window.padding, g.window.padding}; }
@@ -239,16 +240,21 @@ struct Conv2d::Impl {
   }
 
   // The weights in the product format, as each block size's primitive reads them (`which`: its
-  // Relayout from the plain weights): w itself, or w rounded (w_rounded, or rounded into the
-  // calling thread's bf16 slot 1: the blocks of forward and backward_data round into slot 0
-  // only) and moved into that primitive's layout. On the calling thread, before the blocks run.
+  // Relayout from the plain weights): w itself, or w rounded (w_rounded, or rounded here into
+  // w_rounded_here: not into a thread's bf16 slot, which the blocks use for their operands) and
+  // moved into that primitive's layout. On the calling thread, before the blocks run.
   std::map<std::int64_t, const void*> weights_operands(parallel::ThreadPool& pool,
                                                        Precision precision, const float* w,
                                                        const Bf16* w_rounded, std::int64_t n,
                                                        Relayout Prims::*which) {
     const void* plain = w;
     if (precision == Precision::kBf16) {
-      plain = w_rounded != nullptr ? w_rounded : round_operand(pool, 1, w, g.weight_size());
+      if (w_rounded == nullptr) {
+        w_rounded_here.resize(static_cast<std::size_t>(g.weight_size()));
+        round_to_bf16(pool, w, w_rounded_here.data(), w_rounded_here.size());
+        w_rounded = w_rounded_here.data();
+      }
+      plain = w_rounded;
     }
     std::map<std::int64_t, const void*> operands;
     for (std::int64_t size : block_sizes(n)) {
@@ -317,43 +323,31 @@ void Conv2d::forward(parallel::ThreadPool& pool, std::int64_t n, const float* x,
   });
 }
 
-void Conv2d::backward_data(parallel::ThreadPool& pool, std::int64_t n, const float* dy,
-                           const float* w, float* dx, Precision precision, const Bf16* w_rounded) {
-  Impl& m = *impl_;
-  m.prepare(n, precision, true);
-  const ConvGeometry& g = m.g;
-  const auto wo = m.weights_operands(pool, precision, w, w_rounded, n, &Impl::Prims::data_weights);
-  for_example_blocks(pool, n, [&](std::int64_t n0, std::int64_t n1) {
-    const Impl::Prims& p = m.made(n1 - n0, precision);
-    const void* dyo = p.data_diff_dst.in(
-        block_operand(precision, 0, dy + n0 * g.out_size(), (n1 - n0) * g.out_size()), 1);
-    float* home = dx + n0 * g.in_size();
-    void* dxo = p.data_diff_src.target(home, 2);
-    execute(p.data, p.data_pd,
-            {{DNNL_ARG_DIFF_DST, wrap(p.data_pd.diff_dst_desc(), dyo)},
-             {DNNL_ARG_WEIGHTS, wrap(p.data_pd.weights_desc(), wo.at(n1 - n0))},
-             {DNNL_ARG_DIFF_SRC, wrap(p.data_pd.diff_src_desc(), dxo)}});
-    p.data_diff_src.out(dxo, home);
-  });
-}
-
-void Conv2d::backward_weights(parallel::ThreadPool& pool, std::int64_t n, const float* x,
-                              const float* dy, float* dw, float* db, Precision precision) {
+void Conv2d::backward(parallel::ThreadPool& pool, std::int64_t n, const float* x, const float* dy,
+                      const float* w, float* dx, float* dw, float* db, Precision precision,
+                      const Bf16* w_rounded) {
   if (n == 0) return;
   Impl& m = *impl_;
   m.prepare(n, precision, true);
   const ConvGeometry& g = m.g;
+  std::map<std::int64_t, const void*> wo;
+  if (dx != nullptr) {
+    wo = m.weights_operands(pool, precision, w, w_rounded, n, &Impl::Prims::data_weights);
+  }
   const auto per_block = static_cast<std::size_t>(g.weight_size() + g.out_channels);
   const auto blocks = static_cast<std::size_t>((n + kExampleBlock - 1) / kExampleBlock);
   m.partials.resize(blocks * per_block);
   float* partials = m.partials.data();
   for_example_blocks(pool, n, [&](std::int64_t n0, std::int64_t n1) {
     const Impl::Prims& p = m.made(n1 - n0, precision);
+    // Thread buffers: slot 1 x, then (if its layout differs) dy for the input gradient; slot 2
+    // dy for the weight gradient; slot 3 the weight gradient, then the input gradient.
+    const void* dy_plain =
+        block_operand(precision, 1, dy + n0 * g.out_size(), (n1 - n0) * g.out_size());
+    const void* dyo = p.wgt_diff_dst.in(dy_plain, 2);
     float* mine = partials + static_cast<std::size_t>(n0 / kExampleBlock) * per_block;
     const void* xo =
         p.wgt_src.in(block_operand(precision, 0, x + n0 * g.in_size(), (n1 - n0) * g.in_size()), 1);
-    const void* dyo = p.wgt_diff_dst.in(
-        block_operand(precision, 1, dy + n0 * g.out_size(), (n1 - n0) * g.out_size()), 2);
     void* dwo = p.wgt_diff_weights.target(mine, 3);
     execute(p.weights_prim, p.weights_pd,
             {{DNNL_ARG_SRC, wrap(p.weights_pd.src_desc(), xo)},
@@ -361,6 +355,18 @@ void Conv2d::backward_weights(parallel::ThreadPool& pool, std::int64_t n, const 
              {DNNL_ARG_DIFF_WEIGHTS, wrap(p.weights_pd.diff_weights_desc(), dwo)},
              {DNNL_ARG_DIFF_BIAS, wrap(p.bias, mine + g.weight_size())}});
     p.wgt_diff_weights.out(dwo, mine);
+    if (dx == nullptr) return;
+    // The two primitives want dy in the same layout (nChw16c here): then it is moved once.
+    const void* dyo_data = p.data_pd.diff_dst_desc() == p.weights_pd.diff_dst_desc()
+                               ? dyo
+                               : p.data_diff_dst.in(dy_plain, 1);
+    float* home = dx + n0 * g.in_size();
+    void* dxo = p.data_diff_src.target(home, 3);
+    execute(p.data, p.data_pd,
+            {{DNNL_ARG_DIFF_DST, wrap(p.data_pd.diff_dst_desc(), dyo_data)},
+             {DNNL_ARG_WEIGHTS, wrap(p.data_pd.weights_desc(), wo.at(n1 - n0))},
+             {DNNL_ARG_DIFF_SRC, wrap(p.data_pd.diff_src_desc(), dxo)}});
+    p.data_diff_src.out(dxo, home);
   });
   // The blocks' sums added in block order: the same bits for any split of the blocks.
   const auto wsize = static_cast<std::size_t>(g.weight_size());

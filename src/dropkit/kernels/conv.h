@@ -81,14 +81,13 @@ class Conv2d {
                const float* b, float* y,
                const std::function<void(std::int64_t, std::int64_t)>& epilogue = {},
                Precision precision = Precision::kF32, const Bf16* w_rounded = nullptr);
-  // dx = the gradient of the input for output gradient dy (overwritten).
-  void backward_data(parallel::ThreadPool& pool, std::int64_t n, const float* dy, const float* w,
-                     float* dx, Precision precision = Precision::kF32,
-                     const Bf16* w_rounded = nullptr);
-  // dw += sum over examples of x (x) dy, db += sum of dy; partial sums per grid block, added in
-  // block order.
-  void backward_weights(parallel::ThreadPool& pool, std::int64_t n, const float* x, const float* dy,
-                        float* dw, float* db, Precision precision = Precision::kF32);
+  // For output gradient dy: dw += sum over examples of x (x) dy and db += sum of dy (partial
+  // sums per grid block, added in block order), and, unless dx is null, dx = the gradient of
+  // the input (overwritten; with kBf16, w_rounded as in forward). Both gradients of a block
+  // come from one copy of its dy in the primitives' layout (and one rounding in bf16).
+  void backward(parallel::ThreadPool& pool, std::int64_t n, const float* x, const float* dy,
+                const float* w, float* dx, float* dw, float* db,
+                Precision precision = Precision::kF32, const Bf16* w_rounded = nullptr);
   // oneDNN's name for the implementations it chose for a block of kExampleBlock examples
   // (forward, backward data, backward weights): for benchmarks and the design doc.
   std::string implementations(Precision precision = Precision::kF32);

@@ -112,11 +112,10 @@ void Conv2d::backward(const Tensor& dy, Tensor& dx) {
   if (&dx == &dy) throw std::invalid_argument(name() + ": cannot run backward in place");
   const float* dz = activation_grad(*pool_, f_, *y_, dy, dz_);
   const std::int64_t n = x_->shape()[0];
-  conv_->backward_weights(*pool_, n, x_->data(), dz, dw_, db_, precision_);
-  if (!needs_input_grad_) return;
-  dx.resize(x_->shape());
-  conv_->backward_data(*pool_, n, dz, w_, dx.data(), precision_,
-                       precision_ == kernels::Precision::kBf16 ? w_rounded_.data() : nullptr);
+  if (needs_input_grad_) dx.resize(x_->shape());
+  conv_->backward(*pool_, n, x_->data(), dz, w_, needs_input_grad_ ? dx.data() : nullptr, dw_, db_,
+                  precision_,
+                  precision_ == kernels::Precision::kBf16 ? w_rounded_.data() : nullptr);
 }
 
 // ---------------------------------------------------------------------------------------------

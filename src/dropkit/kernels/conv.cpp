@@ -250,9 +250,7 @@ struct Conv2d::Impl {
     const void* plain = w;
     if (precision == Precision::kBf16) {
       if (w_rounded == nullptr) {
-        w_rounded_here.resize(static_cast<std::size_t>(g.weight_size()));
-        round_to_bf16(pool, w, w_rounded_here.data(), w_rounded_here.size());
-        w_rounded = w_rounded_here.data();
+        w_rounded = round_into(pool, w, static_cast<std::size_t>(g.weight_size()), w_rounded_here);
       }
       plain = w_rounded;
     }

@@ -145,6 +145,13 @@ void round_to_bf16(const float* x, Bf16* y, std::size_t n) {
   round_range(x, y, n);
 }
 
+const Bf16* round_into(parallel::ThreadPool& pool, const float* x, std::size_t n,
+                       std::vector<Bf16>& out) {
+  out.resize(n);
+  round_to_bf16(pool, x, out.data(), n);
+  return out.data();
+}
+
 Bf16* bf16_scratch(int slot, std::size_t elements) {
   thread_local std::vector<Bf16> buffers[2];
   auto& v = buffers[slot];

@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dropkit/kernels/precision.h"
 #include "dropkit/parallel/thread_pool.h"
@@ -59,6 +60,10 @@ void gemm_bf16(bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, con
 // y[i] = to_bf16(x[i]) for n elements, split over the pool; or on the calling thread only.
 void round_to_bf16(parallel::ThreadPool& pool, const float* x, Bf16* y, std::size_t n);
 void round_to_bf16(const float* x, Bf16* y, std::size_t n);
+// x (n elements) rounded into `out`, resized to n, split over the pool; returns out.data(). For
+// a layer that keeps its weights' rounding for a second product.
+const Bf16* round_into(parallel::ThreadPool& pool, const float* x, std::size_t n,
+                       std::vector<Bf16>& out);
 
 // The calling thread's bf16 buffers, reused from call to call (slot 0 or 1), each at least
 // `elements` long: a product's two rounded operands.

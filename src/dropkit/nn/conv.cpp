@@ -89,9 +89,8 @@ void Conv2d::forward(const Tensor& x, Tensor& y, const Context& ctx) {
   precision_ = ctx.precision;
   const kernels::Bf16* w_rounded = nullptr;
   if (precision_ == kernels::Precision::kBf16) {
-    w_rounded_.resize(static_cast<std::size_t>(g_.weight_size()));
-    kernels::round_to_bf16(pool, w_, w_rounded_.data(), w_rounded_.size());
-    w_rounded = w_rounded_.data();
+    w_rounded =
+        kernels::round_into(pool, w_, static_cast<std::size_t>(g_.weight_size()), w_rounded_);
   }
   conv_->forward(
       pool, x.shape()[0], x.data(), w_, b_, y.data(),

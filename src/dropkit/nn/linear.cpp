@@ -57,9 +57,7 @@ void Linear::run_forward(const Tensor& x, Tensor& y, const Context& ctx, const f
   const bool train = ctx.mode == Mode::kTrain;
   const kernels::Bf16* w_rounded = nullptr;
   if (ctx.precision == kernels::Precision::kBf16 && train && needs_input_grad_) {
-    w_rounded_.resize(static_cast<std::size_t>(in_ * out_));
-    kernels::round_to_bf16(pool, w, w_rounded_.data(), w_rounded_.size());
-    w_rounded = w_rounded_.data();
+    w_rounded = kernels::round_into(pool, w, static_cast<std::size_t>(in_ * out_), w_rounded_);
   }
   product(pool, x.shape()[0], x.data(), w, y.data(), activate, ctx.precision, w_rounded);
   x_ = train ? &x : nullptr;

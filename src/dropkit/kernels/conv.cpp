@@ -147,7 +147,7 @@ struct Conv2d::Impl {
     bool backward_made = false;
   };
   std::map<std::pair<std::int64_t, Precision>, Prims> by_size;
-  std::vector<float> partials;  // backward_weights: one weight + bias gradient per grid block
+  std::vector<float> partials;  // backward: one weight + bias gradient per grid block
   std::map<std::int64_t, std::vector<std::byte>> w_moved;  // per block size, its layout
   std::vector<Bf16> w_rounded_here;  // bf16 weights when the caller gave no rounding
 

@@ -13,19 +13,16 @@
 #include "dropkit/dropout/mask.h"
 #include "dropkit/kernels/table.h"
 #include "dropkit/rng/philox.h"
+#include "support/bits.h"
 #include "support/stats.h"
 
 namespace dropkit::dropout {
 namespace {
 
+using test::bits_of;
+
 using rng::KeepThreshold;
 using rng::StreamKey;
-
-std::uint32_t bits_of(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
 
 std::vector<kernels::Isa> isas() {
   std::vector<kernels::Isa> out;

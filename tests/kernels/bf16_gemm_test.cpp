@@ -13,20 +13,13 @@
 #include "dropkit/kernels/gemm.h"
 #include "dropkit/kernels/table.h"
 #include "dropkit/rng/philox.h"
+#include "support/bits.h"
 
 namespace dropkit::kernels {
 namespace {
 
-std::uint32_t bits_of(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-float float_of(std::uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+using test::bits_of;
+using test::float_of;
 
 TEST(Bf16, RoundsToNearestTiesToEvenAndKeepsSpecials) {
   EXPECT_EQ(to_bf16(1.0f), 0x3F80);

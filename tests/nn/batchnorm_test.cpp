@@ -11,9 +11,12 @@
 #include <random>
 
 #include "dropkit/nn/params.h"
+#include "support/bits.h"
 
 namespace dropkit::nn {
 namespace {
+
+using test::bits_of;
 
 struct Bn {
   BatchNorm layer;
@@ -84,12 +87,6 @@ double reference_sum(std::size_t n, std::size_t c, std::size_t channels, std::si
   return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
 }
 
-std::uint32_t bits(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-
 // Forward (output and running statistics) and backward (dgamma, dbeta, dx) bit for bit against
 // the reference, over generated shapes: [N, D], and [N, C, H, W] with run lengths below, at and
 // above the 8 partials (1 to 20, 49, 196), and values that make another order of summation show.
@@ -138,9 +135,9 @@ TEST(BatchNorm, SumsFollowTheDocumentedOrderBitForBit) {
                                          return d * d;
                                        }) /
                          m;
-      EXPECT_EQ(bits(bn.layer.running_mean()[c]), bits(static_cast<float>(0.25 * mean)));
-      EXPECT_EQ(bits(bn.layer.running_var()[c]),
-                bits(static_cast<float>(0.75 * 1.0 + 0.25 * var * m / (m - 1))));
+      EXPECT_EQ(bits_of(bn.layer.running_mean()[c]), bits_of(static_cast<float>(0.25 * mean)));
+      EXPECT_EQ(bits_of(bn.layer.running_var()[c]),
+                bits_of(static_cast<float>(0.75 * 1.0 + 0.25 * var * m / (m - 1))));
       const double inv = 1.0 / std::sqrt(var + 1e-3);
       const float gamma = bn.arena->values()[bn.arena->entries().at(0).offset + c];
       const auto scale = static_cast<float>(gamma * inv);
@@ -151,17 +148,17 @@ TEST(BatchNorm, SumsFollowTheDocumentedOrderBitForBit) {
           reference_sum(n, c, ch, s, [&](std::size_t k) { return double{dy[k]}; });
       const double sum_dy_xhat =
           reference_sum(n, c, ch, s, [&](std::size_t k) { return dy[k] * (x[k] - fmean) * finv; });
-      EXPECT_EQ(bits(dgamma[c]), bits(static_cast<float>(sum_dy_xhat)));
-      EXPECT_EQ(bits(dbeta[c]), bits(static_cast<float>(sum_dy)));
+      EXPECT_EQ(bits_of(dgamma[c]), bits_of(static_cast<float>(sum_dy_xhat)));
+      EXPECT_EQ(bits_of(dbeta[c]), bits_of(static_cast<float>(sum_dy)));
       const double k1 = gamma * finv / m;
       int wrong_y = 0, wrong_dx = 0;
       for (std::size_t i = 0; i < n; ++i) {
         for (std::size_t j = 0; j < s; ++j) {
           const std::size_t k = (i * ch + c) * s + j;
-          wrong_y += bits(y[k]) != bits(x[k] * scale + shift);
+          wrong_y += bits_of(y[k]) != bits_of(x[k] * scale + shift);
           const double xhat = (x[k] - fmean) * finv;
-          wrong_dx += bits(dx[k]) !=
-                      bits(static_cast<float>(k1 * (m * dy[k] - sum_dy - xhat * sum_dy_xhat)));
+          wrong_dx += bits_of(dx[k]) !=
+                      bits_of(static_cast<float>(k1 * (m * dy[k] - sum_dy - xhat * sum_dy_xhat)));
         }
       }
       EXPECT_EQ(wrong_y, 0);

@@ -11,9 +11,12 @@
 
 #include "dropkit/core/tensor.h"
 #include "dropkit/kernels/table.h"
+#include "support/bits.h"
 
 namespace dropkit::rng {
 namespace {
+
+using test::bits_of;
 
 struct Kat {
   PhiloxCounter ctr;
@@ -75,12 +78,6 @@ std::vector<kernels::Isa> supported_isas() {
   for (auto isa : {kernels::Isa::kScalar, kernels::Isa::kAvx2, kernels::Isa::kAvx512})
     if (kernels::isa_supported(isa)) out.push_back(isa);
   return out;
-}
-
-std::uint32_t bits_of(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
 }
 
 // Lengths 0..1100 at stream offsets that hit every position within a group, and pointers that

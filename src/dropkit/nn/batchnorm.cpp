@@ -10,9 +10,14 @@
 namespace dropkit::nn {
 namespace {
 
-// [N, C, S...] as N blocks of C runs of S values.
+struct Runs {
+  std::size_t n, stride, s;  // n runs of s values, run i at offset i * stride
+};
+
+// [N, C, S...] as N blocks of C runs of S values; channel c's values are runs() from c * s.
 struct Layout {
   std::size_t n, c, s;
+  Runs runs() const { return {n, c * s, s}; }
 };
 Layout layout_of(const Shape& shape) {
   return {static_cast<std::size_t>(shape[0]), static_cast<std::size_t>(shape[1]),
@@ -45,10 +50,6 @@ using V8f = float __attribute__((vector_size(32)));
 [[gnu::always_inline]] inline double total(const V8d& p) {
   return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
 }
-
-struct Runs {
-  std::size_t n, stride, s;  // n runs of s values, run i at offset i * stride
-};
 
 // Sum of x.
 [[gnu::target_clones("avx512f", "avx2", "default")]] double sum_of(const float* x, Runs r) {
@@ -232,7 +233,7 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const Context& ctx) {
   inv_std_.resize(l.c);
   const float* xs = x.data();
   float* ys = y.data();
-  const Runs runs{l.n, l.c * l.s, l.s};
+  const Runs runs = l.runs();
   parallel::parallel_for(pool, l.c, 1, [&](std::size_t c0, std::size_t c1) {
     for (std::size_t c = c0; c < c1; ++c) {
       const float* xc = xs + c * l.s;
@@ -271,7 +272,7 @@ void BatchNorm::backward(const Tensor& dy, Tensor& dx) {
   if (needs_input_grad_) dx.resize(shape_);
   const float* xs = x_->data();
   const float* g = dy.data();
-  const Runs runs{l.n, l.c * l.s, l.s};
+  const Runs runs = l.runs();
   parallel::parallel_for(*pool_, l.c, 1, [&](std::size_t c0, std::size_t c1) {
     for (std::size_t c = c0; c < c1; ++c) {
       const double mean = batch_mean_[c], inv = inv_std_[c];

@@ -55,6 +55,9 @@ struct Scalar {
   // wide_hi(p) puts the high half of p in the low half (what lands above it is don't-care).
   // pack_lo(a, b) gathers the low halves of a then b into one U.
   static constexpr int kWideLanes = 1;
+  // Groups of 16 Philox blocks drawn at once (generic::GroupDraws): enough independent chains
+  // to keep the multipliers busy, no more than the registers hold.
+  static constexpr int kGroupsPerDraw = 1;
   using W = std::uint64_t;
   static W wide_set1(std::uint32_t v) { return v; }
   static W wide_iota() { return 0; }
@@ -142,6 +145,7 @@ struct Avx2 {
   }
 
   static constexpr int kWideLanes = 4;
+  static constexpr int kGroupsPerDraw = 1;  // 16 state registers per group of 16 blocks
   using W = __m256i;
   static W wide_set1(std::uint32_t v) { return _mm256_set1_epi64x(v); }
   static W wide_iota() { return _mm256_setr_epi64x(0, 1, 2, 3); }
@@ -243,6 +247,7 @@ struct Avx512 {
   static void storeu(std::uint32_t* p, U v) { _mm512_storeu_si512(p, v); }
 
   static constexpr int kWideLanes = 8;
+  static constexpr int kGroupsPerDraw = 2;  // 8 of the 32 registers per group
   using W = __m512i;
   static W wide_set1(std::uint32_t v) { return _mm512_set1_epi64(v); }
   static W wide_iota() { return _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7); }

@@ -145,7 +145,10 @@ struct Avx2 {
   }
 
   static constexpr int kWideLanes = 4;
-  static constexpr int kGroupsPerDraw = 1;  // 16 state registers per group of 16 blocks
+  // One group's state already fills the 16 registers; two at a time drew words alone 8 % faster
+  // (0.60 -> 0.55 ns per word, one Zen 4 core), against 20 % with AVX-512, and would spill the
+  // kernels' own values: not taken (AVX2 runs only where AVX-512 is missing).
+  static constexpr int kGroupsPerDraw = 1;
   using W = __m256i;
   static W wide_set1(std::uint32_t v) { return _mm256_set1_epi64x(v); }
   static W wide_iota() { return _mm256_setr_epi64x(0, 1, 2, 3); }

@@ -465,7 +465,23 @@ TEST_F(Cli, CompareAndBenchRun) {
   const auto k = run("bench --json --sizes 4096,1024 --reps 1");  // a comma list as well
   ASSERT_EQ(k.code, 0) << k.err;
   const auto j = nlohmann::json::parse(k.out);
-  EXPECT_TRUE(j.contains("cpu"));
+  // Every benchmark names the machine kind it measured, as /proc/cpuinfo's first processor does.
+  const auto expect_machine = [](const nlohmann::json& m) {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line, vendor;
+    while (std::getline(in, line) && vendor.empty()) {
+      if (line.rfind("vendor_id", 0) == 0) vendor = line.substr(line.find(':') + 2);
+    }
+    for (const char* key : {"cpu", "cpu_vendor", "cpu_family", "cpu_model", "isa"})
+      ASSERT_TRUE(m.contains(key) && m[key].is_string()) << key;
+    if (!vendor.empty()) {
+      EXPECT_EQ(m["cpu_vendor"], vendor);
+      EXPECT_NE(m["cpu_family"], "unknown");
+      EXPECT_NE(m["cpu_model"], "unknown");
+      EXPECT_NE(m["cpu_model"], m["cpu"]);  // "model", not "model name"
+    }
+  };
+  expect_machine(j);
   std::set<std::size_t> sizes;
   for (const auto& row : j["results"]) {
     for (const char* key : {"op", "n", "threads", "seconds_median", "gb_per_s",
@@ -494,6 +510,16 @@ TEST_F(Cli, CompareAndBenchRun) {
   EXPECT_GT(tj["products_update_masks_over_products"].get<double>(), 1.0);
   EXPECT_GT(tj["dropout_over_products"].get<double>(), 0.0);
   EXPECT_EQ(tj["conv_layers"], 0);
+  expect_machine(tj);
+
+  const auto p = run("bench predict --json --mc 3 --examples 20 --batch-rows 32 --rounds 1");
+  ASSERT_EQ(p.code, 0) << p.err;
+  const auto pj = nlohmann::json::parse(p.out);
+  expect_machine(pj);
+  EXPECT_EQ(pj["samples"], 3);
+  EXPECT_EQ(pj["examples"], 20);
+  for (const char* key : {"predict_seconds", "products_seconds", "predict_over_products"})
+    EXPECT_GT(pj[key].get<double>(), 0.0) << key;
 
   // A convolutional net: its convolutions are part of the reference products.
   const auto cb =

@@ -1,5 +1,5 @@
 // `dropkit bench predict`: T Monte-Carlo samples over a data set (predict::predict, exactly what
-// `dropkit predict --mc T` runs) against the reference the issue names: T times the matrix
+// `dropkit predict --mc T` runs) against its reference: T times the matrix
 // products of one stochastic pass over the same examples. The products are timed on their own,
 // with the same kernels, on blocks of the row count predict stacks per pass and on blocks four
 // times as tall; the faster is the reference (a slow reference would flatter the ratio). Rounds
@@ -136,19 +136,19 @@ int run_bench_predict(const BenchPredictOptions& o, int threads_flag, bool json)
   }
   const double pred = median(tp), ref = std::min(median(ts), median(tt)), ratio = median(ratios);
   if (json) {
-    fmt::print("{}\n", nlohmann::json{{"net", model->spec()},
-                                      {"samples", o.mc},
-                                      {"examples", o.examples},
-                                      {"threads", threads},
-                                      {"isa", kernels::active_kernels().name},
-                                      {"rows_per_pass", stacked},
-                                      {"predict_seconds", pred},
-                                      {"products_seconds", ref},
-                                      {"products_stacked_rows_seconds", median(ts)},
-                                      {"products_4x_rows_seconds", median(tt)},
-                                      {"products_gflops", flops / ref / 1e9},
-                                      {"predict_over_products", ratio}}
-                           .dump(2));
+    nlohmann::json j = machine_json();
+    j.update(nlohmann::json{{"net", model->spec()},
+                            {"samples", o.mc},
+                            {"examples", o.examples},
+                            {"threads", threads},
+                            {"rows_per_pass", stacked},
+                            {"predict_seconds", pred},
+                            {"products_seconds", ref},
+                            {"products_stacked_rows_seconds", median(ts)},
+                            {"products_4x_rows_seconds", median(tt)},
+                            {"products_gflops", flops / ref / 1e9},
+                            {"predict_over_products", ratio}});
+    fmt::print("{}\n", j.dump(2));
     return 0;
   }
   fmt::print("bench predict: {}, T = {} on {} examples, {} threads, {} kernels, median of {}\n",

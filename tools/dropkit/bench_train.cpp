@@ -55,6 +55,7 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
   parallel::ScopedFlushDenormals flush;
   const std::int64_t b = o.batch;
   const kernels::Precision precision = kernels::parse_precision(o.precision);
+  kernels::check_precision_available(precision);
   // The net with its stochastic layers, and the same net without them. --arch gives the input
   // size; a --net is measured on Fashion-MNIST-shaped examples (1x28x28).
   nlohmann::json layers;
@@ -293,26 +294,26 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
   const std::string net = with.net->spec();
   const double steps_per_epoch = std::ceil(55000.0 / static_cast<double>(b));
   if (json) {
-    fmt::print("{}\n", nlohmann::json{{"net", net},
-                                      {"batch", b},
-                                      {"threads", threads},
-                                      {"precision", o.precision},
-                                      {"isa", kernels::active_kernels().name},
-                                      {"dense_layers", dense.size()},
-                                      {"conv_layers", convs.size()},
-                                      {"products_seconds", p},
-                                      {"products_full_dw_seconds", pf},
-                                      {"products_blocked_dw_seconds", pb},
-                                      {"products_gflops", flops / p / 1e9},
-                                      {"step_dropout_seconds", sw},
-                                      {"step_no_dropout_seconds", sn},
-                                      {"dropout_over_products", rp},
-                                      {"dropout_over_no_dropout", rn},
-                                      {"update_alone_seconds", update},
-                                      {"masks_seconds", mask_time},
-                                      {"products_update_masks_over_products", parts},
-                                      {"epoch_seconds_estimate", steps_per_epoch * sw}}
-                           .dump(2));
+    nlohmann::json j = machine_json();
+    j.update(nlohmann::json{{"net", net},
+                            {"batch", b},
+                            {"threads", threads},
+                            {"precision", o.precision},
+                            {"dense_layers", dense.size()},
+                            {"conv_layers", convs.size()},
+                            {"products_seconds", p},
+                            {"products_full_dw_seconds", pf},
+                            {"products_blocked_dw_seconds", pb},
+                            {"products_gflops", flops / p / 1e9},
+                            {"step_dropout_seconds", sw},
+                            {"step_no_dropout_seconds", sn},
+                            {"dropout_over_products", rp},
+                            {"dropout_over_no_dropout", rn},
+                            {"update_alone_seconds", update},
+                            {"masks_seconds", mask_time},
+                            {"products_update_masks_over_products", parts},
+                            {"epoch_seconds_estimate", steps_per_epoch * sw}});
+    fmt::print("{}\n", j.dump(2));
     return 0;
   }
   fmt::print("bench train: {} batch {}, {} threads, {} kernels, {} products, median of {} rounds\n",

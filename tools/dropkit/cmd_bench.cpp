@@ -1,5 +1,5 @@
 // `dropkit bench`: dropout kernels against the machine's copy bandwidth, measured in one run.
-// `dropkit bench train`: one training step against its matrix products alone (cmd_train.cpp).
+// `dropkit bench train` and `bench predict` live in bench_train.cpp and bench_predict.cpp.
 //
 // The reference is the best copy this machine does: for each size and thread count, the faster
 // of memcpy and a streaming-store loop, over the same static ranges and the same pool. Every
@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,14 +32,6 @@
 
 namespace dropkit::cli {
 namespace {
-
-std::string cpu_name() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
 
 template <class Fn>
 double median_seconds(int reps, Fn&& fn) {
@@ -162,10 +153,9 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale) {
 
   auto gbs = [](const Row& r) { return r.bytes / r.seconds / 1e9; };
   if (json) {
-    nlohmann::json j{{"cpu", cpu_name()},
-                     {"threads", all},
-                     {"isa", k.name},
-                     {"results", nlohmann::json::array()}};
+    nlohmann::json j = machine_json();
+    j["threads"] = all;
+    j["results"] = nlohmann::json::array();
     for (const auto& r : rows) {
       j["results"].push_back({{"op", r.op},
                               {"n", r.n},
@@ -178,7 +168,10 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale) {
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
-  fmt::print("cpu: {}   isa: {}   threads: 1 and {}\n", cpu_name(), k.name, all);
+  const nlohmann::json m = machine_json();
+  fmt::print("cpu: {} ({}, family {}, model {})   isa: {}   threads: 1 and {}\n",
+             m["cpu"].get<std::string>(), m["cpu_vendor"].get<std::string>(),
+             m["cpu_family"].get<std::string>(), m["cpu_model"].get<std::string>(), k.name, all);
   fmt::print("{:<28} {:>10} {:>7} {:>12} {:>9} {:>8}\n", "op", "n", "threads", "median ms", "GB/s",
              "x copy");
   for (const auto& r : rows) {

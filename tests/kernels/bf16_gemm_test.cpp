@@ -13,6 +13,7 @@
 #include "dropkit/kernels/gemm.h"
 #include "dropkit/kernels/table.h"
 #include "dropkit/rng/philox.h"
+#include "support/bf16.h"
 #include "support/bits.h"
 
 namespace dropkit::kernels {
@@ -173,6 +174,7 @@ struct Shape3 {
 };
 
 TEST(Bf16, ProductsAreTheFp32AccumulatedProductsOfTheRoundedOperands) {
+  DROPKIT_REQUIRE_BF16();
   parallel::ThreadPool pool(2);
   for (Shape3 s :
        {Shape3{1, 5, 3}, Shape3{7, 130, 129}, Shape3{33, 300, 260}, Shape3{128, 64, 300}}) {
@@ -212,6 +214,7 @@ TEST(Bf16, ProductsAreTheFp32AccumulatedProductsOfTheRoundedOperands) {
 }
 
 TEST(Bf16, SameBitsForAnyThreadCount) {
+  DROPKIT_REQUIRE_BF16();
   const Shape3 s{37, 200, 300};  // 300 columns: grid blocks 128, 128, 44
   const auto x = random_values(static_cast<std::size_t>(s.rows * s.in), 5);
   const auto w = random_values(static_cast<std::size_t>(s.out * s.in), 6);

@@ -3,6 +3,7 @@
 // grid), forward and backward. (Finite differences, thread counts and the round trip are the
 // per-layer harness's.) The same with bf16 operands, and bf16's same bits at any thread count.
 #include "dropkit/nn/conv.h"
+#include "support/bf16.h"
 
 #include <gtest/gtest.h>
 
@@ -157,12 +158,14 @@ TEST(Conv2d, ForwardAndBackwardEqualTheDefinitionOnGeneratedGeometries) {
 }
 
 TEST(Conv2d, Bf16ConvolvesTheRoundedOperandsWithFp32Accumulation) {
+  DROPKIT_REQUIRE_BF16();
   // Against the rounded definitions within fp32 bounds, and off the unrounded ones by more than
   // those bounds: the operands really were rounded.
   EXPECT_GT(check_against_the_definitions(kernels::Precision::kBf16), 1e-2);
 }
 
 TEST(Conv2d, Bf16GivesTheSameBitsForAnyThreadCount) {
+  DROPKIT_REQUIRE_BF16();
   const Shape in{3, 11, 9};
   Conv2d conv(in, 5, {.size = 3, .stride = 1, .padding = 1});
   ParamArena arena({&conv});
@@ -191,6 +194,7 @@ TEST(Conv2d, Bf16GivesTheSameBitsForAnyThreadCount) {
 
 // The kernel rounds the weights itself when the caller does not: the same bits either way.
 TEST(Conv2d, Bf16KernelRoundsWeightsItselfToTheSameBits) {
+  DROPKIT_REQUIRE_BF16();
   parallel::ThreadPool pool(2);
   const kernels::ConvGeometry g{.channels = 3,
                                 .height = 9,

@@ -11,6 +11,7 @@
 #include "dropkit/model/model.h"
 #include "dropkit/model/spec.h"
 #include "dropkit/train/trainer.h"
+#include "support/bf16.h"
 
 namespace dropkit::train {
 namespace {
@@ -132,6 +133,7 @@ TEST(ThreadInvariance, ConvolutionalTrainingStepsAreTheSameBitsAtOneToSixteenThr
 // The same with bf16 products and convolutions (`--precision bf16`), and a wide dense layer so
 // the dense grid splits too.
 TEST(ThreadInvariance, Bf16ConvolutionalTrainingStepsAreTheSameBitsAtOneToSixteenThreads) {
+  DROPKIT_REQUIRE_BF16();
   const std::vector<ConvCase> cases = {
       {"conv2d:8:3:padding=1,batchnorm,relu,max_pool2d,dropout:0.2:shared_axes=2+3,"
        "conv2d:6:3:relu,dense:300:relu,dropout:0.5,dense:10",

@@ -10,6 +10,7 @@
 
 #include "dropkit/data/batcher.h"
 #include "dropkit/nn/linear.h"
+#include "support/bf16.h"
 #include "support/idx_files.h"
 #include "support/temp_dir.h"
 
@@ -86,6 +87,7 @@ TEST(Trainer, SameSeedSameBitsForOneTwoAndThreeThreads) {
 }
 
 TEST(Trainer, Bf16ProductsLearnAsFp32DoesAndGiveTheSameBitsForOneTwoAndThreeThreads) {
+  DROPKIT_REQUIRE_BF16();
   const auto data = toy_data();
   auto run = [&](const std::string& precision, int threads) {
     parallel::ThreadPool pool(threads);
@@ -102,6 +104,28 @@ TEST(Trainer, Bf16ProductsLearnAsFp32DoesAndGiveTheSameBitsForOneTwoAndThreeThre
   EXPECT_NEAR(bf16.test_accuracy, f32.test_accuracy, 0.05);
   EXPECT_NEAR(bf16.train_eval_loss, f32.train_eval_loss, 0.1 + 0.2 * f32.train_eval_loss);
   for (int threads : {2, 3}) EXPECT_EQ(run("bf16", threads).first, reference) << threads;
+}
+
+// Where oneDNN has no bf16 products (an AVX2-only CPU), a bf16 run is refused when the trainer
+// is built, naming the precision and what to use instead; f32 runs there as everywhere.
+TEST(Trainer, Bf16IsRefusedWhereOneDnnHasNone) {
+  if (kernels::bf16_products_available()) GTEST_SKIP() << "this CPU has bf16 products";
+  const auto data = toy_data();
+  parallel::ThreadPool pool(1);
+  TrainConfig c = toy_config();
+  c.precision = "bf16";
+  try {
+    Trainer t(c, data, pool);
+    FAIL() << "a bf16 trainer was built";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), testing::HasSubstr("precision = bf16"));
+    EXPECT_THAT(e.what(), testing::HasSubstr("use f32"));
+  }
+  EXPECT_EQ(kernels::bf16_products_implementation(), "none");
+  EXPECT_FALSE(kernels::bf16_products_native());
+  c.precision = "f32";
+  Trainer t(c, data, pool);
+  EXPECT_GT(t.run_epoch().test_accuracy, 0.0);
 }
 
 TEST(Trainer, AnotherSeedGivesAnotherRun) {

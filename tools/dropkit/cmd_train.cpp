@@ -253,6 +253,8 @@ int run_train(CLI::App& app, TrainOpts& o) {
   const fs::path out = o.out;
   const bool fresh_out = !resumed || fs::weakly_canonical(out) != fs::weakly_canonical(o.resume);
   if (fresh_out) check_fresh_out(out, o.overwrite);
+  // Before anything is written: a precision this CPU cannot run is refused (exit 2).
+  kernels::check_precision_available(kernels::parse_precision(config.precision));
   if (config.precision == "bf16" && !kernels::bf16_products_native()) {
     // Correct but slow: say so rather than let the user wonder.
     fmt::print(stderr,

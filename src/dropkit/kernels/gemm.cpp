@@ -78,11 +78,29 @@ const Bf16Matmul& bf16_matmul(bool trans_b, std::int64_t m, std::int64_t n, std:
 
 std::string bf16_products_implementation() {
   use_one_onednn_thread();
-  return bf16_matmul(true, 128, kBlock, 1024, 1024, 1024, false, kBlock).impl;
+  try {
+    return bf16_matmul(true, 128, kBlock, 1024, 1024, 1024, false, kBlock).impl;
+  } catch (const dnnl::error&) {
+    return "none";  // no implementation for bf16 on this CPU
+  }
+}
+
+bool bf16_products_available() {
+  static const bool available = bf16_products_implementation() != "none";
+  return available;
 }
 
 bool bf16_products_native() {
-  return bf16_products_implementation().find("ref") == std::string::npos;
+  const std::string impl = bf16_products_implementation();
+  return impl != "none" && impl.find("ref") == std::string::npos;
+}
+
+void check_precision_available(Precision precision) {
+  if (precision == Precision::kBf16 && !bf16_products_available()) {
+    throw std::invalid_argument(
+        "precision = bf16: oneDNN has no bf16 products on this CPU (they need AVX-512); use "
+        "f32");
+  }
 }
 
 void gemm_bf16(bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, const Bf16* a,

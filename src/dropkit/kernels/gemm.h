@@ -44,11 +44,19 @@ inline float from_bf16(Bf16 b) {
   return x;
 }
 
+// Whether oneDNN offers bf16 products on this machine at all: every implementation it has, the
+// reference one included, needs AVX-512 (an AVX2-only CPU has none). Precision::kBf16 is
+// refused where it is false (check_precision_available).
+bool bf16_products_available();
 // Whether oneDNN runs bf16 products on this machine with native bf16 instructions (otherwise
-// its reference implementation, correct but many times slower than fp32), and its name for
-// the implementation it picked for a training-sized product.
+// its reference implementation, correct but many times slower than fp32, or none), and its
+// name for the implementation it picked for a training-sized product ("none" where
+// unavailable).
 bool bf16_products_native();
 std::string bf16_products_implementation();
+// std::invalid_argument naming the precision and the reason unless this machine can run
+// products in it.
+void check_precision_available(Precision precision);
 
 // C[m,n] = op(A) op(B) (+ C when accumulate), row-major bf16 operands, fp32 C, on the calling
 // thread only. A is [m, k] with leading dimension lda; B is [k, n] (ldb), or with trans_b

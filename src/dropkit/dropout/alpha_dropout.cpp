@@ -6,6 +6,7 @@
 #include "dropkit/dropout/dropout.h"
 #include "dropkit/dropout/mask.h"
 #include "dropkit/dropout/noise_shape.h"
+#include "dropkit/dropout/options.h"
 #include "dropkit/kernels/table.h"
 
 namespace dropkit::dropout {
@@ -93,6 +94,20 @@ void AlphaDropout::backward(const Tensor& dy, Tensor& dx) {
           kernels::active_kernels().run_scale(xs, ys, k, runs, len, a, streaming);  // k in {0, 1}
         });
   }
+}
+
+nn::LayerKind AlphaDropout::registration() {
+  return {
+      .kind = kKind,
+      .summary = "alpha dropout for SELU nets (Klambauer et al. 2017): keeps mean 0, variance 1",
+      .options = {drop_prob_option(), shared_axes_option(), mask_bits_option()},
+      .positional = {"drop_prob"},
+      .create = [](const nlohmann::json& c, const Shape&,
+                   std::size_t index) -> std::unique_ptr<nn::Layer> {
+        return std::make_unique<AlphaDropout>(c.at("drop_prob").get<double>(), layer_stream(index),
+                                              shared_axes_of(c), c.at("mask_bits").get<int>());
+      },
+  };
 }
 
 }  // namespace dropkit::dropout

@@ -19,6 +19,7 @@
 
 #include "dropkit/dropout/mask.h"
 #include "dropkit/dropout/noise_layer.h"
+#include "dropkit/nn/layer_kind.h"
 
 namespace dropkit::dropout {
 
@@ -28,7 +29,10 @@ class AlphaDropout : public NoiseLayer {
  public:
   explicit AlphaDropout(double drop_prob, std::uint32_t stream_id = 0,
                         std::vector<int> shared_axes = {}, int mask_bits = kDefaultMaskBits);
-  std::string kind() const override { return "alpha_dropout"; }
+  static constexpr const char* kKind = "alpha_dropout";
+  // This kind's registry entry: options, text form, factory (model/registry.cpp lists them).
+  static nn::LayerKind registration();
+  std::string kind() const override { return kKind; }
   nlohmann::json config() const override;
   void forward(const Tensor& x, Tensor& y, const nn::Context& ctx) override;
   void backward(const Tensor& dy, Tensor& dx) override;

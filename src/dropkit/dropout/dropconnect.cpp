@@ -6,8 +6,10 @@
 #include <fmt/format.h>
 
 #include "dropkit/dropout/mask.h"
+#include "dropkit/dropout/options.h"
 #include "dropkit/kernels/gemm.h"
 #include "dropkit/kernels/table.h"
+#include "dropkit/nn/activation.h"
 
 namespace dropkit::dropout {
 
@@ -139,6 +141,40 @@ void DropConnect::gaussian_rule(const Tensor& x, Tensor& y, const nn::Context& c
           }
         }
       });
+}
+
+nn::LayerKind DropConnect::registration() {
+  return {
+      .kind = kKind,
+      .summary = "dense layer with dropped weights (Wan et al. 2013), one mask per step",
+      .options = {nn::Linear::units_option(),
+                  drop_prob_option(),
+                  nn::activation_option(),
+                  scaling_option(),
+                  {.name = "inference",
+                   .type = Option::Type::kString,
+                   .default_value = "mean",
+                   .help = "eval: mean (weights scaled) or gaussian (the paper's sampling rule)",
+                   .choices = {"mean", "gaussian"}},
+                  {.name = "samples",
+                   .type = Option::Type::kInt,
+                   .default_value = 100,
+                   .help = "draws per unit of the gaussian rule",
+                   .min = 1,
+                   .max = 100000},
+                  mask_bits_option()},
+      .positional = {"units", "drop_prob", "activation"},
+      .create = [](const nlohmann::json& c, const Shape& in,
+                   std::size_t index) -> std::unique_ptr<nn::Layer> {
+        return std::make_unique<DropConnect>(
+            static_cast<std::int64_t>(in.row_size()), c.at("units").get<std::int64_t>(),
+            nn::parse_activation(c.at("activation").get<std::string>()),
+            c.at("drop_prob").get<double>(), parse_scaling(c.at("scaling").get<std::string>()),
+            c.at("inference") == "mean" ? DropConnectInference::kMean
+                                        : DropConnectInference::kGaussian,
+            c.at("samples").get<int>(), layer_stream(index), c.at("mask_bits").get<int>());
+      },
+  };
 }
 
 }  // namespace dropkit::dropout

@@ -30,6 +30,7 @@
 #include <cstdint>
 
 #include "dropkit/dropout/dropout.h"
+#include "dropkit/nn/layer_kind.h"
 #include "dropkit/nn/linear.h"
 
 namespace dropkit::dropout {
@@ -43,7 +44,10 @@ class DropConnect : public nn::Linear {
               DropConnectInference inference = DropConnectInference::kMean, int samples = 100,
               std::uint32_t stream_id = 0, int mask_bits = kDefaultMaskBits);
 
-  std::string kind() const override { return "dropconnect"; }
+  static constexpr const char* kKind = "dropconnect";
+  // This kind's registry entry: options, text form, factory (model/registry.cpp lists them).
+  static nn::LayerKind registration();
+  std::string kind() const override { return kKind; }
   nlohmann::json config() const override;
   bool stochastic() const override { return true; }
   void forward(const Tensor& x, Tensor& y, const nn::Context& ctx) override;

@@ -7,6 +7,7 @@
 
 #include "dropkit/dropout/mask.h"
 #include "dropkit/dropout/noise_shape.h"
+#include "dropkit/dropout/options.h"
 #include "dropkit/kernels/table.h"
 
 namespace dropkit::dropout {
@@ -137,6 +138,30 @@ void Dropout::backward(const Tensor& dy, Tensor& dx) {
   } else {
     apply_keep_mask(*d.pool, d.key, d.first, keep_, train_scale_, dy.span(), dx.span());
   }
+}
+
+nn::LayerKind Dropout::registration() {
+  return {
+      .kind = kKind,
+      .summary = "Bernoulli dropout (Srivastava et al. 2014); drop_prob is the probability to DROP",
+      .options = {drop_prob_option(),
+                  scaling_option(),
+                  {.name = "mask_storage",
+                   .type = Option::Type::kString,
+                   .default_value = storage_name(Dropout::kDefaultStorage),
+                   .help = "what backward reads: 1 bit per element, or the mask recomputed",
+                   .choices = {"bits", "recompute"}},
+                  shared_axes_option(),
+                  mask_bits_option()},
+      .positional = {"drop_prob", "scaling"},
+      .create = [](const nlohmann::json& c, const Shape&,
+                   std::size_t index) -> std::unique_ptr<nn::Layer> {
+        return std::make_unique<Dropout>(
+            c.at("drop_prob").get<double>(), parse_scaling(c.at("scaling").get<std::string>()),
+            parse_storage(c.at("mask_storage").get<std::string>()), layer_stream(index),
+            shared_axes_of(c), c.at("mask_bits").get<int>());
+      },
+  };
 }
 
 }  // namespace dropkit::dropout

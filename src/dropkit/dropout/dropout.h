@@ -14,9 +14,9 @@
 // the sampling domain (rng::sample_stream) keyed by the sample index in ctx.step, and allows no
 // backward.
 //
-// Backward: dx = dy * m * s (s = 1 for kInference), the forward's mask. MaskStorage::kRecompute
-// (default) keeps nothing per element and regenerates the mask from its counters;
-// MaskStorage::kBits keeps one bit per element. Both give the same bits.
+// Backward: dx = dy * m * s (s = 1 for kInference), the forward's mask. MaskStorage::kBits
+// (default) keeps one bit per element; MaskStorage::kRecompute keeps nothing per element and
+// regenerates the mask from its counters. Both give the same bits.
 //
 // The mask of element i is a pure function of (ctx.seed, stream_id, ctx.step,
 // ctx.row_offset * row width + i): see rng/philox.h and dropout/mask.h.
@@ -36,6 +36,7 @@
 
 #include "dropkit/dropout/mask.h"
 #include "dropkit/dropout/noise_layer.h"
+#include "dropkit/nn/layer_kind.h"
 #include "dropkit/rng/philox.h"
 
 namespace dropkit::dropout {
@@ -73,7 +74,10 @@ class Dropout : public NoiseLayer {
                    MaskStorage storage = kDefaultStorage, std::uint32_t stream_id = 0,
                    std::vector<int> shared_axes = {}, int mask_bits = kDefaultMaskBits);
 
-  std::string kind() const override { return "dropout"; }
+  static constexpr const char* kKind = "dropout";
+  // This kind's registry entry: options, text form, factory (model/registry.cpp lists them).
+  static nn::LayerKind registration();
+  std::string kind() const override { return kKind; }
   nlohmann::json config() const override;
   void forward(const Tensor& x, Tensor& y, const nn::Context& ctx) override;
   void backward(const Tensor& dy, Tensor& dx) override;

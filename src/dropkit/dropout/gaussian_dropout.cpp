@@ -6,6 +6,7 @@
 #include "dropkit/dropout/dropout.h"
 #include "dropkit/dropout/mask.h"
 #include "dropkit/dropout/noise_shape.h"
+#include "dropkit/dropout/options.h"
 #include "dropkit/kernels/table.h"
 
 namespace dropkit::dropout {
@@ -66,6 +67,20 @@ void GaussianDropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx
 
 void GaussianDropout::backward(const Tensor& dy, Tensor& dx) {
   apply(saved_draw(dy), dy, dx);
+}
+
+nn::LayerKind GaussianDropout::registration() {
+  return {
+      .kind = kKind,
+      .summary = "multiplicative N(1, p/(1-p)) noise: Bernoulli dropout's variance at drop rate p",
+      .options = {drop_prob_option(), shared_axes_option()},
+      .positional = {"drop_prob"},
+      .create = [](const nlohmann::json& c, const Shape&,
+                   std::size_t index) -> std::unique_ptr<nn::Layer> {
+        return std::make_unique<GaussianDropout>(c.at("drop_prob").get<double>(),
+                                                 layer_stream(index), shared_axes_of(c));
+      },
+  };
 }
 
 }  // namespace dropkit::dropout

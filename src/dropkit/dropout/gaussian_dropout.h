@@ -14,6 +14,7 @@
 #pragma once
 
 #include "dropkit/dropout/noise_layer.h"
+#include "dropkit/nn/layer_kind.h"
 
 namespace dropkit::dropout {
 
@@ -21,7 +22,10 @@ class GaussianDropout : public NoiseLayer {
  public:
   explicit GaussianDropout(double drop_prob, std::uint32_t stream_id = 0,
                            std::vector<int> shared_axes = {});
-  std::string kind() const override { return "gaussian_dropout"; }
+  static constexpr const char* kKind = "gaussian_dropout";
+  // This kind's registry entry: options, text form, factory (model/registry.cpp lists them).
+  static nn::LayerKind registration();
+  std::string kind() const override { return kKind; }
   nlohmann::json config() const override;
   void forward(const Tensor& x, Tensor& y, const nn::Context& ctx) override;
   void backward(const Tensor& dy, Tensor& dx) override;

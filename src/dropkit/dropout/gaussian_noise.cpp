@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "dropkit/dropout/mask.h"
+#include "dropkit/dropout/options.h"
 
 namespace dropkit::dropout {
 
@@ -37,6 +38,24 @@ void GaussianNoise::backward(const Tensor& dy, Tensor& dx) {
   const Draw& d = saved_draw(dy);
   if (&dx != &dy) dx.resize(dy.shape());
   scale_copy(*d.pool, 1.0f, dy.span(), dx.span());
+}
+
+nn::LayerKind GaussianNoise::registration() {
+  return {
+      .kind = kKind,
+      .summary = "additive N(0, sigma^2) noise (Bishop 1995)",
+      .options = {{.name = "sigma",
+                   .type = Option::Type::kReal,
+                   .default_value = nullptr,
+                   .help = "standard deviation of the noise",
+                   .min = 0,
+                   .max = GaussianNoise::kMaxSigma}},
+      .positional = {"sigma"},
+      .create = [](const nlohmann::json& c, const Shape&,
+                   std::size_t index) -> std::unique_ptr<nn::Layer> {
+        return std::make_unique<GaussianNoise>(c.at("sigma").get<double>(), layer_stream(index));
+      },
+  };
 }
 
 }  // namespace dropkit::dropout

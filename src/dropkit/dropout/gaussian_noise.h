@@ -11,6 +11,7 @@
 #pragma once
 
 #include "dropkit/dropout/noise_layer.h"
+#include "dropkit/nn/layer_kind.h"
 
 namespace dropkit::dropout {
 
@@ -18,7 +19,10 @@ class GaussianNoise : public NoiseLayer {
  public:
   static constexpr double kMaxSigma = 1e30;
   explicit GaussianNoise(double sigma, std::uint32_t stream_id = 0);
-  std::string kind() const override { return "gaussian_noise"; }
+  static constexpr const char* kKind = "gaussian_noise";
+  // This kind's registry entry: options, text form, factory (model/registry.cpp lists them).
+  static nn::LayerKind registration();
+  std::string kind() const override { return kKind; }
   nlohmann::json config() const override { return {{"sigma", sigma_}}; }
   void forward(const Tensor& x, Tensor& y, const nn::Context& ctx) override;
   void backward(const Tensor& dy, Tensor& dx) override;

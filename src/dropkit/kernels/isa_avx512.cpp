@@ -10,5 +10,7 @@
 
 namespace dropkit::kernels::avx512 {
 using S = simd::Avx512;
-#include "dropkit/kernels/isa_body.inc"
+#include "dropkit/kernels/isa_masks.inc"
+#include "dropkit/kernels/isa_optimizer.inc"
+#include "dropkit/kernels/isa_table.inc"
 }  // namespace dropkit::kernels::avx512

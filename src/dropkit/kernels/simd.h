@@ -18,30 +18,17 @@
 #include <immintrin.h>
 #endif
 
+#include "dropkit/rng/lanes.h"
+
 namespace dropkit::kernels::simd {
 
-struct Scalar {
+// One lane: rng::ScalarLanes' arithmetic plus the kernels' loads, stores and masks.
+struct Scalar : rng::ScalarLanes {
   static constexpr int kLanes = 1;
   static constexpr const char* kName = "scalar";
-  using U = std::uint32_t;
-  using F = float;
-  using M = bool;
 
-  static U set1(std::uint32_t v) { return v; }
   static U iota() { return 0; }
-  static U add(U a, U b) { return a + b; }
   static U xor3(U a, U b, U c) { return a ^ b ^ c; }
-  static U and_(U a, U b) { return a & b; }
-  static U xor_(U a, U b) { return a ^ b; }
-  static U or_(U a, U b) { return a | b; }
-  template <int N>
-  static U srli(U a) {
-    return a >> N;
-  }
-  template <int N>
-  static U slli(U a) {
-    return a << N;
-  }
   static void mulhilo(U a, std::uint32_t m, U& hi, U& lo) {
     const std::uint64_t p = std::uint64_t{a} * m;
     hi = static_cast<U>(p >> 32);
@@ -67,32 +54,12 @@ struct Scalar {
   static W wide_xor3(W a, W b, W c) { return a ^ b ^ c; }
   static U pack_lo(W a) { return static_cast<U>(a); }
 
-  static F set1f(float v) { return v; }
   static F loadu(const float* p) { return *p; }
   static void storeu(float* p, F v) { *p = v; }
   static void stream(float* p, F v) { *p = v; }
   static void fence() {}
-  static F add(F a, F b) { return a + b; }
-  static F sub(F a, F b) { return a - b; }
-  static F mul(F a, F b) { return a * b; }
-  static F fma(F a, F b, F c) { return std::fma(a, b, c); }
-  static F sqrt(F a) { return std::sqrt(a); }
-  static F cvt(U a) { return static_cast<float>(static_cast<std::int32_t>(a)); }  // |a| < 2^24
-  static F as_f(U a) {
-    F f;
-    std::memcpy(&f, &a, 4);
-    return f;
-  }
-  static U as_u(F a) {
-    U u;
-    std::memcpy(&u, &a, 4);
-    return u;
-  }
 
   static M ge_u(U a, U b) { return a >= b; }
-  static M lt_f(F a, F b) { return a < b; }
-  static M nonzero(U a) { return a != 0; }
-  static F select(M m, F a, F b) { return m ? a : b; }
   static F maskz_mul(M m, F a, F b) { return m ? a * b : 0.0f; }
   static std::uint64_t bits_of(M m) { return m ? 1 : 0; }
   static M mask_of(std::uint64_t bits) { return (bits & 1) != 0; }
@@ -293,7 +260,7 @@ struct Avx512 {
   }
   static std::uint64_t bits_of(M m) { return m; }
   static M mask_of(std::uint64_t bits) { return static_cast<M>(bits & 0xFFFF); }
-  // The 64 keep bits of one vector of 8-bit fields or two of 16-bit fields (isa_body.inc,
+  // The 64 keep bits of one vector of 8-bit fields or two of 16-bit fields (isa_masks.inc,
   // keep_word). The two 32-bit compare masks are joined in mask registers (kunpckdq): GCC 12
   // at -O1 widened a __mmask32 to 64 bits through a 32-bit store into an 8-byte stack slot,
   // leaving the upper half stale, so no __mmask32 is ever converted to an integer here.

@@ -4,8 +4,9 @@
 // A layer value is a JSON object {"kind": "dense", "units": 1024, "activation": "relu"}. Each
 // kind defines its options once (core/options.h: name, type, default, range, help); create_layer
 // completes a partial config with the defaults and checks every value before it builds anything.
-// Adding a layer: its header and source, one entry in registry.cpp, and its examples in the test
-// harness (tests/model/layer_harness_test.cpp), which fails for a registered kind without them.
+// Adding a layer: its header and source (with its kKind and registration(), nn/layer_kind.h), one
+// line in registry.cpp's list, and its examples in the test harness
+// (tests/model/layer_harness_test.cpp), which fails for a registered kind without them.
 #pragma once
 
 #include <cstddef>
@@ -18,21 +19,11 @@
 
 #include "dropkit/core/options.h"
 #include "dropkit/nn/layer.h"
+#include "dropkit/nn/layer_kind.h"
 
 namespace dropkit::model {
 
-struct LayerKind {
-  std::string kind;
-  std::string summary;  // one line, for --help and the README
-  OptionList options;
-  // Options the text form takes by position, in order: "dense:1024:relu" sets units, activation.
-  std::vector<std::string> positional;
-  // Builds the layer from a complete, checked config for inputs of shape `input` (leading axis:
-  // examples). `index` is the layer's position in its model: its random streams derive from it.
-  std::function<std::unique_ptr<nn::Layer>(const nlohmann::json& config, const Shape& input,
-                                           std::size_t index)>
-      create;
-};
+using LayerKind = nn::LayerKind;  // nn/layer_kind.h
 
 // Every registered kind, in the order --help lists them.
 const std::vector<LayerKind>& layer_kinds();

@@ -167,4 +167,29 @@ void ActivationLayer::backward(const Tensor& dy, Tensor& dx) {
   activation_backward(*pool_, f_, y_->data(), dy.data(), dx.data(), dy.numel());
 }
 
+Option activation_option() {
+  return {.name = "activation",
+          .type = Option::Type::kString,
+          .default_value = "identity",
+          .help = "activation fused into the layer",
+          .choices = activation_names()};
+}
+
+LayerKind ActivationLayer::registration() {
+  return {
+      .kind = kKind,
+      .summary = "element-wise activation; the text form is the function's name (relu, tanh, ...)",
+      .options = {{.name = "function",
+                   .type = Option::Type::kString,
+                   .default_value = nullptr,
+                   .help = "the function",
+                   .choices = activation_names()}},
+      .positional = {"function"},
+      .create = [](const nlohmann::json& c, const Shape&, std::size_t) -> std::unique_ptr<Layer> {
+        return std::make_unique<ActivationLayer>(
+            parse_activation(c.at("function").get<std::string>()));
+      },
+  };
+}
+
 }  // namespace dropkit::nn

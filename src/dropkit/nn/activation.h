@@ -14,7 +14,9 @@
 #include <string_view>
 #include <vector>
 
+#include "dropkit/core/options.h"
 #include "dropkit/nn/layer.h"
+#include "dropkit/nn/layer_kind.h"
 
 namespace dropkit::nn {
 
@@ -28,6 +30,8 @@ std::string_view activation_name(Activation a);
 Activation parse_activation(std::string_view name);
 // Those names, in that order (for option choices and messages).
 const std::vector<std::string>& activation_names();
+// "activation": a function fused into a layer (dense, dropconnect, conv2d), identity by default.
+Option activation_option();
 
 // a[i] = f(z[i]); z and a may alias.
 void activation_forward(Activation f, const float* z, float* a, std::size_t n);
@@ -57,7 +61,10 @@ void init_weights(Activation f, std::int64_t fan_in, std::int64_t fan_out,
 class ActivationLayer : public Layer {
  public:
   explicit ActivationLayer(Activation f) : f_(f) {}
-  std::string kind() const override { return "activation"; }
+  static constexpr const char* kKind = "activation";
+  // This kind's registry entry: options, text form, factory (model/registry.cpp lists them).
+  static LayerKind registration();
+  std::string kind() const override { return kKind; }
   nlohmann::json config() const override { return {{"function", activation_name(f_)}}; }
   Activation function() const { return f_; }
   void forward(const Tensor& x, Tensor& y, const Context& ctx) override;

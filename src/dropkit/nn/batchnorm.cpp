@@ -288,4 +288,40 @@ void BatchNorm::backward(const Tensor& dy, Tensor& dx) {
   });
 }
 
+std::size_t BatchNorm::min_train_batch(const Shape& in) const {
+  return in.row_size() == static_cast<std::size_t>(in[1]) ? 2 : 1;
+}
+
+LayerKind BatchNorm::registration() {
+  return {
+      .kind = kKind,
+      .summary =
+          "batch normalization per channel (axis 1); eval and Monte-Carlo sampling use the "
+          "running statistics",
+      .options = {{.name = "momentum",
+                   .type = Option::Type::kReal,
+                   .default_value = BatchNorm::kDefaultMomentum,
+                   .help = "weight of a new batch in the running statistics (PyTorch's)",
+                   .min = 0,
+                   .max = 1},
+                  {.name = "eps",
+                   .type = Option::Type::kReal,
+                   .default_value = BatchNorm::kDefaultEps,
+                   .help = "added to the variance",
+                   .min = 0,
+                   .max = 1,
+                   .min_open = true}},
+      .positional = {"momentum", "eps"},
+      .create = [](const nlohmann::json& c, const Shape& in,
+                   std::size_t) -> std::unique_ptr<Layer> {
+        if (in.rank() < 2) {
+          throw std::invalid_argument("batchnorm: input " + in.str() +
+                                      " has no channel axis (axis 1)");
+        }
+        return std::make_unique<BatchNorm>(in[1], c.at("momentum").get<double>(),
+                                           c.at("eps").get<double>());
+      },
+  };
+}
+
 }  // namespace dropkit::nn

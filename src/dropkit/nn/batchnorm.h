@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "dropkit/nn/layer.h"
+#include "dropkit/nn/layer_kind.h"
 
 namespace dropkit::nn {
 
@@ -39,9 +40,14 @@ class BatchNorm : public Layer {
   // momentum in [0, 1], eps > 0: std::invalid_argument naming the value otherwise.
   BatchNorm(std::int64_t channels, double momentum = kDefaultMomentum, double eps = kDefaultEps);
 
-  std::string kind() const override { return "batchnorm"; }
+  static constexpr const char* kKind = "batchnorm";
+  // This kind's registry entry: options, text form, factory (model/registry.cpp lists them).
+  static LayerKind registration();
+  std::string kind() const override { return kKind; }
   nlohmann::json config() const override;
   Shape output_shape(const Shape& in) const override;  // checks rank >= 2 and the channels
+  // 2 on [N, D] (each channel's statistics come from the batch alone), 1 with spatial axes.
+  std::size_t min_train_batch(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const Context& ctx) override;
   void backward(const Tensor& dy, Tensor& dx) override;
   std::vector<ParamSpec> param_specs() const override;

@@ -164,4 +164,78 @@ void MaxPool2d::backward(const Tensor& dy, Tensor& dx) {
   pool2d_->backward(*pool_, rows_, dy.data(), dx.data());
 }
 
+LayerKind Conv2d::registration() {
+  return {
+      .kind = kKind,
+      .summary = "2-D convolution on [examples, channels, height, width] (oneDNN); ReLU fused",
+      .options = {{.name = "filters",
+                   .type = Option::Type::kInt,
+                   .default_value = nullptr,
+                   .help = "output channels",
+                   .min = 1,
+                   .max = 1 << 16},
+                  {.name = "kernel",
+                   .type = Option::Type::kInt,
+                   .default_value = 3,
+                   .help = "window size k (k x k)",
+                   .min = 1,
+                   .max = 64},
+                  {.name = "stride",
+                   .type = Option::Type::kInt,
+                   .default_value = 1,
+                   .help = "step between windows",
+                   .min = 1,
+                   .max = 64},
+                  {.name = "padding",
+                   .type = Option::Type::kInt,
+                   .default_value = 0,
+                   .help = "zeros added on every side (1 keeps a 3 x 3 convolution's size)",
+                   .min = 0,
+                   .max = 64},
+                  activation_option()},
+      .positional = {"filters", "kernel", "activation"},
+      .create = [](const nlohmann::json& c, const Shape& in,
+                   std::size_t) -> std::unique_ptr<Layer> {
+        return std::make_unique<Conv2d>(
+            in.example(), c.at("filters").get<std::int64_t>(),
+            kernels::Window{.size = c.at("kernel").get<std::int64_t>(),
+                            .stride = c.at("stride").get<std::int64_t>(),
+                            .padding = c.at("padding").get<std::int64_t>()},
+            parse_activation(c.at("activation").get<std::string>()));
+      },
+  };
+}
+
+LayerKind MaxPool2d::registration() {
+  return {
+      .kind = kKind,
+      .summary = "maximum over size x size windows of [examples, channels, height, width]",
+      .options = {{.name = "size",
+                   .type = Option::Type::kInt,
+                   .default_value = 2,
+                   .help = "window size",
+                   .min = 1,
+                   .max = 64},
+                  {.name = "stride",
+                   .type = Option::Type::kInt,
+                   .default_value = 0,
+                   .help = "step between windows; 0: the window size",
+                   .min = 0,
+                   .max = 64},
+                  {.name = "padding",
+                   .type = Option::Type::kInt,
+                   .default_value = 0,
+                   .help = "padding on every side, below the size; it never wins",
+                   .min = 0,
+                   .max = 63}},
+      .positional = {"size", "stride"},
+      .create = [](const nlohmann::json& c, const Shape& in,
+                   std::size_t) -> std::unique_ptr<Layer> {
+        return std::make_unique<MaxPool2d>(in.example(), c.at("size").get<std::int64_t>(),
+                                           c.at("stride").get<std::int64_t>(),
+                                           c.at("padding").get<std::int64_t>());
+      },
+  };
+}
+
 }  // namespace dropkit::nn

@@ -26,6 +26,7 @@
 #include "dropkit/kernels/conv.h"
 #include "dropkit/nn/activation.h"
 #include "dropkit/nn/layer.h"
+#include "dropkit/nn/layer_kind.h"
 
 namespace dropkit::nn {
 
@@ -35,7 +36,10 @@ class Conv2d : public Layer {
   Conv2d(const Shape& input, std::int64_t filters, kernels::Window window,
          Activation f = Activation::kIdentity);
 
-  std::string kind() const override { return "conv2d"; }
+  static constexpr const char* kKind = "conv2d";
+  // This kind's registry entry: options, text form, factory (model/registry.cpp lists them).
+  static LayerKind registration();
+  std::string kind() const override { return kKind; }
   nlohmann::json config() const override;
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const Context& ctx) override;
@@ -72,7 +76,10 @@ class MaxPool2d : public Layer {
   // input: one example's shape [C, H, W].
   MaxPool2d(const Shape& input, std::int64_t size, std::int64_t stride, std::int64_t padding);
 
-  std::string kind() const override { return "max_pool2d"; }
+  static constexpr const char* kKind = "max_pool2d";
+  // This kind's registry entry: options, text form, factory (model/registry.cpp lists them).
+  static LayerKind registration();
+  std::string kind() const override { return kKind; }
   nlohmann::json config() const override;
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const Context& ctx) override;

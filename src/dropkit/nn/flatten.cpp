@@ -32,4 +32,16 @@ void Flatten::backward(const Tensor& dy, Tensor& dx) {
   std::copy(dy.span().begin(), dy.span().end(), dx.span().begin());
 }
 
+LayerKind Flatten::registration() {
+  return {
+      .kind = kKind,
+      .summary = "[examples, d1, d2, ...] -> [examples, d1*d2*...]",
+      .options = {},
+      .positional = {},
+      .create = [](const nlohmann::json&, const Shape&, std::size_t) -> std::unique_ptr<Layer> {
+        return std::make_unique<Flatten>();
+      },
+  };
+}
+
 }  // namespace dropkit::nn

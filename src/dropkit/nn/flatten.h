@@ -7,12 +7,16 @@
 #pragma once
 
 #include "dropkit/nn/layer.h"
+#include "dropkit/nn/layer_kind.h"
 
 namespace dropkit::nn {
 
 class Flatten : public Layer {
  public:
-  std::string kind() const override { return "flatten"; }
+  static constexpr const char* kKind = "flatten";
+  // This kind's registry entry: options, text form, factory (model/registry.cpp lists them).
+  static LayerKind registration();
+  std::string kind() const override { return kKind; }
   nlohmann::json config() const override { return nlohmann::json::object(); }
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const Context& ctx) override;

@@ -141,6 +141,10 @@ class Layer {
   // Monte-Carlo sampling and `bench train` find such layers through this. Such a layer accepts
   // stacked samples (Context::samples) and a shared input (Context::shared_input).
   virtual bool stochastic() const { return false; }
+  // The fewest examples a training batch must hold for this layer on inputs of shape `in`
+  // (leading axis: examples): 2 for a layer that normalises by the batch's own statistics with
+  // nothing else to reduce over (batchnorm on [N, D]), 1 for every other layer.
+  virtual std::size_t min_train_batch(const Shape& /*in*/) const { return 1; }
   virtual void forward(const Tensor& x, Tensor& y, const Context& ctx) = 0;
   virtual void backward(const Tensor& dy, Tensor& dx) = 0;
   // backward with the parameter gradients given to `sink` (see GradientSink). This default

@@ -116,4 +116,28 @@ void Linear::backward_to(const Tensor& dy, Tensor& dx, GradientSink& sink) {
       precision_);
 }
 
+Option Linear::units_option() {
+  return {.name = "units",
+          .type = Option::Type::kInt,
+          .default_value = nullptr,  // required: no default
+          .help = "output units",
+          .min = 1,
+          .max = 1 << 20};
+}
+
+LayerKind Linear::registration() {
+  return {
+      .kind = kKind,
+      .summary = "fully connected: y = f(x W^T + b); reads any input as [examples, features]",
+      .options = {units_option(), activation_option()},
+      .positional = {"units", "activation"},
+      .create = [](const nlohmann::json& c, const Shape& in,
+                   std::size_t) -> std::unique_ptr<Layer> {
+        return std::make_unique<Linear>(static_cast<std::int64_t>(in.row_size()),
+                                        c.at("units").get<std::int64_t>(),
+                                        parse_activation(c.at("activation").get<std::string>()));
+      },
+  };
+}
+
 }  // namespace dropkit::nn

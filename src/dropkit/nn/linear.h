@@ -28,6 +28,7 @@
 
 #include "dropkit/nn/activation.h"
 #include "dropkit/nn/layer.h"
+#include "dropkit/nn/layer_kind.h"
 
 namespace dropkit::nn {
 
@@ -37,7 +38,12 @@ class Linear : public Layer {
   // the same product, epilogue and backward with its own weights: run_forward, input_grad.)
   Linear(std::int64_t in, std::int64_t out, Activation f = Activation::kIdentity);
 
-  std::string kind() const override { return "dense"; }
+  static constexpr const char* kKind = "dense";
+  // This kind's registry entry: options, text form, factory (model/registry.cpp lists them).
+  static LayerKind registration();
+  // "units": the output width, required (DropConnect takes it too).
+  static Option units_option();
+  std::string kind() const override { return kKind; }
   nlohmann::json config() const override;
   Shape output_shape(const Shape& in) const override;
   void forward(const Tensor& x, Tensor& y, const Context& ctx) override;

@@ -127,8 +127,9 @@ class KeepThreshold {
 
 // Standard normal for element i: Box-Muller on the pair of words (0, 1) or (2, 3) of the
 // element's block; words 0 and 2 give r cos(theta), words 1 and 3 give r sin(theta). Computed by
-// kernels/generic.h's normal_pair, the single definition of the transform (defined there so the
-// SIMD paths share it); |z| <= sqrt(-2 ln 2^-24) ~= 5.77 because u1 has 24 bits.
+// rng/box_muller.h's normal_pair, the single definition of the transform (a template over the
+// lane type, so the SIMD kernels share it); |z| <= sqrt(-2 ln 2^-24) ~= 5.77 because u1 has 24
+// bits.
 float normal_at(const StreamKey& s, std::uint64_t i);
 
 }  // namespace dropkit::rng

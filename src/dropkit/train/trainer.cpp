@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "dropkit/kernels/gemm.h"
 #include "dropkit/model/spec.h"
 #include "dropkit/rng/streams.h"
 #include "dropkit/train/loss.h"
@@ -170,15 +171,16 @@ void Trainer::prepare() {
   if (split_.train.size() % batch == 1) {
     for (std::size_t i = 0; i < model_->size(); ++i) {
       const Shape in = model_->layer_input_shape(i, 1);
-      if (model_->layer(i).kind() == "batchnorm" &&
-          in.row_size() == static_cast<std::size_t>(in[1])) {
+      const nn::Layer& layer = model_->layer(i);
+      if (layer.min_train_batch(in) > 1) {
         throw std::invalid_argument(fmt::format(
             "{} training examples in batches of {} leave a last batch of 1 example, which layer "
-            "{} (batchnorm) cannot normalise by its own statistics: change --batch or --val",
-            split_.train.size(), batch, i + 1));
+            "{} ({}) cannot normalise by its own statistics: change --batch or --val",
+            split_.train.size(), batch, i + 1, layer.kind()));
       }
     }
   }
+  kernels::check_precision_available(kernels::parse_precision(config_.precision));
   optimizer_ = std::make_unique<Optimizer>(config_.optimizer, model_->params().size());
 }
 

@@ -1,5 +1,7 @@
-// libFuzzer harness: the network-spec parser and model construction (model/spec.h, model.h) on
-// arbitrary text, for one Fashion-MNIST example [1, 28, 28]. It must build a model or throw
+// libFuzzer harness: the network-spec parsers and model construction (model/spec.h, model.h) on
+// arbitrary text, for one Fashion-MNIST example [1, 28, 28]: the text form, or the JSON form
+// (core/json_text.h's strict reading: depth, duplicate keys) when the input starts with '[' or
+// '{'. It must build a model or throw
 // std::invalid_argument; nothing else (and nothing that needs more memory than the machine has:
 // core/memory.h refuses that first).
 #include <cstdint>
@@ -13,7 +15,9 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   try {
-    const auto layers = dropkit::model::parse_net_text(text);
+    const bool json_form = !text.empty() && (text[0] == '[' || text[0] == '{');
+    const auto layers = json_form ? dropkit::model::parse_net_json(text, "fuzz")
+                                  : dropkit::model::parse_net_text(text);
     // Large layers are legal but slow to allocate (and libFuzzer counts RSS): build only nets
     // whose numbers are all small; the parser sees everything.
     for (const auto& layer : layers) {

@@ -17,6 +17,7 @@
 
 #include "dropkit/core/atomic_file.h"
 #include "dropkit/model/safetensors.h"
+#include "support/cli.h"
 #include "support/idx_files.h"
 #include "support/temp_dir.h"
 
@@ -26,57 +27,6 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-// Every test gets its own directory (and data set), so tests run in parallel (ctest -j).
-class Cli : public ::testing::Test {
- protected:
-  void SetUp() override {
-    test::write_mnist_dir(root_ / "data", {test::synthetic_dataset(300, 8, 4, 1),
-                                           test::synthetic_dataset(80, 8, 4, 2)});
-  }
-
-  Result run(const std::string& args) const { return run_with_env("", args); }
-  // `env` is put before the command ("NAME=value").
-  Result run_with_env(const std::string& env, const std::string& args) const {
-    const fs::path err = root_ / "stderr.txt";
-    const std::string cmd =
-        env + " " + std::string(DROPKIT_CLI) + " " + args + " 2>" + err.string();
-    FILE* p = popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[4096];
-    for (std::size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    const int status = pclose(p);
-    std::ifstream in(err);
-    std::string e((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, e};
-  }
-  // A flag may be given once (CLI11 rejects repeats), so tests override arch and lr here.
-  std::string train_args(const std::string& extra, const std::string& arch = "64-96-4",
-                         const std::string& lr = "0.3") const {
-    return "train --data " + (root_ / "data").string() + " --arch " + arch + " --lr " + lr +
-           " --val 40 --batch 25 --momentum 0.9 " + extra;
-  }
-  static std::size_t lines(const fs::path& f) {
-    std::ifstream in(f);
-    std::size_t n = 0;
-    for (std::string l; std::getline(in, l);) ++n;
-    return n;
-  }
-  const test::TempDir tmp_{"dropkit_cli_test"};
-  const fs::path root_ = tmp_.path();
-};
-
-void expect_one_line_error(const Result& r, const std::string& what) {
-  EXPECT_EQ(r.code, 2) << r.err;
-  EXPECT_THAT(r.err, HasSubstr(what));
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  EXPECT_EQ(r.out, "");
-}
 
 TEST_F(Cli, HelpDocumentsEveryTrainFlagWithItsDefault) {
   const auto r = run("train --help");
@@ -391,7 +341,7 @@ TEST_F(Cli, ResumedRunEndsWhereAnUninterruptedOneDoes) {
   ASSERT_EQ(run(train_args("--epochs 1 --out " + b.string())).code, 0);
   expect_one_line_error(run("train --resume " + b.string() + " --lr 0.1"), "--lr");
   expect_one_line_error(run("train --resume " + b.string() + " --net dense:4"), "--net");
-  expect_one_line_error(run("train --resume ''"), "--resume needs a run directory");
+  expect_one_line_error(run("train --resume ''"), "--resume: an empty path");
   const auto resumed = run("train --json --data " + (root_ / "data").string() + " --resume " +
                            b.string() + " --epochs 3");
   ASSERT_EQ(resumed.code, 0) << resumed.err;
@@ -602,9 +552,9 @@ TEST_F(Cli, PredictRefusesBadRequestsAndWritesNothing) {
   expect_one_line_error(
       run(base + "--labels " + (root_ / "data" / "t10k-labels-idx1-ubyte").string()),
       "--labels needs --images");
-  expect_one_line_error(
-      run(base + "--images " + (root_ / "data" / "t10k-labels-idx1-ubyte").string()),
-      "3 dimensions");
+  expect_one_line_error(run("predict --model " + m.string() + " --out " + out.string() +
+                            " --images " + (root_ / "data" / "t10k-labels-idx1-ubyte").string()),
+                        "3 dimensions");
   expect_one_line_error(run("predict --model " + (root_ / "nowhere").string()), "nowhere");
   EXPECT_FALSE(fs::exists(out));
   // An output that exists and is not a regular file is refused up front, and left alone.

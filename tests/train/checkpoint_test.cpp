@@ -213,6 +213,32 @@ TEST(Checkpoint, ResumeOnOtherDataIsRefused) {
   }
 }
 
+// Steps edited consistently (history and state agree) still disagree with the epochs' length on
+// the data: a resume refuses them rather than continue at a step no run reaches.
+TEST(Checkpoint, AResumeChecksTheStepsAgainstTheEpochsLength) {
+  const auto data = fixture_data();
+  parallel::ThreadPool pool(1);
+  const test::TempDir tmp("dropkit_checkpoint_test");
+  const fs::path f = tmp.path() / "ck.safetensors";
+  TrainConfig c = small_config();
+  c.epochs = 1;
+  Trainer t(c, data, pool);
+  t.run_epoch();
+  t.save_checkpoint(f);
+  rewrite(f, [](auto& m, auto&) {
+    json s = json::parse(m["state"]);
+    s["step"] = s["step"].get<std::uint64_t>() + 1;
+    s["history"][0]["step"] = s["step"];
+    m["state"] = s.dump();
+  });
+  try {
+    Trainer resumed(read_checkpoint(f), data, pool);
+    ADD_FAILURE() << "accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("but an epoch is"));
+  }
+}
+
 TEST(Checkpoint, DamageIsRefusedWithAMessage) {
   const auto data = fixture_data();
   parallel::ThreadPool pool(1);
@@ -240,6 +266,13 @@ TEST(Checkpoint, DamageIsRefusedWithAMessage) {
       {"missing tensor optimizer.velocity.layers.1.dense.weight",
        [](auto&, auto& t) { t.erase("optimizer.velocity.layers.1.dense.weight"); }},
       {"bad metadata", [](auto& m, auto&) { m["state"] = std::string("{"); }},
+      {"state: not valid JSON at line 1, column 2",
+       [](auto& m, auto&) { m["state"] = std::string("{"); }},
+      {"state: key 'step' given twice in the top-level object",
+       [](auto& m, auto&) {
+         std::string& st = m["state"];
+         st.insert(1, "\"step\":1,");
+       }},
       {"epoch = 3 but the history holds 1 epochs",
        [](auto& m, auto&) {
          json s = json::parse(m["state"]);
@@ -264,10 +297,71 @@ TEST(Checkpoint, DamageIsRefusedWithAMessage) {
          s["step"] = "8";
          m["state"] = s.dump();
        }},
-      {"exceeds the state's step",
+      {"but the history says",
        [](auto& m, auto&) {
          json s = json::parse(m["state"]);
          s["step"] = 1;
+         m["state"] = s.dump();
+       }},
+      {"step = 16 but the history says 15 steps",
+       [](auto& m, auto&) {
+         json s = json::parse(m["state"]);
+         s["step"] = 16;
+         s["history"][0]["step"] = 15;
+         m["state"] = s.dump();
+       }},
+      {"step = 4294967296 but the history says",
+       [](auto& m, auto&) {
+         json s = json::parse(m["state"]);
+         s["step"] = std::uint64_t{1} << 32;
+         m["state"] = s.dump();
+       }},
+      {"step = 18446744073709551615 but the history says",
+       [](auto& m, auto&) {
+         json s = json::parse(m["state"]);
+         s["step"] = ~std::uint64_t{0};
+         m["state"] = s.dump();
+       }},
+      {"history entry 1: test_loss is missing",
+       [](auto& m, auto&) {
+         json s = json::parse(m["state"]);
+         s["history"][0].erase("test_loss");
+         m["state"] = s.dump();
+       }},
+      {"history entry 1: test_accuracy = 7 is outside [0, 1]",
+       [](auto& m, auto&) {
+         json s = json::parse(m["state"]);
+         s["history"][0]["test_accuracy"] = 7.0;
+         m["state"] = s.dump();
+       }},
+      {"history entry 1: unknown option 'test_aCcuracy'",
+       [](auto& m, auto&) {
+         json s = json::parse(m["state"]);
+         s["history"][0]["test_aCcuracy"] = 0.5;
+         m["state"] = s.dump();
+       }},
+      {"history entry 1: val_loss = -1 is outside [0, inf)",
+       [](auto& m, auto&) {
+         json s = json::parse(m["state"]);
+         s["history"][0]["val_loss"] = -1;
+         m["state"] = s.dump();
+       }},
+      {"history entry 1: expected an object of epoch metrics, found an array",
+       [](auto& m, auto&) {
+         json s = json::parse(m["state"]);
+         s["history"][0] = json::array();
+         m["state"] = s.dump();
+       }},
+      {"state: unknown key 'stepp'",
+       [](auto& m, auto&) {
+         json s = json::parse(m["state"]);
+         s["stepp"] = 1;
+         m["state"] = s.dump();
+       }},
+      {"adam_steps = 1 but a run of",
+       [](auto& m, auto&) {
+         json s = json::parse(m["state"]);
+         s["adam_steps"] = 1;
          m["state"] = s.dump();
        }},
       {"adam_steps = 9999 is not a whole number in [0, ",

@@ -22,7 +22,9 @@
 #include "dropkit/model/spec.h"
 #include "dropkit/predict/predictor.h"
 #include "dropkit/train/checkpoint.h"
+#include "flags.h"
 #include "measure.h"
+#include "progress.h"
 
 namespace dropkit::cli {
 
@@ -30,18 +32,11 @@ void add_bench_predict_options(CLI::App& app, BenchPredictOptions& o) {
   app.add_option("--model", o.model,
                  "`bench predict`: a run directory (default: the default network, random "
                  "weights)");
-  app.add_option("--mc", o.mc, "`bench predict`: samples T")
-      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{100000}))
-      ->capture_default_str();
-  app.add_option("--examples", o.examples, "`bench predict`: examples predicted")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24))
-      ->capture_default_str();
-  app.add_option("--batch-rows", o.batch_rows, "`bench predict`: rows per stacked pass")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
-      ->capture_default_str();
-  app.add_option("--rounds", o.rounds, "`bench predict`: timed rounds")
-      ->check(CLI::Range(1, 1000))
-      ->capture_default_str();
+  add_number_flag(app, "mc", o.mc, "`bench predict`: samples T", 1, 100000);
+  add_number_flag(app, "examples", o.examples, "`bench predict`: examples predicted", 1, 1 << 24);
+  add_number_flag(app, "batch_rows", o.batch_rows, "`bench predict`: rows per stacked pass", 1,
+                  1 << 20);
+  add_number_flag(app, "rounds", o.rounds, "`bench predict`: timed rounds", 1, 1000);
 }
 
 int run_bench_predict(const BenchPredictOptions& o, int threads_flag, bool json) {
@@ -128,12 +123,15 @@ int run_bench_predict(const BenchPredictOptions& o, int threads_flag, bool json)
     products(stacked);
   }
   std::vector<double> tp, ts, tt, ratios;
+  ProgressBar bar(stderr, "bench predict, rounds", json);
   for (int r = 0; r < o.rounds; ++r) {
+    bar(static_cast<std::size_t>(r), static_cast<std::size_t>(o.rounds));
     tp.push_back(seconds_of(run_predict));
     ts.push_back(seconds_of([&] { products(stacked); }));
     tt.push_back(seconds_of([&] { products(tallest); }));
     ratios.push_back(tp.back() / std::min(ts.back(), tt.back()));
   }
+  bar.finish();
   const double pred = median(tp), ref = std::min(median(ts), median(tt)), ratio = median(ratios);
   if (json) {
     nlohmann::json j = machine_json();

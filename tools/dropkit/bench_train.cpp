@@ -23,7 +23,9 @@
 #include "dropkit/nn/conv.h"
 #include "dropkit/nn/linear.h"
 #include "dropkit/train/trainer.h"
+#include "flags.h"
 #include "measure.h"
+#include "progress.h"
 
 namespace dropkit::cli {
 
@@ -33,15 +35,10 @@ void add_bench_train_options(CLI::App& app, BenchTrainOptions& o) {
                  "input, 0.5 on hidden units)")
       ->capture_default_str();
   app.add_option("--net", o.net, "layer list for `bench train` instead of --arch (model/spec.h)");
-  app.add_option("--batch", o.batch, "batch size for `bench train`")
-      ->check(CLI::Range(1, 65536))
-      ->capture_default_str();
-  app.add_option("--steps", o.steps, "timed rounds for `bench train`")
-      ->check(CLI::Range(3, 100000))
-      ->capture_default_str();
-  app.add_option("--threads", o.threads, "threads for `bench train` and `bench predict` (0 = all)")
-      ->check(CLI::Range(0, 256))
-      ->capture_default_str();
+  add_number_flag(app, "batch", o.batch, "batch size for `bench train`", 1, 65536);
+  add_number_flag(app, "steps", o.steps, "timed rounds for `bench train`", 3, 100000);
+  add_number_flag(app, "threads", o.threads,
+                  "threads for `bench train` and `bench predict` (0 = all)", 0, 256);
   app.add_option("--precision", o.precision,
                  "`bench train`: the input format of the dense products and convolutions, f32 or "
                  "bf16 (the step and the products alone both use it)")
@@ -264,7 +261,9 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
     masks();
   }
   std::vector<double> tf, tb, tw, tn, to, tm;
+  ProgressBar bar(stderr, "bench train, rounds", json);
   for (int r = 0; r < o.steps; ++r) {
+    bar(static_cast<std::size_t>(r), static_cast<std::size_t>(o.steps));
     tf.push_back(seconds_of([&] { products(false); }));
     tb.push_back(seconds_of([&] { products(true); }));
     tw.push_back(seconds_of([&] { run_step(with); }));
@@ -272,6 +271,7 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
     to.push_back(seconds_of(update_alone));
     tm.push_back(seconds_of(masks));
   }
+  bar.finish();
   const double pf = median(tf), pb = median(tb), p = std::min(pf, pb);
   const double sw = median(tw), sn = median(tn);
   // The ratios are medians of per-round ratios: each round's variants ran back to back, so a

@@ -28,6 +28,7 @@
 #include "dropkit/dropout/gaussian_noise.h"
 #include "dropkit/dropout/mask.h"
 #include "dropkit/kernels/table.h"
+#include "flags.h"
 #include "measure.h"
 
 namespace dropkit::cli {
@@ -204,9 +205,7 @@ Run add_bench(CLI::App& app) {
       ->delimiter(',')
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32))
       ->capture_default_str();
-  app.add_option("--reps", o->reps, "repetition scale (more is steadier and slower)")
-      ->check(CLI::Range(1, 100))
-      ->capture_default_str();
+  add_number_flag(app, "reps", o->reps, "repetition scale (more is steadier and slower)", 1, 100);
   add_bench_train_options(app, o->train);
   add_bench_predict_options(app, o->predict);
   return [o] {

@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "dropkit/dropout/dropout.h"
+#include "flags.h"
 
 namespace dropkit::cli {
 
@@ -12,9 +13,8 @@ Run add_demo(CLI::App& app) {
     std::uint64_t seed = 42;
   };
   auto o = std::make_shared<Opts>();
-  app.add_option("--drop-prob", o->drop_prob, "probability to DROP an element, in [0, 1]")
-      ->capture_default_str();
-  app.add_option("--seed", o->seed, "seed of the masks")->capture_default_str();
+  add_number_flag(app, "drop_prob", o->drop_prob, "probability to DROP an element", 0, 1);
+  add_number_flag(app, "seed", o->seed, "seed of the masks", 0, 18446744073709551615.0);
   return [o] {
     Tensor x(Shape{2, 8});
     for (std::size_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>(i + 1);

@@ -18,7 +18,9 @@
 #include "dropkit/predict/predictor.h"
 #include "dropkit/train/checkpoint.h"
 #include "dropkit/train/trainer.h"
+#include "flags.h"
 #include "measure.h"
+#include "progress.h"
 #include "recalibration.h"
 #include "svg.h"
 
@@ -59,7 +61,13 @@ struct Prediction {
 Prediction run_prediction(model::Model& model, const data::Dataset& d,
                           const predict::PredictOptions& po, const std::vector<int>& excluded,
                           parallel::ThreadPool& pool,
-                          const std::function<void(const predict::ExampleResult&)>& on_final) {
+                          const std::function<void(const predict::ExampleResult&)>& on_final,
+                          bool quiet) {
+  ProgressBar bar(stderr,
+                  po.samples > 0 ? fmt::format("predict, T = {}", po.samples)
+                                 : std::string("predict, weight scaling"),
+                  quiet);
+  std::size_t finished = 0;
   Prediction r;
   r.samples = po.samples;
   r.counts = predict::report_counts(po);
@@ -76,6 +84,7 @@ Prediction run_prediction(model::Model& model, const data::Dataset& d,
       if (at + 1 == r.counts.size()) {
         r.stats[e.index] = e.stats;
         if (on_final) on_final(e);
+        bar(++finished, d.count);
       }
     });
   });
@@ -175,34 +184,48 @@ std::vector<std::uint64_t> parse_counts(const std::string& text) {
   return counts;
 }
 
-data::Dataset load_data(const Opts& o) {
+// The examples to predict: --images (with --labels if given) or --data's test split. Their
+// shape is checked against the model from the files' headers, before any payload is read.
+data::Dataset load_data(const Opts& o, const model::Model& model) {
   if (o.images.empty()) {
     if (!o.labels.empty()) throw std::invalid_argument("--labels needs --images");
+    train::check_model_fits_shape(model, data::peek_mnist_split(o.data, data::MnistSplit::kTest),
+                                  "test");
     return data::load_mnist_split(o.data, data::MnistSplit::kTest, 256);
   }
+  const data::DatasetShape shape =
+      o.labels.empty() ? data::peek_images(o.images) : data::peek_idx_pair(o.images, o.labels);
+  train::check_model_fits_shape(model, shape, "given");
   if (!o.labels.empty()) return data::load_idx_pair(o.images, o.labels, 256);
-  const data::IdxArray a = data::read_idx(o.images);
-  if (a.dims.size() != 3) {
-    throw data::DataError(
-        fmt::format("{}: an images file has 3 dimensions (count, rows, cols), "
-                    "this one has {}",
-                    o.images, a.dims.size()));
-  }
-  data::Dataset d;
-  d.count = a.dims[0];
-  d.rows = a.dims[1];
-  d.cols = a.dims[2];
-  d.images = a.bytes;
-  return d;
+  return data::load_images(o.images);
 }
 
-int run_predict(const Opts& o) {
+int run_predict(const Opts& o, const CLI::App& app) {
+  // --images replaces --data's test split; --data then serves only --recalibrate-bn.
+  if (!o.images.empty() && app.count("--data") > 0 && o.recalibrate_bn == 0) {
+    throw std::invalid_argument(
+        "--images replaces the test split of --data: give one or the other (--data with "
+        "--images is for --recalibrate-bn's training examples)");
+  }
+  // No output may replace an input (the run's files, the data) or another output.
+  std::vector<NamedPath> inputs;
+  for (const char* f : kRunFiles) inputs.push_back({"the model's", fs::path(o.model) / f});
+  inputs.push_back({"--images", o.images});
+  inputs.push_back({"--labels", o.labels});
+  for (const auto& f : data::mnist_files(o.data)) inputs.push_back({"the data file", f});
+  const std::vector<NamedPath> outputs = {
+      {"--out", o.out}, {"--reliability", o.reliability}, {"--sweep-svg", o.sweep_svg}};
+  check_outputs_distinct(inputs, outputs);
   // Everything is checked and loaded before anything is computed or written.
   const auto ck = train::read_checkpoint(fs::path(o.model) / kCheckpoint);
   model::Model& model = *ck.model;
-  const data::Dataset d = load_data(o);
-  train::check_model_fits(model, d, o.images.empty() ? "test" : "given");
   const auto classes = static_cast<int>(model.output_shape()[0]);
+  if (o.top_k > classes) {
+    throw std::invalid_argument(fmt::format(
+        "--top-k {} is outside [0, {}]: the model has {} classes", o.top_k, classes, classes));
+  }
+  const data::Dataset d = load_data(o, model);
+  train::check_model_fits(model, d, o.images.empty() ? "test" : "given");
   const auto excluded =
       data::parse_class_list(o.exclude_classes.value_or(ck.config.exclude_classes), classes);
   const auto sweep = parse_counts(o.sweep);
@@ -214,6 +237,7 @@ int run_predict(const Opts& o) {
                                   .report_at = sweep,
                                   .max_rows = o.max_rows};
   predict::report_counts(mc_opts);  // a sweep count above --mc fails here
+  predict::check_predict_fits(model, mc_opts);
   for (const std::string& f : {o.out, o.reliability, o.sweep_svg}) {
     if (f.empty()) continue;
     ensure_writable_dir(fs::absolute(f).parent_path());
@@ -234,9 +258,9 @@ int run_predict(const Opts& o) {
         if (!o.out.empty()) lines += example_line(e, o.top_k, csv);
       };
   const Prediction det = run_prediction(model, d, {.samples = 0, .max_rows = o.max_rows}, excluded,
-                                        pool, o.mc == 0 ? write_line : nullptr);
+                                        pool, o.mc == 0 ? write_line : nullptr, o.json);
   std::optional<Prediction> mc;
-  if (o.mc > 0) mc = run_prediction(model, d, mc_opts, excluded, pool, write_line);
+  if (o.mc > 0) mc = run_prediction(model, d, mc_opts, excluded, pool, write_line, o.json);
 
   json result = {{"model", o.model},       {"net", model.spec()},
                  {"examples", d.count},    {"samples", o.mc},
@@ -341,41 +365,48 @@ int run_predict(const Opts& o) {
 
 Run add_predict(CLI::App& app) {
   auto o = std::make_shared<Opts>();
-  app.add_option("--model", o->model, "a directory written by `dropkit train --out`")->required();
-  app.add_option("--mc", o->mc,
-                 "Monte-Carlo dropout with T samples (0: only the deterministic prediction)")
-      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1000000}))
-      ->capture_default_str();
+  app.add_option("--model", o->model, "a directory written by `dropkit train --out`")
+      ->required()
+      ->check(kNonEmptyPath);
+  add_number_flag(app, "mc", o->mc,
+                  "Monte-Carlo dropout with T samples (0: only the deterministic prediction)", 0,
+                  1000000);
   app.add_option("--data", o->data, "directory with MNIST-style IDX files (its test split)")
-      ->capture_default_str();
-  app.add_option("--images", o->images, "an IDX images file instead of --data (no labels)");
-  app.add_option("--labels", o->labels, "the IDX labels file for --images");
+      ->capture_default_str()
+      ->check(kNonEmptyPath);
+  app.add_option("--images", o->images,
+                 "an IDX images file instead of --data's test split (no labels); not with --data "
+                 "unless --recalibrate-bn")
+      ->check(kNonEmptyPath);
+  app.add_option("--labels", o->labels, "the IDX labels file for --images")->check(kNonEmptyPath);
   app.add_option("--out", o->out,
-                 "per-example predictions: JSON lines, or CSV if the name ends in .csv");
-  app.add_option("--top-k", o->top_k,
-                 "write the k most probable classes per example (0: every class's probability)")
-      ->check(CLI::Range(0, 256))
-      ->capture_default_str();
-  app.add_option("--reliability", o->reliability, "write a reliability diagram (SVG)");
+                 "per-example predictions: JSON lines, or CSV if the name ends in .csv")
+      ->check(kNonEmptyPath);
+  add_number_flag(app, "top_k", o->top_k,
+                  "write the k most probable classes per example (0: every class's probability; "
+                  "at most the model's class count)",
+                  0, 256);
+  app.add_option("--reliability", o->reliability, "write a reliability diagram (SVG)")
+      ->check(kNonEmptyPath);
   app.add_option("--sweep", o->sweep,
-                 "also report the first k samples' numbers for these k (e.g. 1,2,5,10,20,50,100)");
-  app.add_option("--sweep-svg", o->sweep_svg, "plot the --sweep test error (SVG; figure 11)");
-  app.add_option("--seed", o->seed, "seed of the Monte-Carlo samples (default: the run's seed)");
+                 "also report the first k samples' numbers for these k (e.g. 1,2,5,10,20,50,100; "
+                 "a set: reported in increasing order, repeats once)");
+  app.add_option("--sweep-svg", o->sweep_svg, "plot the --sweep test error (SVG; figure 11)")
+      ->check(kNonEmptyPath);
+  add_number_flag(app, "seed", o->seed, "seed of the Monte-Carlo samples (default: the run's seed)",
+                  0, 18446744073709551615.0);
   app.add_option("--exclude-classes", o->exclude_classes,
                  "classes treated as out-of-distribution (default: those the model was trained "
                  "without)");
-  app.add_option("--recalibrate-bn", o->recalibrate_bn,
-                 "re-estimate batchnorm's running statistics with dropout off over this many "
-                 "training examples of --data first (nothing is saved)")
-      ->capture_default_str();
-  app.add_option("--batch-rows", o->max_rows, "rows per stacked forward pass")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
-      ->capture_default_str();
-  app.add_option("--threads", o->threads, "threads (0 = all cores); results do not depend on it")
-      ->check(CLI::Range(0, 256))
-      ->capture_default_str();
-  app.add_flag("--json", o->json, "print one JSON object on stdout");
-  return [o] { return run_predict(*o); };
+  add_number_flag(app, "recalibrate_bn", o->recalibrate_bn,
+                  "re-estimate batchnorm's running statistics with dropout off over this many "
+                  "training examples of --data first (nothing is saved)",
+                  0, 18446744073709551615.0);
+  add_number_flag(app, "batch_rows", o->max_rows, "rows per stacked forward pass", 1, 1 << 20);
+  add_number_flag(app, "threads", o->threads,
+                  "threads (0 = all cores); results do not depend on it", 0, 256);
+  app.add_flag("--json", o->json, "print one JSON object on stdout (and no progress line)");
+  return [o, &app] { return run_predict(*o, app); };
 }
 
 }  // namespace dropkit::cli

@@ -23,13 +23,16 @@
 
 #include "commands.h"
 #include "dropkit/core/atomic_file.h"
+#include "dropkit/core/json_text.h"
 #include "dropkit/kernels/gemm.h"
 #include "dropkit/kernels/table.h"
 #include "dropkit/model/registry.h"
 #include "dropkit/train/activations.h"
 #include "dropkit/train/recalibrate.h"
 #include "dropkit/train/trainer.h"
+#include "flags.h"
 #include "measure.h"
+#include "progress.h"
 #include "recalibration.h"
 #include "svg.h"
 
@@ -73,28 +76,6 @@ void write_outputs(const fs::path& out, const train::Trainer& t,
   write_metrics(out, t, earlier_seconds);
 }
 
-// The epochs of a metrics.jsonl, one JSON object per line. A line that does not parse throws
-// "<file>:<line>: ..." or, with skip_damaged, is left out.
-std::vector<train::EpochRecord> read_metrics(const fs::path& file, bool skip_damaged) {
-  std::vector<train::EpochRecord> records;
-  const std::string text = read_file(file);
-  std::size_t line = 0;
-  for (std::size_t pos = 0; pos < text.size();) {
-    const std::size_t end = std::min(text.find('\n', pos), text.size());
-    ++line;
-    try {
-      records.push_back(
-          train::EpochRecord::from_json(nlohmann::json::parse(text.substr(pos, end - pos))));
-    } catch (const std::exception& e) {
-      if (!skip_damaged) {
-        throw std::runtime_error(fmt::format("{}:{}: {}", file.string(), line, e.what()));
-      }
-    }
-    pos = end + 1;
-  }
-  return records;
-}
-
 // Epoch times of the epochs already in `dir`/metrics.jsonl that match `history` (same epoch and
 // step); a missing or unreadable file gives none, a damaged line loses only its time.
 std::map<int, double> earlier_epoch_seconds(const fs::path& dir,
@@ -102,7 +83,7 @@ std::map<int, double> earlier_epoch_seconds(const fs::path& dir,
   std::map<int, double> seconds;
   std::vector<train::EpochRecord> records;
   try {
-    records = read_metrics(dir / "metrics.jsonl", /*skip_damaged=*/true);
+    records = train::read_metrics(dir / "metrics.jsonl", /*skip_damaged=*/true);
   } catch (const std::exception&) {
     return seconds;
   }
@@ -115,27 +96,6 @@ std::map<int, double> earlier_epoch_seconds(const fs::path& dir,
   return seconds;
 }
 
-class ProgressBar {
- public:
-  ProgressBar(std::FILE* f, int epoch, int epochs)
-      : f_(f), tty_(isatty(fileno(f))), epoch_(epoch), epochs_(epochs) {}
-  void operator()(std::size_t done, std::size_t total, double loss) {
-    if (!tty_ || (done % 8 != 0 && done != total)) return;
-    const int width = 30, filled = static_cast<int>(width * done / total);
-    fmt::print(f_, "\repoch {}/{} [{}{}] {}/{} loss {:.4f}", epoch_, epochs_,
-               std::string(filled, '#'), std::string(width - filled, '.'), done, total, loss);
-    std::fflush(f_);
-  }
-  void finish() {
-    if (tty_) fmt::print(f_, "\r\033[K");
-  }
-
- private:
-  std::FILE* f_;
-  bool tty_;
-  int epoch_, epochs_;
-};
-
 struct TrainOpts {
   std::map<std::string, std::string> values;  // option name -> text given on the command line
   std::map<std::string, bool> flags;          // boolean options
@@ -147,19 +107,28 @@ struct TrainOpts {
   bool json = false;
 };
 
-// The files a run directory holds (written by write_outputs and run_train).
-constexpr const char* kRunFiles[] = {"config.json", "metrics.jsonl", kCheckpoint, "curves.svg"};
+// A temporary file of a run file (".metrics.jsonl.tmp.<suffix>", core/atomic_file.h) or a write
+// probe: what a killed write leaves.
+bool is_leftover(const std::string& name) {
+  for (const char* file : kRunFiles) {
+    if (name.starts_with(fmt::format(".{}.tmp.", file))) return true;
+  }
+  return name.starts_with(".dropkit-write-probe.");
+}
 
 // A fresh run never writes over another run: --out must be new or empty, unless --overwrite
 // (then the run files, and only they, are removed before the first write). Checked before
-// anything is read or written.
+// anything is read or written. What a run that never finished an epoch leaves (temporaries of
+// killed writes; a config.json without a checkpoint or metrics, from dropkit versions that wrote
+// it at the start) holds nothing to keep and does not count.
 void check_fresh_out(const fs::path& out, bool overwrite) {
   std::error_code ec;
   if (out.empty() || !fs::is_directory(out, ec)) return;  // new, or refused when created
-  // A write probe (core/atomic_file.h) that a kill or another process left does not count.
+  const bool trained = fs::exists(out / kCheckpoint, ec) || fs::exists(out / "metrics.jsonl", ec);
   bool empty = true;
   for (const auto& entry : fs::directory_iterator(out, ec)) {
-    if (!entry.path().filename().string().starts_with(".dropkit-write-probe.")) empty = false;
+    const std::string name = entry.path().filename().string();
+    if (!is_leftover(name) && (trained || name != "config.json")) empty = false;
   }
   if (empty) return;
   if (!overwrite) {
@@ -174,11 +143,7 @@ void check_fresh_out(const fs::path& out, bool overwrite) {
 void remove_stale_temporaries(const fs::path& out) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(out, ec)) {
-    const std::string name = entry.path().filename().string();
-    for (const char* file : kRunFiles) {
-      if (name.starts_with(fmt::format(".{}.tmp.", file))) fs::remove(entry.path(), ec);
-    }
-    if (name.starts_with(".dropkit-write-probe.")) fs::remove(entry.path(), ec);
+    if (is_leftover(entry.path().filename().string())) fs::remove(entry.path(), ec);
   }
 }
 void remove_run_files(const fs::path& out) {
@@ -208,6 +173,19 @@ std::vector<std::pair<std::string, nlohmann::json>> given_options(CLI::App& app,
   return given;
 }
 
+// The data directory config.json of the run in `dir` names, if it names one (runs written
+// before it was kept, or a damaged config.json, name none).
+std::optional<std::string> remembered_data(const fs::path& dir) {
+  try {
+    const auto j = parse_json(read_file(dir / "config.json"), (dir / "config.json").string());
+    if (j.is_object() && j.contains("data") && j["data"].is_string()) {
+      return j["data"].get<std::string>();
+    }
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
 int run_train(CLI::App& app, TrainOpts& o) {
   const auto given = given_options(app, o);
   std::optional<train::Checkpoint> resumed;
@@ -227,6 +205,9 @@ int run_train(CLI::App& app, TrainOpts& o) {
     if (fs::is_directory(o.resume)) resume_lock.emplace(o.resume);
     resumed = train::read_checkpoint(fs::path(o.resume) / kCheckpoint);
     config = resumed->config;
+    // The run's data, as config.json remembers them, unless --data names others (the
+    // checkpoint's fingerprints decide either way).
+    if (app.count("--data") == 0) o.data = remembered_data(o.resume).value_or(o.data);
     if (o.out.empty()) o.out = o.resume;
   } else {
     bool net_given = false;
@@ -251,10 +232,23 @@ int run_train(CLI::App& app, TrainOpts& o) {
   for (const auto& [name, value] : given) config.set(name, value);
   config.validate(/*resolve_net=*/!resumed);  // a resumed run's model is in its checkpoint
   const fs::path out = o.out;
-  const bool fresh_out = !resumed || fs::weakly_canonical(out) != fs::weakly_canonical(o.resume);
+  const bool fresh_out = !resumed || !same_file(out, o.resume);
   if (fresh_out) check_fresh_out(out, o.overwrite);
   // Before anything is written: a precision this CPU cannot run is refused (exit 2).
   kernels::check_precision_available(kernels::parse_precision(config.precision));
+  // No run file may replace what the run reads: its --net file, its data, the run it resumes.
+  if (!out.empty()) {
+    std::vector<NamedPath> inputs;
+    if (!resumed && !config.net.empty()) inputs.push_back({"--net", config.net});
+    for (const auto& f : data::mnist_files(o.data)) inputs.push_back({"the data file", f});
+    if (resumed && fresh_out) {
+      for (const char* f : kRunFiles)
+        inputs.push_back({"the resumed run's", fs::path(o.resume) / f});
+    }
+    std::vector<NamedPath> outputs;
+    for (const char* f : kRunFiles) outputs.push_back({"the run file", out / f});
+    check_outputs_distinct(inputs, outputs);
+  }
   if (config.precision == "bf16" && !kernels::bf16_products_native()) {
     // Correct but slow: say so rather than let the user wonder.
     fmt::print(stderr,
@@ -263,6 +257,8 @@ int run_train(CLI::App& app, TrainOpts& o) {
                kernels::bf16_products_implementation());
   }
   const auto data = data::load_mnist_dir(o.data);
+  // Where the data are, for a resume without --data (still checked by their fingerprints).
+  const std::string data_dir = fs::weakly_canonical(fs::absolute(o.data)).string();
   const int threads = resolve_threads(o.threads);
   parallel::ThreadPool pool(threads);
   std::unique_ptr<train::Trainer> made;
@@ -288,10 +284,19 @@ int run_train(CLI::App& app, TrainOpts& o) {
     earlier_seconds = earlier_epoch_seconds(resumed ? fs::path(o.resume) : out, trainer.history());
     // metrics.jsonl and curves.svg follow the checkpoint, whatever a kill left them at.
     if (resumed) write_metrics(out, trainer, earlier_seconds);
+  }
+  // config.json goes with the first checkpoint (a resumed run's is rewritten at once): a run
+  // stopped (killed, or diverged) before its first epoch ends leaves --out as it found it.
+  bool config_written = false;
+  const auto write_config = [&] {
+    if (out.empty() || config_written) return;
     nlohmann::json cj = config.to_json();
     cj["model"] = trainer.model().to_json();
+    cj["data"] = data_dir;
     write_file_atomic(out / "config.json", cj.dump(2) + "\n");
-  }
+    config_written = true;
+  };
+  if (resumed) write_config();
 
   std::FILE* log = o.json ? stderr : stdout;
   fmt::print(log, "dropkit train: {} | {} train, {} val, {} test | {} threads, {} kernels\n",
@@ -300,8 +305,9 @@ int run_train(CLI::App& app, TrainOpts& o) {
   std::fflush(log);
   try {
     while (trainer.epochs_done() < config.epochs) {
-      ProgressBar bar(log, trainer.epochs_done() + 1, config.epochs);
-      const auto r = trainer.run_epoch(std::ref(bar));
+      ProgressBar bar(log, fmt::format("epoch {}/{}", trainer.epochs_done() + 1, config.epochs));
+      const auto r = trainer.run_epoch(
+          [&](std::size_t done, std::size_t total, double loss) { bar(done, total, loss); });
       bar.finish();
       fmt::print(log,
                  "epoch {:>3}/{}  train loss {:.4f} acc {:.4f}  val loss {:.4f} acc {:.4f}  "
@@ -309,10 +315,24 @@ int run_train(CLI::App& app, TrainOpts& o) {
                  r.epoch, config.epochs, r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy,
                  r.test_loss, r.test_accuracy, r.seconds);
       std::fflush(log);
+      write_config();
       if (!out.empty()) write_outputs(out, trainer, earlier_seconds);
     }
   } catch (const train::TrainingDiverged& e) {
-    fmt::print(stderr, "dropkit train: error: {}\n", e.what());
+    // Say what is on disk: the last epoch's checkpoint, or nothing at all.
+    std::string kept;
+    if (out.empty()) {
+      kept = "nothing was being saved (no --out)";
+    } else if (trainer.epochs_done() == 0) {
+      kept = fmt::format(
+          "no epoch finished, so nothing was saved: {} holds no run files, and a "
+          "rerun may use it",
+          out.string());
+    } else {
+      kept = fmt::format("{} keeps the checkpoint of epoch {}, which --resume continues",
+                         out.string(), trainer.epochs_done());
+    }
+    fmt::print(stderr, "dropkit train: error: {}; {}\n", e.what(), kept);
     return 3;
   }
   if (o.json) {
@@ -367,8 +387,11 @@ std::string layer_help() {
 
 Run add_train(CLI::App& app) {
   auto o = std::make_shared<TrainOpts>();
-  app.add_option("--data", o->data, "directory with MNIST-style IDX files (.gz or not)")
-      ->capture_default_str();
+  app.add_option("--data", o->data,
+                 "directory with MNIST-style IDX files (.gz or not); --resume takes the run's own "
+                 "(config.json) unless given")
+      ->capture_default_str()
+      ->check(kNonEmptyPath);
   for (const auto& f : train::TrainConfig::fields()) {
     const Option& opt = f.option;
     const bool free_text = (opt.type == Option::Type::kString && opt.choices.empty()) ||
@@ -387,12 +410,13 @@ Run add_train(CLI::App& app) {
                                                          : "TEXT";
     app.add_option(opt.flag(), o->values[opt.name], help)->default_str(shown)->type_name(type);
   }
-  app.add_option("--threads", o->threads, "threads (0 = all cores); results do not depend on it")
-      ->check(CLI::Range(0, 256))
-      ->capture_default_str();
+  add_number_flag(app, "threads", o->threads,
+                  "threads (0 = all cores); results do not depend on it", 0, 256);
   app.add_option("--out", o->out,
-                 "directory for config.json, metrics.jsonl, checkpoint.safetensors, curves.svg");
-  app.add_option("--resume", o->resume, "continue the run saved in this directory");
+                 "directory for config.json, metrics.jsonl, checkpoint.safetensors, curves.svg")
+      ->check(kNonEmptyPath);
+  app.add_option("--resume", o->resume, "continue the run saved in this directory")
+      ->check(kNonEmptyPath);
   app.add_flag("--overwrite", o->overwrite,
                "replace the run in a non-empty --out (its config.json, metrics.jsonl, "
                "checkpoint and curves.svg; other files stay); without it such an --out is refused");
@@ -412,27 +436,31 @@ Run add_eval(CLI::App& app) {
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
-  app.add_option("--model", o->model, "a directory written by `dropkit train --out`")->required();
-  app.add_option("--activations", o->activations,
-                 "statistics of layer K's output (counting from 1 as --net lists the layers) on "
-                 "the test split in eval mode: mean activation, and with --json each unit's mean "
-                 "and each example's fraction of active (> 0) units (the paper's figures 7-8)")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
-  app.add_option("--recalibrate-bn", o->recalibrate_bn,
-                 "re-estimate batchnorm's running statistics with dropout off over this many "
-                 "training examples of --data first (nothing is saved)")
-      ->capture_default_str();
+  app.add_option("--model", o->model, "a directory written by `dropkit train --out`")
+      ->required()
+      ->check(kNonEmptyPath);
+  add_number_flag(app, "activations", o->activations,
+                  "statistics of layer K's output (counting from 1 as --net lists the layers) on "
+                  "the test split in eval mode: mean activation, and with --json each unit's mean "
+                  "and each example's fraction of active (> 0) units (the paper's figures 7-8)",
+                  1, 1 << 20);
+  add_number_flag(app, "recalibrate_bn", o->recalibrate_bn,
+                  "re-estimate batchnorm's running statistics with dropout off over this many "
+                  "training examples of --data first (nothing is saved)",
+                  0, 18446744073709551615.0);
   app.add_flag("--bn-stats", o->bn_stats,
                "per batchnorm layer: the variance of its input in eval mode on the test split "
                "over its running variance (the variance shift; about 1 - p after dropout p)");
-  app.add_option("--data", o->data, "directory with MNIST-style IDX files")->capture_default_str();
-  app.add_option("--threads", o->threads, "threads (0 = all cores)")
-      ->check(CLI::Range(0, 256))
-      ->capture_default_str();
+  app.add_option("--data", o->data, "directory with MNIST-style IDX files")
+      ->capture_default_str()
+      ->check(kNonEmptyPath);
+  add_number_flag(app, "threads", o->threads, "threads (0 = all cores)", 0, 256);
   app.add_flag("--json", o->json, "print one JSON object on stdout");
   return [o] {
     // The model comes whole from the checkpoint; only the test split is read.
     const auto ck = train::read_checkpoint(fs::path(o->model) / kCheckpoint);
+    train::check_model_fits_shape(*ck.model,
+                                  data::peek_mnist_split(o->data, data::MnistSplit::kTest), "test");
     const auto test = data::load_mnist_split(o->data, data::MnistSplit::kTest);
     train::check_model_fits(*ck.model, test, "test");
     parallel::ThreadPool pool(resolve_threads(o->threads));
@@ -515,18 +543,34 @@ Run add_compare(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   app.add_option("runs", o->runs, "run directories written by `dropkit train --out`")
       ->required()
-      ->expected(1, 8);
-  app.add_option("--svg", o->svg, "write every run's train and test error into one SVG");
+      ->expected(1, 8)
+      ->check(kNonEmptyPath);
+  app.add_option("--svg", o->svg, "write every run's train and test error into one SVG")
+      ->check(kNonEmptyPath);
   return [o] {
+    // The SVG must not replace a file of a run it compares.
+    std::vector<NamedPath> inputs;
+    for (const auto& run : o->runs) {
+      for (const char* f : kRunFiles) inputs.push_back({"a file of the run", fs::path(run) / f});
+    }
+    const std::vector<NamedPath> outputs = {{"--svg", o->svg}};
+    check_outputs_distinct(inputs, outputs);
     const char* colors[] = {"#d62728", "#1f77b4", "#2ca02c", "#9467bd",
                             "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"};
     std::vector<Series> series;
+    // Every run is read and checked before anything is printed.
+    std::vector<std::vector<train::EpochRecord>> histories;
+    for (const auto& run : o->runs) {
+      histories.push_back(train::read_metrics(fs::path(run) / "metrics.jsonl", false));
+      if (histories.back().empty()) {
+        throw std::runtime_error((fs::path(run) / "metrics.jsonl").string() + ": no epochs");
+      }
+    }
     fmt::print("{:<28} {:>7} {:>9} {:>9} {:>9} {:>9}\n", "run", "epochs", "train acc", "test acc",
                "gap", "best test");
     for (std::size_t i = 0; i < o->runs.size(); ++i) {
       const fs::path dir = o->runs[i];
-      const auto h = read_metrics(dir / "metrics.jsonl", /*skip_damaged=*/false);
-      if (h.empty()) throw std::runtime_error((dir / "metrics.jsonl").string() + ": no epochs");
+      const auto& h = histories[i];
       const auto& last = h.back();
       double best = 0;
       for (const auto& r : h) best = std::max(best, r.test_accuracy);

@@ -13,6 +13,9 @@ using Run = std::function<int()>;
 
 // The model file in a run directory (`train --out`, read by eval, predict and --resume).
 inline constexpr const char* kCheckpoint = "checkpoint.safetensors";
+// The files a run directory holds (written by `train`; read by eval, predict, compare, resume).
+inline constexpr const char* kRunFiles[] = {"config.json", "metrics.jsonl", kCheckpoint,
+                                            "curves.svg"};
 
 Run add_bench(CLI::App& app);
 Run add_demo(CLI::App& app);

@@ -5,6 +5,7 @@
 #include <string>
 
 #include <fmt/core.h>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 
@@ -43,6 +44,13 @@ int main(int argc, char** argv) {
     if (!sub->parsed()) continue;
     try {
       return run();
+    } catch (const nlohmann::json::exception& e) {
+      // Every file is parsed and checked by the library (core/json_text.h); a JSON exception
+      // reaching here is a value it failed to check. Still one line, without the library's tag.
+      std::string what = e.what();
+      if (what.starts_with("[json.exception.")) what = what.substr(what.find("] ") + 2);
+      fmt::print(stderr, "dropkit {}: error: unexpected JSON value: {}\n", sub->get_name(), what);
+      return 2;
     } catch (const std::exception& e) {
       fmt::print(stderr, "dropkit {}: error: {}\n", sub->get_name(), e.what());
       return 2;

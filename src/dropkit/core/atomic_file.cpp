@@ -51,6 +51,7 @@ class Fd {
     if (fd_ >= 0) ::close(fd_);
   }
   int get() const { return fd_; }
+  void release() { fd_ = -1; }
   // Closes now and reports the result, since close() can surface a deferred write error.
   int close() {
     const int result = ::close(fd_);
@@ -121,12 +122,61 @@ void write_file_atomic(const fs::path& path, std::string_view bytes) {
   fsync_dir_best_effort(dir);
 }
 
-std::string read_file(const fs::path& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+bool same_file(const fs::path& a, const fs::path& b) {
+  std::error_code ec;
+  if (fs::exists(a, ec) && fs::exists(b, ec)) {
+    const bool same = fs::equivalent(a, b, ec);
+    if (!ec) return same;
+  }
+  const fs::path ca = fs::weakly_canonical(fs::absolute(a, ec), ec);
+  const fs::path cb = fs::weakly_canonical(fs::absolute(b, ec), ec);
+  return !ec && ca == cb;
+}
+
+void check_outputs_distinct(std::span<const NamedPath> inputs, std::span<const NamedPath> outputs) {
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const NamedPath& out = outputs[i];
+    if (out.path.empty()) continue;
+    const auto clash = [&](const NamedPath& other, const char* role) {
+      if (other.path.empty() || !same_file(out.path, other.path)) return;
+      throw std::invalid_argument(fmt::format(
+          "{} {} is the same file as {} {} ({}); writing it would {}: name another file", out.what,
+          out.path.string(), other.what, other.path.string(), role,
+          std::string_view(role) == "an input" ? "destroy what is read" : "replace the other"));
+    };
+    for (const NamedPath& in : inputs) clash(in, "an input");
+    for (std::size_t j = 0; j < i; ++j) clash(outputs[j], "another output");
+  }
+}
+
+int open_regular_file(const fs::path& path) {
+  // O_NONBLOCK: opening a named pipe for reading would otherwise wait for a writer. Whether it
+  // is a regular file is then asked of what was opened (no window for a swap between the two).
+  Fd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   if (fd.get() < 0) fail_io("read", path, errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) fail_io("read", path, errno);
+  if (!S_ISREG(st.st_mode)) {
+    throw std::runtime_error(fmt::format(
+        "cannot read {}: it is not a regular file ({}; only regular files are read)", path.string(),
+        S_ISFIFO(st.st_mode)  ? "a named pipe"
+        : S_ISDIR(st.st_mode) ? "a directory"
+                              : "a device or socket"));
+  }
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    fail_io("read", path, errno);
+  }
+  const int out = fd.get();
+  fd.release();
+  return out;
+}
+
+std::string read_file(const fs::path& path) {
+  Fd fd(open_regular_file(path));
   std::string out;
   struct stat st {};
-  if (::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+  if (::fstat(fd.get(), &st) == 0 && st.st_size > 0) {
     out.reserve(static_cast<std::size_t>(st.st_size));
   }
   char buffer[1 << 16];

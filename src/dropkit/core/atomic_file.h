@@ -7,6 +7,7 @@
 #pragma once
 
 #include <filesystem>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -25,7 +26,33 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view bytes
 // file): for checking an output before the work that produces it.
 void check_replaceable(const std::filesystem::path& path);
 
-// The whole content of a file; throws std::runtime_error("cannot read <path>: <reason>").
+// A file a command reads or writes, and what it is to the command ("--out", "the model's
+// checkpoint"): for messages.
+struct NamedPath {
+  std::string what;
+  std::filesystem::path path;
+};
+
+// True when `a` and `b` name the same file: the same inode if both exist (hard and symbolic
+// links included), else the same path once "..", "." and the links of the existing part are
+// resolved.
+bool same_file(const std::filesystem::path& a, const std::filesystem::path& b);
+
+// Throws std::invalid_argument "<output> (<path>) is also <input or output> (<path>); ..." when
+// an output names the same file (same_file) as an input or as another output: writing it would
+// destroy what the command reads, or one output would replace the other. Empty paths are
+// skipped. For checking a command's files before it reads or writes any.
+void check_outputs_distinct(std::span<const NamedPath> inputs, std::span<const NamedPath> outputs);
+
+// A file descriptor open for reading on `path`, which must be a regular file (or a link to one).
+// Every file dropkit reads is opened here: the open does not wait (O_NONBLOCK), so a named pipe,
+// a device or a directory is refused at once instead of blocking until a writer appears.
+// Throws std::runtime_error("cannot read <path>: <reason>"), the reason "it is not a regular
+// file (...)" for those. The caller closes the descriptor.
+int open_regular_file(const std::filesystem::path& path);
+
+// The whole content of a regular file (open_regular_file); throws std::runtime_error("cannot read
+// <path>: <reason>").
 std::string read_file(const std::filesystem::path& path);
 
 // Creates `dir` and its missing parents, then proves it writable by creating and removing a probe

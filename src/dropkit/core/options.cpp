@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "dropkit/core/json_text.h"
+
 namespace dropkit {
 namespace {
 
@@ -50,8 +52,9 @@ std::string Option::flag() const {
 void Option::check(const nlohmann::json& value, const std::string& owner) const {
   auto fail = [&](const std::string& why) {
     // fmt, not dump(), for reals: JSON has no NaN or Inf and would print them as null.
+    // (Values come from files anyone may write: json_excerpt keeps the message one line.)
     const std::string shown =
-        value.is_number_float() ? fmt::format("{}", value.get<double>()) : value.dump();
+        value.is_number_float() ? fmt::format("{}", value.get<double>()) : json_excerpt(value);
     throw std::invalid_argument(fmt::format("{}{} = {} {}", owner, name, shown, why));
   };
   switch (type) {
@@ -66,6 +69,13 @@ void Option::check(const nlohmann::json& value, const std::string& owner) const 
       }
       return;
     case Type::kInt:
+      // A whole number beyond 64 bits arrives from JSON as a float (2^64 + 10 as
+      // 1.8446744073709552e+19): it is out of range, not "not whole".
+      if (value.is_number_float() && std::isfinite(value.get<double>()) &&
+          std::trunc(value.get<double>()) == value.get<double>() &&
+          !(value.get<double>() >= min && value.get<double>() <= max)) {
+        fail("is outside " + range_text());
+      }
       if (!value.is_number_integer()) fail("is not a whole number");
       break;
     case Type::kReal:
@@ -89,7 +99,7 @@ nlohmann::json complete_options(std::span<const Option> options, const nlohmann:
                                 const std::string& owner, std::span<const std::string> ignore) {
   if (!given.is_object()) {
     throw std::invalid_argument(
-        fmt::format("{}expected a JSON object, got {}", owner, given.dump()));
+        fmt::format("{}expected a JSON object, got {}", owner, json_type_name(given)));
   }
   nlohmann::json out = nlohmann::json::object();
   for (const auto& [key, value] : given.items()) {
@@ -137,9 +147,10 @@ nlohmann::json parse_option_text(const Option& option, const std::string& text,
       std::uint64_t u = 0;  // seeds go up to 2^64 - 1
       const auto [pu, ecu] = std::from_chars(begin, end, u);
       if (!text.empty() && ecu == std::errc() && pu == end) return u;
-      throw fail(ec == std::errc::result_out_of_range || ecu == std::errc::result_out_of_range
-                     ? "within [-2^63, 2^64)"
-                     : "a whole number");
+      if (ec == std::errc::result_out_of_range || ecu == std::errc::result_out_of_range) {
+        throw fail(("within " + option.range_text()).c_str());
+      }
+      throw fail("a whole number");
     }
     case Option::Type::kReal: {
       // strtod, not from_chars: it accepts "nan" and "inf", which check() then names as out of

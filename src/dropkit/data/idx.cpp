@@ -1,5 +1,6 @@
 #include "dropkit/data/idx.h"
 
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -11,6 +12,8 @@
 #include <sstream>
 #include <system_error>
 #include <utility>
+
+#include "dropkit/core/atomic_file.h"
 
 namespace dropkit::data {
 namespace {
@@ -73,17 +76,21 @@ const char* idx_type_name(std::uint8_t type) {
 class ByteSource {
  public:
   explicit ByteSource(const fs::path& path) : path_(path) {
-    // Only regular files (or links to them): opening a named pipe would wait for a writer
-    // forever, and a device or directory is never a data set.
-    std::error_code ec;
-    const auto type = fs::status(path, ec).type();
-    if (!ec && type != fs::file_type::regular) {
-      fail(path_,
-           "is not a regular file (data files must be; a named pipe, device or directory "
-           "is refused)");
+    // Only regular files (or links to them), refused at once otherwise (core/atomic_file.h):
+    // opening a named pipe would wait for a writer forever, and a device or directory is never
+    // a data set.
+    int fd = -1;
+    try {
+      fd = open_regular_file(path);
+    } catch (const std::runtime_error& e) {
+      throw DataError(e.what());
     }
-    file_ = std::fopen(path.c_str(), "rb");
-    if (file_ == nullptr) fail(path_, "cannot open: ", std::strerror(errno));
+    file_ = ::fdopen(fd, "rb");
+    if (file_ == nullptr) {
+      const int err = errno;
+      ::close(fd);
+      fail(path_, "cannot open: ", std::strerror(err));
+    }
     try {  // (the destructor does not run for a constructor that throws)
       if (std::fseek(file_, 0, SEEK_END) != 0) fail_errno();
       size_ = std::ftell(file_);
@@ -314,45 +321,33 @@ IdxArray read_idx(const std::filesystem::path& path) {
   return IdxReader(path).read();
 }
 
-Dataset load_idx_pair(const std::filesystem::path& images, const std::filesystem::path& labels,
-                      int num_classes) {
-  if (num_classes < 1 || num_classes > 256) {
-    throw std::invalid_argument("load_idx_pair: num_classes must be in 1..256, got " +
-                                std::to_string(num_classes));
-  }
-  // Both headers first, checked against each other, before either payload is read: a pair
-  // that disagrees (a gzip bomb's inflated image count, say) fails before any allocation.
-  IdxReader label_file(labels), image_file(images);
-  if (label_file.dims().size() != 1) {
-    fail(labels, "labels must have 1 dimension (count), got ", label_file.dims().size());
-  }
+namespace {
+
+void check_images(const IdxReader& image_file, const fs::path& images) {
   if (image_file.dims().size() != 3) {
     fail(images, "images must have 3 dimensions (count, rows, cols), got ",
          image_file.dims().size());
   }
+}
+
+void check_pair(const IdxReader& image_file, const fs::path& images, const IdxReader& label_file,
+                const fs::path& labels) {
+  if (label_file.dims().size() != 1) {
+    fail(labels, "labels must have 1 dimension (count), got ", label_file.dims().size());
+  }
+  check_images(image_file, images);
   if (image_file.dims()[0] != label_file.dims()[0]) {
     fail(images, image_file.dims()[0], " images but ", labels.string(), " has ",
          label_file.dims()[0], " labels");
   }
-  IdxArray label_array = label_file.read();
-  IdxArray image_array = image_file.read();
-  for (std::size_t i = 0; i < label_array.bytes.size(); ++i) {
-    const int label = label_array.bytes[i];
-    if (label >= num_classes) {
-      fail(labels, "label at index ", i, " is ", label, ", outside 0..", num_classes - 1);
-    }
-  }
-  Dataset dataset;
-  dataset.count = image_array.dims[0];
-  dataset.rows = image_array.dims[1];
-  dataset.cols = image_array.dims[2];
-  dataset.images = std::move(image_array.bytes);
-  dataset.labels = std::move(label_array.bytes);
-  dataset.labels_file = labels.string();
-  return dataset;
 }
 
-Dataset load_mnist_split(const std::filesystem::path& dir, MnistSplit split, int num_classes) {
+DatasetShape shape_of(const IdxReader& image_file, const fs::path& images) {
+  return {image_file.dims()[0], image_file.dims()[1], image_file.dims()[2], images.string()};
+}
+
+// The images and labels files of a split of an MNIST-style directory.
+std::array<fs::path, 2> split_files(const fs::path& dir, MnistSplit split) {
   const std::string prefix = split == MnistSplit::kTrain ? "train" : "t10k";
   const std::array<std::string, 2> names = {prefix + "-images-idx3-ubyte",
                                             prefix + "-labels-idx1-ubyte"};
@@ -373,17 +368,85 @@ Dataset load_mnist_split(const std::filesystem::path& dir, MnistSplit split, int
     }
   }
   if (!missing.empty()) fail(dir, "missing MNIST-style data files: ", missing);
-  return load_idx_pair(found[0], found[1], num_classes);
+  return found;
+}
+
+}  // namespace
+
+DatasetShape peek_images(const std::filesystem::path& images) {
+  const IdxReader image_file(images);
+  check_images(image_file, images);
+  return shape_of(image_file, images);
+}
+
+DatasetShape peek_idx_pair(const std::filesystem::path& images,
+                           const std::filesystem::path& labels) {
+  const IdxReader label_file(labels), image_file(images);
+  check_pair(image_file, images, label_file, labels);
+  return shape_of(image_file, images);
+}
+
+Dataset load_images(const std::filesystem::path& images) {
+  IdxReader image_file(images);
+  check_images(image_file, images);
+  IdxArray a = image_file.read();
+  Dataset d;
+  d.count = a.dims[0];
+  d.rows = a.dims[1];
+  d.cols = a.dims[2];
+  d.images = std::move(a.bytes);
+  return d;
+}
+
+DatasetShape peek_mnist_split(const std::filesystem::path& dir, MnistSplit split) {
+  const auto files = split_files(dir, split);
+  return peek_idx_pair(files[0], files[1]);
+}
+
+Dataset load_idx_pair(const std::filesystem::path& images, const std::filesystem::path& labels,
+                      int num_classes) {
+  if (num_classes < 1 || num_classes > 256) {
+    throw std::invalid_argument("load_idx_pair: num_classes must be in 1..256, got " +
+                                std::to_string(num_classes));
+  }
+  // Both headers first, checked against each other, before either payload is read: a pair
+  // that disagrees (a gzip bomb's inflated image count, say) fails before any allocation.
+  IdxReader label_file(labels), image_file(images);
+  check_pair(image_file, images, label_file, labels);
+  IdxArray label_array = label_file.read();
+  IdxArray image_array = image_file.read();
+  for (std::size_t i = 0; i < label_array.bytes.size(); ++i) {
+    const int label = label_array.bytes[i];
+    if (label >= num_classes) {
+      fail(labels, "label at index ", i, " is ", label, ", outside 0..", num_classes - 1);
+    }
+  }
+  Dataset dataset;
+  dataset.count = image_array.dims[0];
+  dataset.rows = image_array.dims[1];
+  dataset.cols = image_array.dims[2];
+  dataset.images = std::move(image_array.bytes);
+  dataset.labels = std::move(label_array.bytes);
+  dataset.labels_file = labels.string();
+  return dataset;
+}
+
+Dataset load_mnist_split(const std::filesystem::path& dir, MnistSplit split, int num_classes) {
+  const auto files = split_files(dir, split);
+  return load_idx_pair(files[0], files[1], num_classes);
 }
 
 TrainTest load_mnist_dir(const std::filesystem::path& dir, int num_classes) {
+  // The four headers first: splits that disagree fail before a payload is read.
+  const DatasetShape train = peek_mnist_split(dir, MnistSplit::kTrain);
+  const DatasetShape test = peek_mnist_split(dir, MnistSplit::kTest);
+  if (train.rows != test.rows || train.cols != test.cols) {
+    fail(dir, "train images are ", train.rows, "x", train.cols, " but test images are ", test.rows,
+         "x", test.cols, " (from the files' headers)");
+  }
   TrainTest result;
   result.train = load_mnist_split(dir, MnistSplit::kTrain, num_classes);
   result.test = load_mnist_split(dir, MnistSplit::kTest, num_classes);
-  if (result.train.rows != result.test.rows || result.train.cols != result.test.cols) {
-    fail(dir, "train images are ", result.train.rows, "x", result.train.cols,
-         " but test images are ", result.test.rows, "x", result.test.cols);
-  }
   return result;
 }
 
@@ -401,6 +464,16 @@ std::string fingerprint(const Dataset& d) {
   std::snprintf(buf, sizeof buf, "%zux%zux%zu images crc32 %08x, labels crc32 %08x", d.count,
                 d.rows, d.cols, crc(d.images), crc(d.labels));
   return buf;
+}
+
+std::vector<std::filesystem::path> mnist_files(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> files;
+  for (const char* prefix : {"train", "t10k"}) {
+    for (const char* kind : {"-images-idx3-ubyte", "-labels-idx1-ubyte"}) {
+      for (const char* ext : {"", ".gz"}) files.push_back(dir / (std::string(prefix) + kind + ext));
+    }
+  }
+  return files;
 }
 
 std::filesystem::path default_data_dir() {

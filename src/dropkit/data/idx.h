@@ -56,6 +56,20 @@ struct Dataset {
 Dataset load_idx_pair(const std::filesystem::path& images, const std::filesystem::path& labels,
                       int num_classes = 10);
 
+// A data set's size as its files' headers give it, before any payload is read.
+struct DatasetShape {
+  std::size_t count = 0, rows = 0, cols = 0;
+  std::string images_file;  // for messages
+};
+// The headers of an images file (3 dims), of an images and a labels file (counts agreeing), or
+// of a split of an MNIST-style directory: every check load_idx_pair makes before it reads a
+// payload, and nothing read beyond the headers. DataError as the loaders throw it.
+DatasetShape peek_images(const std::filesystem::path& images);
+DatasetShape peek_idx_pair(const std::filesystem::path& images,
+                           const std::filesystem::path& labels);
+// An images file alone (3 dims), without labels.
+Dataset load_images(const std::filesystem::path& images);
+
 // What identifies a data set's content: "<count>x<rows>x<cols> images crc32 <hex>, labels crc32
 // <hex>" (zlib's CRC-32 over the bytes). A checkpoint keeps its data's, so that a resume on
 // other data is refused.
@@ -69,12 +83,17 @@ struct TrainTest {
 // t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each either plain or with ".gz" (the plain name
 // wins if both exist, since it is usually the one a user unpacked on purpose). Missing files are
 // a DataError naming the directory and every file name looked for. Train and test must have the
-// same rows/cols.
+// same rows/cols, which is checked from the four headers before any payload is read.
 TrainTest load_mnist_dir(const std::filesystem::path& dir, int num_classes = 10);
 
 // One split of such a directory (train-* or t10k-*): `eval` needs only the test split.
 enum class MnistSplit { kTrain, kTest };
 Dataset load_mnist_split(const std::filesystem::path& dir, MnistSplit split, int num_classes = 10);
+DatasetShape peek_mnist_split(const std::filesystem::path& dir, MnistSplit split);
+
+// Every file name load_mnist_dir may read in `dir` (both splits, plain and .gz), whether it
+// exists or not: the inputs an output must never replace (core/atomic_file.h).
+std::vector<std::filesystem::path> mnist_files(const std::filesystem::path& dir);
 
 // Debian's dataset-fashion-mnist location: /usr/share/datasets/fashion-mnist
 std::filesystem::path default_data_dir();

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "dropkit/core/json_text.h"
 #include "dropkit/core/memory.h"
 #include "dropkit/model/registry.h"
 #include "dropkit/model/spec.h"
@@ -20,20 +21,26 @@ Model::Model(const json& layers, Shape input, data::Normalization norm)
   if (!layers.is_array() || layers.empty()) {
     throw std::invalid_argument("a model needs a non-empty list of layers");
   }
+  if (layers.size() > kMaxLayers) {
+    throw std::invalid_argument(
+        fmt::format("a model has at most {} layers; this one has {}", kMaxLayers, layers.size()));
+  }
   if (input_.numel() == 0) {
     throw std::invalid_argument(fmt::format("model input shape {} is empty", input_.str()));
   }
   Shape shape = input_.with_batch(1);
+  activation_floats_ = shape.numel();
   for (std::size_t i = 0; i < layers.size(); ++i) {
     std::string text;
     try {
       text = layer_to_text(complete_layer_config(layers[i]));
     } catch (const std::exception&) {
-      text = layers[i].dump();  // the error follows, from create_layer
+      text = json_excerpt(layers[i]);  // the error follows, from create_layer
     }
     const std::string owner = fmt::format("layer {} of {} ({}): ", i + 1, layers.size(), text);
     auto layer = create_layer(layers[i], shape, i, owner);
     shape = layer->output_shape(shape);
+    activation_floats_ += shape.numel();
     layers_.push_back(layer_value(*layer));
     net_->add(std::move(layer));
   }
@@ -53,6 +60,21 @@ Model::Model(const json& layers, Shape input, data::Normalization norm)
   net_->build(prefixes);
 }
 
+void Model::check_fits(std::uint64_t forward_rows, std::uint64_t backward_rows,
+                       const std::string& what) const {
+  // In long double: a hostile shape times a hostile row count must not wrap around.
+  const long double params = static_cast<long double>(net_->params().size());
+  const long double bytes =
+      16.0L * params + 4.0L * static_cast<long double>(activation_floats_) *
+                           static_cast<long double>(forward_rows + backward_rows);
+  const long double cap = 1.8e19L;
+  check_fits_in_memory(
+      static_cast<std::uint64_t>(std::min(bytes, cap)),
+      fmt::format("{} ({} parameters with gradients and optimizer state, {} activation values per "
+                  "example for {} examples forward and {} backward)",
+                  what, net_->params().size(), activation_floats_, forward_rows, backward_rows));
+}
+
 void Model::set_normalization(data::Normalization norm) {
   if (!std::isfinite(norm.mean) || !(std::isfinite(norm.std) && norm.std > 0)) {
     throw std::invalid_argument(fmt::format(
@@ -68,7 +90,7 @@ Model Model::from_json(const json& j) {
   std::vector<std::int64_t> dims;
   for (const auto& d : in) {
     if (!d.is_number_integer() || d.get<std::int64_t>() < 1) {
-      throw std::invalid_argument("model: input_shape " + in.dump() +
+      throw std::invalid_argument("model: input_shape " + json_excerpt(in) +
                                   " must hold positive whole numbers");
     }
     dims.push_back(d.get<std::int64_t>());

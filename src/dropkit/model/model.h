@@ -26,6 +26,10 @@ namespace dropkit::model {
 
 class Model {
  public:
+  // The most layers a model may have: far beyond any useful net, and a bound on what building
+  // one costs (a list of 200,000 layers is refused before any is made).
+  static constexpr std::size_t kMaxLayers = 1024;
+
   // Builds every layer for examples of shape `input` (no batch axis), checking each accepts
   // what the previous one gives: std::invalid_argument "layer 3 of 7 (dense:1024): ..." otherwise.
   // `layers` is a JSON array of layer values (partial values take their defaults).
@@ -59,6 +63,15 @@ class Model {
   std::size_t size() const { return net_->size(); }
   nn::Layer& layer(std::size_t i) { return net_->layer(i); }
   const nn::Layer& layer(std::size_t i) const { return net_->layer(i); }
+  // Values (floats) per example of the input and of every layer's output: what one forward pass
+  // keeps per example, and what backward keeps again for the gradients.
+  std::uint64_t activation_floats() const { return activation_floats_; }
+  // Throws std::invalid_argument "<what> needs about X GiB ..." (core/memory.h) unless the
+  // parameters with their gradients and two optimizer slots, plus `forward_rows` examples'
+  // activations and `backward_rows` examples' gradients, fit in the machine's memory. The
+  // estimate leaves out oneDNN's own scratch and the data set.
+  void check_fits(std::uint64_t forward_rows, std::uint64_t backward_rows,
+                  const std::string& what) const;
   // The input shape of layer i, batch axis included, for a batch of n examples.
   Shape layer_input_shape(std::size_t i, std::int64_t n) const;
 
@@ -67,6 +80,7 @@ class Model {
   Shape input_, output_;
   data::Normalization norm_;
   std::unique_ptr<Sequential> net_;
+  std::uint64_t activation_floats_ = 0;
   Tensor shaped_;  // shaped_input's copy, reused
 };
 

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "dropkit/core/json_text.h"
 #include "dropkit/dropout/alpha_dropout.h"
 #include "dropkit/dropout/dropconnect.h"
 #include "dropkit/dropout/dropout.h"
@@ -54,8 +55,9 @@ const LayerKind& find_layer_kind(const std::string& kind) {
 
 json complete_layer_config(const json& layer, const std::string& owner) {
   if (!layer.is_object() || !layer.contains("kind") || !layer["kind"].is_string()) {
-    throw std::invalid_argument(fmt::format(
-        "{}a layer must be a JSON object with a string \"kind\", got {}", owner, layer.dump()));
+    throw std::invalid_argument(
+        fmt::format("{}a layer must be a JSON object with a string \"kind\", got {}", owner,
+                    layer.is_object() ? "an object without one" : json_type_name(layer)));
   }
   const LayerKind* k = nullptr;
   try {

@@ -12,6 +12,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "dropkit/core/json_text.h"
+
 namespace dropkit::model {
 namespace {
 
@@ -95,7 +97,7 @@ std::vector<std::int64_t> parse_shape(const json& value, const std::string& sour
            dim.get<std::int64_t>());
     } else {
       fail(source, "tensor {}: shape has a dimension that is not an integer: {}", quoted(name),
-           dim.dump());
+           json_excerpt(dim));
     }
   }
   return shape;
@@ -112,7 +114,8 @@ Entry parse_entry(const std::string& name, const json& value, std::uint64_t data
   const json& dtype = value["dtype"];
   if (!dtype.is_string()) fail(source, "tensor {}: dtype is not a string", q);
   if (dtype.get_ref<const std::string&>() != "F32") {
-    fail(source, "tensor {}: dtype {} is not supported (only F32 is supported)", q, dtype.dump());
+    fail(source, "tensor {}: dtype {} is not supported (only F32 is supported)", q,
+         json_excerpt(dtype));
   }
 
   Entry entry;
@@ -122,10 +125,11 @@ Entry parse_entry(const std::string& name, const json& value, std::uint64_t data
   const json& offsets = value["data_offsets"];
   if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_integer() ||
       !offsets[1].is_number_integer()) {
-    fail(source, "tensor {}: data_offsets {} is not an array of two integers", q, offsets.dump());
+    fail(source, "tensor {}: data_offsets {} is not an array of two integers", q,
+         json_excerpt(offsets));
   }
   if (!offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned()) {
-    fail(source, "tensor {}: data_offsets {} are negative", q, offsets.dump());
+    fail(source, "tensor {}: data_offsets {} are negative", q, json_excerpt(offsets));
   }
   entry.begin = offsets[0].get<std::uint64_t>();
   entry.end = offsets[1].get<std::uint64_t>();
@@ -155,7 +159,8 @@ std::map<std::string, std::string> parse_metadata(const json& value, const std::
   std::map<std::string, std::string> metadata;
   for (const auto& [key, item] : value.items()) {
     if (!item.is_string()) {
-      fail(source, "{} value for {} is not a string: {}", kMetadataKey, quoted(key), item.dump());
+      fail(source, "{} value for {} is not a string: {}", kMetadataKey, quoted(key),
+           json_excerpt(item));
     }
     metadata.emplace(key, item.get<std::string>());
   }
@@ -256,13 +261,10 @@ Safetensors decode_safetensors(std::string_view bytes, const std::string& source
 
   json header;
   try {
-    header = json::parse(bytes.substr(kLengthBytes, header_size));
-  } catch (const json::parse_error& e) {
-    fail(source, "header is not valid JSON (error at byte {} of {})", e.byte, header_size);
-  } catch (const json::exception& e) {
-    // Valid syntax the parser still refuses, e.g. a number beyond double's range (a fuzzer
-    // found "492e812"): the same kind of error, not an escaped JSON exception.
-    fail(source, "header is not usable JSON: {}", e.what());
+    // Strict (core/json_text.h): nesting depth, no tensor or metadata key twice.
+    header = parse_json(bytes.substr(kLengthBytes, header_size), "header");
+  } catch (const std::invalid_argument& e) {
+    fail(source, "{}", e.what());
   }
   if (!header.is_object()) fail(source, "header is not a JSON object");
 

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "dropkit/core/atomic_file.h"
+#include "dropkit/core/json_text.h"
 #include "dropkit/model/registry.h"
 #include "dropkit/nn/activation.h"
 
@@ -131,26 +132,40 @@ json parse_net_text(const std::string& text) {
   return layers;
 }
 
-json resolve_net(const std::string& net) {
-  if (trim(net).empty()) throw std::invalid_argument("--net is empty");
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(net, ec)) return parse_net_text(net);
-  json j;
-  try {
-    j = json::parse(read_file(net));
-  } catch (const json::exception& e) {
-    throw std::invalid_argument(fmt::format("{}: not valid JSON: {}", net, e.what()));
+json parse_net_json(std::string_view text, const std::string& source) {
+  json j = parse_json(text, source);
+  if (j.is_object()) {
+    static const std::vector<std::string> kTopKeys = {"layers"};
+    check_known_keys(j, kTopKeys, source + ": ");
+    if (!j.contains("layers")) {
+      throw std::invalid_argument(source + ": expected {\"layers\": [...]}, found no \"layers\"");
+    }
+    j = std::move(j["layers"]);
   }
-  if (j.is_object() && j.contains("layers")) j = j["layers"];
   if (!j.is_array() || j.empty()) {
     throw std::invalid_argument(
-        fmt::format("{}: expected a non-empty array of layers or {{\"layers\": [...]}}", net));
+        fmt::format("{}: expected a non-empty array of layers or {{\"layers\": [...]}}, found {}",
+                    source, j.is_array() ? "an empty array" : json_type_name(j)));
   }
   json layers = json::array();
   for (std::size_t i = 0; i < j.size(); ++i) {
-    layers.push_back(complete_layer_config(j[i], fmt::format("{}: layer {}: ", net, i + 1)));
+    layers.push_back(complete_layer_config(j[i], fmt::format("{}: layer {}: ", source, i + 1)));
   }
   return layers;
+}
+
+json resolve_net(const std::string& net) {
+  if (trim(net).empty()) throw std::invalid_argument("--net is empty");
+  // A file if anything exists at that path (read_file refuses what is not a regular file) or if
+  // it looks like one: the text form never holds '/' and never ends in ".json", so a missing
+  // file is reported as missing, not as an unknown layer kind.
+  std::error_code ec;
+  const auto type = std::filesystem::symlink_status(net, ec).type();
+  const bool exists = !ec && type != std::filesystem::file_type::not_found;
+  if (!exists && net.find('/') == std::string::npos && !net.ends_with(".json")) {
+    return parse_net_text(net);
+  }
+  return parse_net_json(read_file(net), net);
 }
 
 std::vector<std::int64_t> parse_arch(const std::string& arch) {

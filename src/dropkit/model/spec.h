@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -34,7 +35,14 @@ namespace dropkit::model {
 // item, its position (1-based) and the problem.
 nlohmann::json parse_net_text(const std::string& text);
 
-// A --net argument: the path of an existing file (read as JSON) or the text form.
+// The JSON form (`text`, read from `source`, which names it in messages) to a JSON array of
+// complete layer values: parsed strictly (core/json_text.h: nesting depth, no key twice), an
+// object must hold "layers" and nothing else, each layer's unknown keys are refused.
+// std::invalid_argument naming the source, the layer and the problem.
+nlohmann::json parse_net_json(std::string_view text, const std::string& source);
+
+// A --net argument: a file (read as JSON) if anything exists at that path or if it holds '/' or
+// ends in ".json" (so a missing file is reported as missing), else the text form.
 nlohmann::json resolve_net(const std::string& net);
 
 // "784-1024-1024-10" -> {784, 1024, 1024, 10}. At least input and output, every size in

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "dropkit/core/json_text.h"
+
 namespace dropkit::nn {
 
 std::string Layer::name() const {
@@ -11,7 +13,7 @@ std::string Layer::name() const {
   const nlohmann::json c = config();  // items() of a temporary would dangle
   for (const auto& [key, value] : c.items()) {
     args += fmt::format("{}{}={}", args.empty() ? "" : ", ", key,
-                        value.is_string() ? value.get<std::string>() : value.dump());
+                        value.is_string() ? value.get<std::string>() : json_excerpt(value));
   }
   return fmt::format("{}({})", kind(), args);
 }

@@ -27,6 +27,13 @@ std::vector<std::uint64_t> report_counts(const PredictOptions& options) {
   return counts;
 }
 
+void check_predict_fits(const model::Model& model, const PredictOptions& options) {
+  // A stacked pass holds at most max_rows rows (group * chunk <= max(max_rows, samples)), and
+  // the deterministic layers before it one chunk of examples.
+  const std::uint64_t rows = std::max<std::uint64_t>(std::max<std::size_t>(options.max_rows, 1), 1);
+  model.check_fits(rows, 0, fmt::format("predicting {} rows per stacked pass", rows));
+}
+
 std::size_t first_stochastic_layer(const model::Model& model) {
   for (std::size_t i = 0; i < model.size(); ++i) {
     if (model.layer(i).stochastic()) return i;
@@ -73,6 +80,7 @@ void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std
     }
   }
   const auto counts = report_counts(options);
+  check_predict_fits(model, options);
   const bool mc = options.samples > 0;
   const std::uint64_t total = mc ? options.samples : 1;
   const std::size_t max_rows = std::max<std::size_t>(options.max_rows, 1);

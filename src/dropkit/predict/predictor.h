@@ -51,6 +51,11 @@ struct ExampleResult {
   std::span<const double> probs;  // p_bar, valid during the callback only
 };
 
+// Throws std::invalid_argument with the estimate (core/memory.h) unless predict() with these
+// options fits in memory: the model's parameters and the activations of one stacked pass of
+// min(samples, max_rows) rows per example chunk (Model::check_fits).
+void check_predict_fits(const model::Model& model, const PredictOptions& options);
+
 // The sorted, distinct counts predict() reports: report_at and samples (1 when deterministic).
 // std::invalid_argument naming the count if one is 0 or above samples.
 std::vector<std::uint64_t> report_counts(const PredictOptions& options);

@@ -1,5 +1,6 @@
 #include "dropkit/train/checkpoint.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "dropkit/core/atomic_file.h"
+#include "dropkit/core/json_text.h"
 #include "dropkit/model/safetensors.h"
 #include "dropkit/model/spec.h"
 
@@ -30,23 +32,41 @@ json state_to_json(const TrainState& s) {
 
 // A count in the state: a JSON integer in [0, max] (1.5, -1 or "3" are refused, not rounded).
 std::uint64_t count_at(const json& j, const char* key, std::uint64_t max) {
+  if (!j.contains(key)) throw std::invalid_argument(fmt::format("{} is missing", key));
   const json& v = j.at(key);
   const bool whole =
       v.is_number_unsigned() || (v.is_number_integer() && v.get<std::int64_t>() >= 0);
   if (!whole || v.get<std::uint64_t>() > max) {
     throw std::invalid_argument(
-        fmt::format("{} = {} is not a whole number in [0, {}]", key, v.dump(), max));
+        fmt::format("{} = {} is not a whole number in [0, {}]", key, json_excerpt(v), max));
   }
   return v.get<std::uint64_t>();
 }
 
+std::string string_at(const json& j, const char* key, const std::string& owner) {
+  if (!j.contains(key) || !j.at(key).is_string()) {
+    throw std::invalid_argument(fmt::format("{}{} must be a string", owner, key));
+  }
+  return j.at(key).get<std::string>();
+}
+
 TrainState state_from_json(const json& j) {
+  if (!j.is_object()) {
+    throw std::invalid_argument(fmt::format("state is {}, not an object", json_type_name(j)));
+  }
+  static const std::vector<std::string> kKeys = {"epoch", "step",      "adam_steps", "history",
+                                                 "data",  "norm_mean", "norm_std"};
+  check_known_keys(j, kKeys, "state: ");
   TrainState s;
   s.epoch = static_cast<int>(count_at(j, "epoch", 100000));
   s.step = count_at(j, "step", std::numeric_limits<std::uint64_t>::max());
   s.adam_steps = j.contains("adam_steps") ? count_at(j, "adam_steps", s.step) : 0;
-  for (const auto& r : j.value("history", json::array()))
-    s.history.push_back(EpochRecord::from_json(r));
+  const json history = j.value("history", json::array());
+  if (!history.is_array()) throw std::invalid_argument("state: history is not an array");
+  for (std::size_t i = 0; i < history.size(); ++i) {
+    s.history.push_back(
+        EpochRecord::from_json(history[i], fmt::format("history entry {}: ", i + 1)));
+  }
   if (static_cast<std::size_t>(s.epoch) != s.history.size()) {
     throw std::invalid_argument(
         fmt::format("epoch = {} but the history holds {} epochs", s.epoch, s.history.size()));
@@ -54,19 +74,69 @@ TrainState state_from_json(const json& j) {
   std::uint64_t previous = 0;
   for (std::size_t i = 0; i < s.history.size(); ++i) {
     const EpochRecord& r = s.history[i];
-    if (r.epoch != static_cast<int>(i) + 1 || r.step < previous || r.step > s.step) {
+    if (r.epoch != static_cast<int>(i) + 1 || r.step <= previous) {
       throw std::invalid_argument(fmt::format(
-          "history entry {} (epoch {}, step {}) does not follow its predecessor (step {}) or "
-          "exceeds the state's step {}",
-          i, r.epoch, r.step, previous, s.step));
+          "history entry {} (epoch {}, step {}) does not follow its predecessor (epoch {}, step "
+          "{}): epochs count from 1 and every epoch takes at least one step",
+          i + 1, r.epoch, r.step, i, previous));
     }
     previous = r.step;
   }
+  // The steps done are those of the last recorded epoch: nothing else is ever saved.
+  if (s.step != previous) {
+    throw std::invalid_argument(
+        fmt::format("step = {} but the history says {} steps were done (after epoch {})", s.step,
+                    previous, s.epoch));
+  }
   if (j.contains("data")) {
-    s.train_data = j["data"].at("train").get<std::string>();
-    s.test_data = j["data"].at("test").get<std::string>();
+    const json& d = j["data"];
+    if (!d.is_object()) throw std::invalid_argument("state: data is not an object");
+    static const std::vector<std::string> kDataKeys = {"train", "test"};
+    check_known_keys(d, kDataKeys, "state: data: ");
+    s.train_data = string_at(d, "train", "state: data: ");
+    s.test_data = string_at(d, "test", "state: data: ");
   }
   return s;
+}
+
+// The fields of a history entry (a line of metrics.jsonl, an entry of a checkpoint's history),
+// each with its range: the one definition every entry is checked against. A field added after
+// the first release (step_loss_std) or kept only in metrics.jsonl (epoch_seconds) may be
+// missing; every other one must be there.
+const OptionList& epoch_record_fields() {
+  static const OptionList fields = [] {
+    using T = Option::Type;
+    constexpr double kInf = std::numeric_limits<double>::infinity();
+    const auto real = [&](const char* name, double max, const char* help, json fallback = {}) {
+      return Option{.name = name,
+                    .type = T::kReal,
+                    .default_value = std::move(fallback),
+                    .help = help,
+                    .min = 0,
+                    .max = max,
+                    .max_open = std::isinf(max)};
+    };
+    return OptionList{
+        {.name = "epoch", .type = T::kInt, .help = "1-based", .min = 1, .max = 100000},
+        {.name = "step",
+         .type = T::kInt,
+         .help = "optimizer steps so far",
+         .min = 1,
+         .max = 18446744073709551615.0},
+        real("train_loss", kInf, "training loss"),
+        real("step_loss_std", kInf, "spread of the step losses", 0.0),
+        real("train_accuracy", 1, "train accuracy"),
+        real("train_eval_loss", kInf, "train loss in eval mode"),
+        real("val_loss", kInf, "validation loss"),
+        real("val_accuracy", 1, "validation accuracy"),
+        real("test_loss", kInf, "test loss"),
+        real("test_accuracy", 1, "test accuracy"),
+        real("lr", kInf, "learning rate"),
+        real("momentum", 1, "momentum"),
+        real("epoch_seconds", kInf, "training time", 0.0),
+    };
+  }();
+  return fields;
 }
 
 // Version 1 named tensors "model.<layer index>.<param>" and "optimizer.slot<k>.<index>.<param>".
@@ -115,22 +185,56 @@ json EpochRecord::to_json(bool with_seconds) const {
   return j;
 }
 
-EpochRecord EpochRecord::from_json(const json& j) {
+EpochRecord EpochRecord::from_json(const json& j, const std::string& owner) {
+  if (!j.is_object()) {
+    throw std::invalid_argument(
+        fmt::format("{}expected an object of epoch metrics, found {}", owner, json_type_name(j)));
+  }
+  for (const auto& o : epoch_record_fields()) {
+    if (o.default_value.is_null() && !j.contains(o.name)) {
+      throw std::invalid_argument(fmt::format("{}{} is missing", owner, o.name));
+    }
+  }
+  const json c = complete_options(epoch_record_fields(), j, owner);
   EpochRecord r;
-  r.epoch = j.at("epoch").get<int>();
-  r.step = j.value("step", std::uint64_t{0});
-  r.train_loss = j.value("train_loss", 0.0);
-  r.step_loss_std = j.value("step_loss_std", 0.0);
-  r.train_accuracy = j.value("train_accuracy", 0.0);
-  r.train_eval_loss = j.value("train_eval_loss", 0.0);
-  r.val_loss = j.value("val_loss", 0.0);
-  r.val_accuracy = j.value("val_accuracy", 0.0);
-  r.test_loss = j.value("test_loss", 0.0);
-  r.test_accuracy = j.value("test_accuracy", 0.0);
-  r.seconds = j.value("epoch_seconds", 0.0);
-  r.lr = j.value("lr", 0.0);
-  r.momentum = j.value("momentum", 0.0);
+  r.epoch = c["epoch"].get<int>();
+  r.step = c["step"].get<std::uint64_t>();
+  r.train_loss = c["train_loss"].get<double>();
+  r.step_loss_std = c["step_loss_std"].get<double>();
+  r.train_accuracy = c["train_accuracy"].get<double>();
+  r.train_eval_loss = c["train_eval_loss"].get<double>();
+  r.val_loss = c["val_loss"].get<double>();
+  r.val_accuracy = c["val_accuracy"].get<double>();
+  r.test_loss = c["test_loss"].get<double>();
+  r.test_accuracy = c["test_accuracy"].get<double>();
+  r.seconds = c["epoch_seconds"].get<double>();
+  r.lr = c["lr"].get<double>();
+  r.momentum = c["momentum"].get<double>();
   return r;
+}
+
+std::vector<EpochRecord> read_metrics(const std::filesystem::path& file, bool skip_damaged) {
+  std::vector<EpochRecord> records;
+  const std::string text = read_file(file);
+  std::size_t line = 0;
+  for (std::size_t pos = 0; pos < text.size();) {
+    const std::size_t end = std::min(text.find('\n', pos), text.size());
+    ++line;
+    const std::string where = fmt::format("{}:{}", file.string(), line);
+    try {
+      EpochRecord r = EpochRecord::from_json(
+          parse_json(std::string_view(text).substr(pos, end - pos), where), where + ": ");
+      if (!skip_damaged && r.epoch != static_cast<int>(records.size()) + 1) {
+        throw std::invalid_argument(fmt::format("{}: epoch {} where epoch {} was expected", where,
+                                                r.epoch, records.size() + 1));
+      }
+      records.push_back(r);
+    } catch (const std::invalid_argument&) {
+      if (!skip_damaged) throw;
+    }
+    pos = end + 1;
+  }
+  return records;
 }
 
 std::vector<std::string> optimizer_slot_names(const OptimizerConfig& c) {
@@ -209,19 +313,31 @@ Checkpoint read_checkpoint_bytes(std::string_view bytes, const std::string& sour
 
   std::map<std::string, Tensor> tensors = std::move(st.tensors);
   try {
-    ck.config = TrainConfig::from_json(json::parse(*meta("config")), /*resolve_net=*/false);
-    const json state = json::parse(*meta("state"));
+    ck.config = TrainConfig::from_json(parse_json(*meta("config"), "config"),
+                                       /*resolve_net=*/false);
+    const json state = parse_json(*meta("state"), "state");
     ck.state = state_from_json(state);
+    // Adam counts its own steps (for its bias correction): all of them, or none for sgd.
+    const std::uint64_t adam_steps = ck.config.optimizer.kind == "adam" ? ck.state.step : 0;
+    if (ck.state.adam_steps != adam_steps) {
+      throw std::invalid_argument(
+          fmt::format("adam_steps = {} but a run of {} steps with {} has {}", ck.state.adam_steps,
+                      ck.state.step, ck.config.optimizer.kind, adam_steps));
+    }
     if (ck.version == 1) {
-      const data::Normalization norm{state.at("norm_mean").get<float>(),
-                                     state.at("norm_std").get<float>()};
+      if (!state.value("norm_mean", json()).is_number() ||
+          !state.value("norm_std", json()).is_number()) {
+        throw std::invalid_argument("state: norm_mean and norm_std must be numbers");
+      }
+      const data::Normalization norm{state["norm_mean"].get<float>(),
+                                     state["norm_std"].get<float>()};
       const auto sizes = model::parse_arch(ck.config.arch);
       ck.model = std::make_unique<model::Model>(ck.config.layers(), Shape{sizes.front()}, norm);
       tensors = renamed_v1(std::move(tensors), ck.model->layers(),
                            optimizer_slot_names(ck.config.optimizer));
     } else {
-      ck.model =
-          std::make_unique<model::Model>(model::Model::from_json(json::parse(*meta("model"))));
+      ck.model = std::make_unique<model::Model>(
+          model::Model::from_json(parse_json(*meta("model"), "model")));
     }
   } catch (const std::exception& e) {
     throw fail(std::string("bad metadata: ") + e.what());

@@ -54,10 +54,16 @@ struct EpochRecord {
   double seconds = 0;  // training time of the epoch (without the evaluations)
   double lr = 0, momentum = 0;
   nlohmann::json to_json(bool with_seconds = true) const;
-  // Missing fields keep their defaults (0).
-  static EpochRecord from_json(const nlohmann::json& j);
+  // Every field checked against its range (epoch_record_fields in checkpoint.cpp: accuracies in
+  // [0, 1], losses and times finite and >= 0, ...), unknown keys refused, every field required
+  // but step_loss_std (0 in runs saved before it was kept) and epoch_seconds (not in
+  // checkpoints). std::invalid_argument "<owner><problem>".
+  static EpochRecord from_json(const nlohmann::json& j, const std::string& owner = "");
 };
 
+// Checked on load: `step` equals the last history entry's step (0 without history), the
+// entries count epochs from 1 with steps that grow, adam_steps equals step for adam and is 0
+// for sgd; a resumed Trainer also checks the steps against the epochs' length on its data.
 struct TrainState {
   int epoch = 0;           // epochs done
   std::uint64_t step = 0;  // optimizer steps done
@@ -67,6 +73,13 @@ struct TrainState {
   // was kept: such a run resumes on any data, unchecked).
   std::string train_data, test_data;
 };
+
+// The epochs of a metrics.jsonl (one EpochRecord::to_json() object per line), read as a regular
+// file and parsed strictly (core/json_text.h). A line that is not a valid entry throws
+// std::invalid_argument "<file>:<line>: <problem>", as do entries that are not epochs 1, 2, ...
+// in order; with skip_damaged such lines are left out instead (for a resume that only wants the
+// epoch times it can trust).
+std::vector<EpochRecord> read_metrics(const std::filesystem::path& file, bool skip_damaged);
 
 // Thrown for every problem with a checkpoint file: "<file>: <problem>".
 class CheckpointError : public std::runtime_error {

@@ -48,6 +48,17 @@ EvalResult evaluate(model::Model& model, const data::Dataset& d,
   return out;
 }
 
+void check_model_fits_shape(const model::Model& model, const data::DatasetShape& shape,
+                            const char* what) {
+  if (model.input_shape().numel() != shape.rows * shape.cols) {
+    throw std::invalid_argument(fmt::format(
+        "the model takes examples of shape {} ({} values) but the {} images in {} are {}x{} ({}), "
+        "as its header says",
+        model.input_shape().str(), model.input_shape().numel(), what, shape.images_file, shape.rows,
+        shape.cols, shape.rows * shape.cols));
+  }
+}
+
 void check_model_fits(const model::Model& model, const data::Dataset& d, const char* what) {
   if (model.input_shape().numel() != d.features()) {
     throw std::invalid_argument(fmt::format(
@@ -69,8 +80,8 @@ void check_model_fits(const model::Model& model, const data::Dataset& d, const c
 
 TrainingDiverged::TrainingDiverged(std::uint64_t step, double loss)
     : std::runtime_error(fmt::format(
-          "training diverged: the loss became {} at step {}; the last checkpoint is intact "
-          "(try a lower --lr or a --max-norm)",
+          "training diverged: the loss became {} at step {} (try a lower learning rate or a "
+          "max-norm)",
           loss, step)),
       step_(step) {}
 
@@ -132,6 +143,20 @@ Trainer::Trainer(Checkpoint ck, const data::TrainTest& data, parallel::ThreadPoo
     }
   }
   select_rows();
+  // Every epoch takes the same number of steps on these data: the history must say so (a
+  // checkpoint whose steps were edited, or one without fingerprints resumed on other data,
+  // would otherwise continue at a step no run reaches).
+  const std::uint64_t per_epoch =
+      (split_.train.size() + static_cast<std::size_t>(config_.batch) - 1) /
+      static_cast<std::size_t>(config_.batch);
+  for (const auto& r : state_.history) {
+    if (r.step != per_epoch * static_cast<std::uint64_t>(r.epoch)) {
+      throw std::invalid_argument(fmt::format(
+          "the run's history records {} steps after epoch {}, but an epoch is {} steps of {} "
+          "examples on these data ({} after epoch {})",
+          r.step, r.epoch, per_epoch, config_.batch, per_epoch * r.epoch, r.epoch));
+    }
+  }
   model_ = std::move(ck.model);
   prepare();
   restore_optimizer(ck, model_->params(), *optimizer_);
@@ -163,6 +188,11 @@ void Trainer::select_rows() {
 void Trainer::prepare() {
   check_model_fits(*model_, data_.train, "training");
   check_model_fits(*model_, data_.test, "test");
+  // Before any buffer is allocated: a step keeps every layer's output and gradient for the
+  // batch; evaluation keeps the outputs for chunks of kEvalChunk (the same buffers, grown).
+  const auto batch_rows = static_cast<std::uint64_t>(config_.batch);
+  model_->check_fits(std::max<std::uint64_t>(batch_rows, kEvalChunk), batch_rows,
+                     fmt::format("training in batches of {}", config_.batch));
   // The classes against the model's outputs (check_model_fits made them rank 1).
   data::parse_class_list(config_.exclude_classes, static_cast<int>(model_->output_shape()[0]));
   // A batch of one example has no statistics of its own for a batchnorm over [N, D]

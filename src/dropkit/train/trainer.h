@@ -42,6 +42,9 @@ EvalResult evaluate(model::Model& model, const data::Dataset& d,
 // Throws std::invalid_argument unless `model` takes examples of d's image size and has an
 // output per class for every label of d (`what` names the split in the message).
 void check_model_fits(const model::Model& model, const data::Dataset& d, const char* what);
+// The image size alone, from the files' headers (data::peek_*), before any payload is read.
+void check_model_fits_shape(const model::Model& model, const data::DatasetShape& shape,
+                            const char* what);
 
 // Thrown when the loss becomes NaN or infinite (the model is then left as it was before that
 // step's update), or when an epoch ends with weights or evaluated losses that are not finite

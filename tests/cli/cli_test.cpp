@@ -137,8 +137,13 @@ TEST_F(Cli, BadNetSpecsExitTwoNamingTheLayerAndWriteNothing) {
                         "drop_prob = 1.5 is outside [0, 1]");
   expect_one_line_error(run(base + " --net dense:16:relu:9"), "too many arguments");
   expect_one_line_error(run(base + " --net dense:3"), "train-labels-idx1-ubyte need [4] or more");
-  expect_one_line_error(run(base + " --net dense:4 --arch 64-4"), "give one or the other");
+  expect_one_line_error(run(base + " --net dense:4 --arch 64-4 --dropout 0.1"),
+                        "--net gives the whole layer list; --arch, --dropout apply only to the "
+                        "--arch net (give one or the other)");
   expect_one_line_error(run(base + " --net ''"), "--net is empty");
+  expect_one_line_error(run(base + " --arch 64-4 --train-size 100000"),
+                        "--train-size 100000 is more than the 260 training examples there are "
+                        "(after --val and --exclude-classes)");
   expect_one_line_error(run(base + " --lr ''"), "lr = '' is not a number");
   expect_one_line_error(run(base + " --seed -1"), "seed = -1 is outside");
   expect_one_line_error(run(base + " --batch 2.5"), "batch = '2.5' is not a whole number");

@@ -66,6 +66,8 @@ inline void expect_one_line_error(const Result& r, const std::string& what) {
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_THAT(r.err, ::testing::HasSubstr(what));
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  // The library's option references (`name`, core/options.h) reach the user as flags.
+  EXPECT_EQ(r.err.find('`'), std::string::npos) << r.err;
   EXPECT_EQ(r.out, "");
 }
 }  // namespace dropkit

@@ -255,7 +255,7 @@ TEST(Trainer, TrainSizeUsesExactlyTheFirstExamplesOfTheTrainingSplit) {
     Trainer t(c, data, pool);
     ADD_FAILURE() << "accepted";
   } catch (const std::invalid_argument& e) {
-    EXPECT_THAT(e.what(), HasSubstr("--train-size 351"));
+    EXPECT_THAT(e.what(), HasSubstr("`train_size` 351"));
     EXPECT_THAT(e.what(), HasSubstr("[1, 350]"));
   }
 }

@@ -22,6 +22,7 @@
 #include "dropkit/model/spec.h"
 #include "dropkit/predict/predictor.h"
 #include "dropkit/train/checkpoint.h"
+#include "dropkit/train/run_dir.h"
 #include "flags.h"
 #include "measure.h"
 #include "progress.h"
@@ -50,7 +51,8 @@ int run_bench_predict(const BenchPredictOptions& o, int threads_flag, bool json)
         Shape{1, 28, 28});
     model->init_params(1);
   } else {
-    model = std::move(train::read_checkpoint(std::filesystem::path(o.model) / kCheckpoint).model);
+    model = std::move(
+        train::read_checkpoint(std::filesystem::path(o.model) / train::kCheckpointFile).model);
   }
   const Shape& in = model->input_shape();
   if (in.rank() != 3 || in[0] != 1) {

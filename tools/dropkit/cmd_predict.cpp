@@ -16,13 +16,14 @@
 #include "dropkit/data/batcher.h"
 #include "dropkit/data/idx.h"
 #include "dropkit/predict/predictor.h"
+#include "dropkit/report/svg.h"
 #include "dropkit/train/checkpoint.h"
+#include "dropkit/train/run_dir.h"
 #include "dropkit/train/trainer.h"
 #include "flags.h"
 #include "measure.h"
 #include "progress.h"
 #include "recalibration.h"
-#include "svg.h"
 
 namespace dropkit::cli {
 namespace {
@@ -209,7 +210,7 @@ int run_predict(const Opts& o, const CLI::App& app) {
   }
   // No output may replace an input (the run's files, the data) or another output.
   std::vector<NamedPath> inputs;
-  for (const char* f : kRunFiles) inputs.push_back({"the model's", fs::path(o.model) / f});
+  for (const char* f : train::kRunFiles) inputs.push_back({"the model's", fs::path(o.model) / f});
   inputs.push_back({"--images", o.images});
   inputs.push_back({"--labels", o.labels});
   for (const auto& f : data::mnist_files(o.data)) inputs.push_back({"the data file", f});
@@ -217,7 +218,7 @@ int run_predict(const Opts& o, const CLI::App& app) {
       {"--out", o.out}, {"--reliability", o.reliability}, {"--sweep-svg", o.sweep_svg}};
   check_outputs_distinct(inputs, outputs);
   // Everything is checked and loaded before anything is computed or written.
-  const auto ck = train::read_checkpoint(fs::path(o.model) / kCheckpoint);
+  const auto ck = train::read_checkpoint(fs::path(o.model) / train::kCheckpointFile);
   model::Model& model = *ck.model;
   const auto classes = static_cast<int>(model.output_shape()[0]);
   if (o.top_k > classes) {
@@ -268,7 +269,7 @@ int run_predict(const Opts& o, const CLI::App& app) {
                  {"threads", pool.size()}, {"seconds", {{"deterministic", det.seconds}}}};
   if (mc) result["seconds"]["mc"] = mc->seconds;
   if (!recalibrated.empty()) result["recalibrated"] = recalibrated;
-  std::vector<Reliability> diagrams;
+  std::vector<report::Reliability> diagrams;
   if (labelled) {
     // In-distribution examples, and which of them each prediction got wrong.
     std::vector<std::uint8_t> in_dist(d.count), ood(d.count), all(d.count, 1);
@@ -307,15 +308,16 @@ int run_predict(const Opts& o, const CLI::App& app) {
 
   if (!o.out.empty()) write_file_atomic(o.out, lines);
   if (!o.reliability.empty()) {
-    write_file_atomic(o.reliability, reliability_svg("reliability (" + std::to_string(classes) +
-                                                         " classes, 15 bins)",
-                                                     diagrams));
+    write_file_atomic(
+        o.reliability,
+        report::reliability_svg("reliability (" + std::to_string(classes) + " classes, 15 bins)",
+                                diagrams));
   }
   if (!o.sweep_svg.empty()) {
     const auto& det_j = result["deterministic"];
-    std::vector<Series> series;
-    Series mc_err{"MC dropout: test error", "#d62728", false, {}, {}};
-    Series det_err{"weight scaling: test error", "#1f77b4", true, {}, {}};
+    std::vector<report::Series> series;
+    report::Series mc_err{"MC dropout: test error", "#d62728", false, {}, {}};
+    report::Series det_err{"weight scaling: test error", "#1f77b4", true, {}, {}};
     for (const auto& p : result["sweep"]) {
       mc_err.x.push_back(p["samples"].get<double>());
       mc_err.y.push_back(100.0 * (1.0 - p["accuracy"].get<double>()));
@@ -323,9 +325,9 @@ int run_predict(const Opts& o, const CLI::App& app) {
       det_err.y.push_back(100.0 * (1.0 - det_j["accuracy"].get<double>()));
     }
     series = {mc_err, det_err};
-    write_file_atomic(o.sweep_svg,
-                      xy_chart_svg("Monte-Carlo averaging vs weight scaling (figure 11)",
-                                   "samples T (log scale)", "test error (%)", series, true));
+    write_file_atomic(
+        o.sweep_svg, report::xy_chart_svg("Monte-Carlo averaging vs weight scaling (figure 11)",
+                                          "samples T (log scale)", "test error (%)", series, true));
   }
 
   if (o.json) {

@@ -1,6 +1,6 @@
-// The subcommands of the dropkit CLI, one file each. Every subcommand registers its flags on a
-// CLI11 sub-app and returns the function that runs it; main() turns every exception into a
-// one-line message and exit code 2.
+// The subcommands of the dropkit CLI, one file each (cmd_<name>.cpp). Every subcommand registers
+// its flags on a CLI11 sub-app and returns the function that runs it; main() turns every exception
+// into a one-line message and exit code 2.
 #pragma once
 
 #include <functional>
@@ -10,12 +10,6 @@
 namespace dropkit::cli {
 
 using Run = std::function<int()>;
-
-// The model file in a run directory (`train --out`, read by eval, predict and --resume).
-inline constexpr const char* kCheckpoint = "checkpoint.safetensors";
-// The files a run directory holds (written by `train`; read by eval, predict, compare, resume).
-inline constexpr const char* kRunFiles[] = {"config.json", "metrics.jsonl", kCheckpoint,
-                                            "curves.svg"};
 
 Run add_bench(CLI::App& app);
 Run add_demo(CLI::App& app);

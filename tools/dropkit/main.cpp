@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "dropkit/core/options.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"dropkit: dropout (Srivastava et al. 2014), fast and reproducible"};
@@ -52,7 +53,9 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "dropkit {}: error: unexpected JSON value: {}\n", sub->get_name(), what);
       return 2;
     } catch (const std::exception& e) {
-      fmt::print(stderr, "dropkit {}: error: {}\n", sub->get_name(), e.what());
+      // The library names options as `name` (core/options.h); here they are flags.
+      fmt::print(stderr, "dropkit {}: error: {}\n", sub->get_name(),
+                 dropkit::spell_options(e.what(), dropkit::flag_spelling));
       return 2;
     }
   }

@@ -43,10 +43,39 @@ std::string Option::range_text() const {
                      max_open ? ')' : ']');
 }
 
-std::string Option::flag() const {
-  std::string f = "--" + name;
+std::string flag_spelling(std::string_view name) {
+  std::string f = "--" + std::string(name);
   std::replace(f.begin(), f.end(), '_', '-');
   return f;
+}
+
+std::string Option::flag() const {
+  return flag_spelling(name);
+}
+
+std::string option_ref(std::string_view name) {
+  return fmt::format("`{}`", name);
+}
+
+std::string spell_options(std::string_view message, std::string (*spelling)(std::string_view)) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < message.size()) {
+    const std::size_t open = message.find('`', i);
+    const std::size_t close = open == std::string_view::npos ? open : message.find('`', open + 1);
+    if (close == std::string_view::npos) break;
+    const std::string_view name = message.substr(open + 1, close - open - 1);
+    // Only an option name (snake_case) is a reference; other quoted text stays as it is.
+    const bool is_name = !name.empty() && name[0] >= 'a' && name[0] <= 'z' &&
+                         std::all_of(name.begin(), name.end(), [](char c) {
+                           return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+                         });
+    out += message.substr(i, open - i);
+    out += is_name ? spelling(name) : message.substr(open, close - open + 1);
+    i = close + 1;
+  }
+  out += message.substr(i);
+  return out;
 }
 
 void Option::check(const nlohmann::json& value, const std::string& owner) const {

@@ -13,6 +13,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -44,6 +45,17 @@ struct Option {
 // "a, b, c": the lists of valid values that error messages show. (Not fmt::join: with fmt 9,
 // GCC 12 -O3 warns falsely inside its format-spec parser.)
 std::string join(std::span<const std::string> items, const char* separator = ", ");
+
+// How the library names an option inside a message: its name in backquotes ("`train_size` 351
+// is more than ..."). Each front end spells such references its own way -- the CLI as flags
+// (spell_options(message, flag_spelling): "--train-size 351 is more than ...") -- so a message
+// reads naturally from the command line, from C++ and from Python alike.
+std::string option_ref(std::string_view name);
+// `message` with every `name` reference (a snake_case name in backquotes) replaced by
+// spelling(name); other backquoted text and a lone backquote stay.
+std::string spell_options(std::string_view message, std::string (*spelling)(std::string_view));
+// The CLI's spelling of an option: "train_size" -> "--train-size".
+std::string flag_spelling(std::string_view name);
 
 // Options of one kind of thing, in the order they are documented.
 using OptionList = std::vector<Option>;

@@ -109,7 +109,7 @@ json parse_net_text(const std::string& text) {
     const auto c = static_cast<unsigned char>(text[i]);
     if (c < 0x20 || c > 0x7E) {
       throw std::invalid_argument(fmt::format(
-          "--net text holds byte 0x{:02X} at position {}; a layer list is printable ASCII "
+          "`net` text holds byte 0x{:02X} at position {}; a layer list is printable ASCII "
           "(e.g. dropout:0.2,dense:1024,relu,dense:10)",
           c, i));
     }
@@ -119,7 +119,7 @@ json parse_net_text(const std::string& text) {
   bool previous_takes_activation = false;
   for (std::size_t i = 0; i < items.size(); ++i) {
     const std::string item = trim(items[i]);
-    const std::string owner = fmt::format("--net item {} '{}': ", i + 1, item);
+    const std::string owner = fmt::format("`net` item {} '{}': ", i + 1, item);
     json layer = parse_item(item, owner);
     if (layer["kind"] == "activation" && previous_takes_activation) {
       layers.back()["activation"] = layer["function"];
@@ -155,7 +155,7 @@ json parse_net_json(std::string_view text, const std::string& source) {
 }
 
 json resolve_net(const std::string& net) {
-  if (trim(net).empty()) throw std::invalid_argument("--net is empty");
+  if (trim(net).empty()) throw std::invalid_argument("`net` is empty");
   // A file if anything exists at that path (read_file refuses what is not a regular file) or if
   // it looks like one: the text form never holds '/' and never ends in ".json", so a missing
   // file is reported as missing, not as an unknown layer kind.
@@ -172,7 +172,7 @@ std::vector<std::int64_t> parse_arch(const std::string& arch) {
   std::vector<std::int64_t> sizes;
   auto fail = [&](const std::string& why) {
     return std::invalid_argument(fmt::format(
-        "malformed --arch '{}': {} (expected sizes joined by '-', e.g. 784-1024-1024-10)", arch,
+        "malformed `arch` '{}': {} (expected sizes joined by '-', e.g. 784-1024-1024-10)", arch,
         why));
   };
   for (const std::string& part : split(arch, '-')) {

@@ -24,43 +24,49 @@ std::vector<Field> make_fields() {
   auto add = [&](Option o, TrainConfig::Ref ref, bool fixed = true, bool optimizer = false) {
     f.push_back({std::move(o), ref, fixed, optimizer});
   };
+  // An option of the `arch` net, which a `net` replaces.
+  auto add_arch = [&](Option o, TrainConfig::Ref ref) {
+    add(std::move(o), ref);
+    f.back().arch_only = true;
+  };
   const TrainConfig d;  // the defaults, written once: in the struct
   const OptimizerConfig& od = d.optimizer;
   add({.name = "net",
        .type = Type::kString,
        .default_value = d.net,
        .help = "layer list, as text (e.g. dropout:0.2,dense:1024,relu,dropout:0.5,dense:10) or a "
-               "JSON file; replaces --arch, --activation, --dropout, --input-dropout, --scaling"},
+               "JSON file; replaces `arch`, `activation`, `dropout`, `input_dropout`, `scaling`"},
       [](TrainConfig& c) -> std::string& { return c.net; });
-  add({.name = "arch",
-       .type = Type::kString,
-       .default_value = d.arch,
-       .help = "fully connected net: layer sizes, input to output (without --net)"},
-      [](TrainConfig& c) -> std::string& { return c.arch; });
-  add({.name = "activation",
-       .type = Type::kString,
-       .default_value = d.activation,
-       .help = "hidden activation of the --arch net",
-       .choices = nn::activation_names()},
-      [](TrainConfig& c) -> std::string& { return c.activation; });
-  add({.name = "dropout",
-       .type = Type::kReal,
-       .default_value = d.dropout,
-       .help = "hidden drop rate (probability to DROP) of the --arch net",
-       .min = 0,
-       .max = 1},
-      [](TrainConfig& c) -> double& { return c.dropout; });
-  add({.name = "input_dropout",
-       .type = Type::kReal,
-       .default_value = d.input_dropout,
-       .help = "input drop rate of the --arch net",
-       .min = 0,
-       .max = 1},
-      [](TrainConfig& c) -> double& { return c.input_dropout; });
-  add({.name = "scaling",
+  add_arch({.name = "arch",
+            .type = Type::kString,
+            .default_value = d.arch,
+            .help = "fully connected net: layer sizes, input to output (without `net`)"},
+           [](TrainConfig& c) -> std::string& { return c.arch; });
+  add_arch({.name = "activation",
+            .type = Type::kString,
+            .default_value = d.activation,
+            .help = "hidden activation of the `arch` net",
+            .choices = nn::activation_names()},
+           [](TrainConfig& c) -> std::string& { return c.activation; });
+  add_arch({.name = "dropout",
+            .type = Type::kReal,
+            .default_value = d.dropout,
+            .help = "hidden drop rate (probability to DROP) of the `arch` net",
+            .min = 0,
+            .max = 1},
+           [](TrainConfig& c) -> double& { return c.dropout; });
+  add_arch({.name = "input_dropout",
+            .type = Type::kReal,
+            .default_value = d.input_dropout,
+            .help = "input drop rate of the `arch` net",
+            .min = 0,
+            .max = 1},
+           [](TrainConfig& c) -> double& { return c.input_dropout; });
+  add_arch(
+      {.name = "scaling",
        .type = Type::kString,
        .default_value = d.scaling,
-       .help = "dropout scaling of the --arch net: inverted (kept units * 1/(1-p) in training) "
+       .help = "dropout scaling of the `arch` net: inverted (kept units * 1/(1-p) in training) "
                "or inference (eval * (1-p), as in the paper)",
        .choices = {"inverted", "inference"}},
       [](TrainConfig& c) -> std::string& { return c.scaling; });
@@ -130,7 +136,7 @@ std::vector<Field> make_fields() {
       {.name = "momentum_ramp_epochs",
        .type = Type::kInt,
        .default_value = od.momentum_ramp_epochs,
-       .help = "epochs to ramp momentum linearly from --momentum-start to --momentum (0 = none)",
+       .help = "epochs to ramp momentum linearly from `momentum_start` to `momentum` (0 = none)",
        .min = 0,
        .max = 100000},
       [](TrainConfig& c) -> int& { return c.optimizer.momentum_ramp_epochs; }, true, true);
@@ -179,7 +185,7 @@ std::vector<Field> make_fields() {
       {.name = "epochs",
        .type = Type::kInt,
        .default_value = d.epochs,
-       .help = "epochs to train (with --resume: the new total)",
+       .help = "epochs to train (with `resume`: the new total)",
        .min = 1,
        .max = 100000},
       [](TrainConfig& c) -> int& { return c.epochs; }, false);
@@ -193,8 +199,8 @@ std::vector<Field> make_fields() {
   add({.name = "train_size",
        .type = Type::kInt,
        .default_value = d.train_size,
-       .help = "training examples used: the first ones of the training split, after --val and "
-               "--exclude-classes (0 = all)",
+       .help = "training examples used: the first ones of the training split, after `val` and "
+               "`exclude_classes` (0 = all)",
        .min = 0,
        .max = kMaxU64},
       [](TrainConfig& c) -> std::uint64_t& { return c.train_size; });
@@ -271,6 +277,24 @@ void TrainConfig::set(const std::string& name, const json& value) {
         member = v.get<std::remove_reference_t<decltype(member)>>();
       },
       f.ref);
+}
+
+void TrainConfig::check_given(const std::vector<std::string>& names, const std::string& net) {
+  bool net_given = false;
+  std::vector<std::string> arch_options;
+  for (const auto& name : names) {
+    net_given |= name == "net";
+    if (field(name).arch_only) arch_options.push_back(option_ref(name));
+  }
+  if (net_given && net.empty()) {
+    throw std::invalid_argument("`net` is empty (leave it out to train the `arch` net)");
+  }
+  if (net_given && !arch_options.empty()) {
+    throw std::invalid_argument(
+        fmt::format("`net` gives the whole layer list; {} apply only to the `arch` net (give one "
+                    "or the other)",
+                    join(arch_options)));
+  }
 }
 
 void TrainConfig::validate(bool resolve_net) const {

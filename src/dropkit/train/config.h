@@ -58,9 +58,14 @@ struct TrainConfig {
     Ref ref;
     bool fixed_on_resume = true;  // a resumed run keeps the checkpoint's value
     bool optimizer = false;       // part of OptimizerConfig (checked by its validate())
+    bool arch_only = false;       // describes the `arch` net only; a `net` replaces it
   };
   static const std::vector<Field>& fields();
   static const Field& field(const std::string& name);  // std::invalid_argument if unknown
+
+  // The options a user gave (by name), checked against each other before they are set: `net`
+  // not empty, and not together with an arch_only option (std::invalid_argument naming them).
+  static void check_given(const std::vector<std::string>& names, const std::string& net);
 
   nlohmann::json get(const std::string& name) const;
   // Checks the value against the option's range first; std::invalid_argument naming it.
@@ -76,7 +81,7 @@ struct TrainConfig {
   // config written before a field existed still loads. An unknown key is an error.
   static TrainConfig from_json(const nlohmann::json& j, bool resolve_net = true);
 
-  // The layer list this config trains: model::resolve_net(net), or the --arch net.
+  // The layer list this config trains: model::resolve_net(net), or the `arch` net.
   nlohmann::json layers() const;
 };
 

@@ -104,7 +104,7 @@ Trainer::Trainer(TrainConfig config, const data::TrainTest& data, parallel::Thre
   if (config_.net.empty()) {
     const auto inputs = model::parse_arch(config_.arch).front();
     if (static_cast<std::size_t>(inputs) != data.train.features()) {
-      throw std::invalid_argument(fmt::format("--arch starts with {} inputs but the images have {}",
+      throw std::invalid_argument(fmt::format("`arch` starts with {} inputs but the images have {}",
                                               inputs, data.train.features()));
     }
   }
@@ -126,7 +126,7 @@ Trainer::Trainer(Checkpoint ck, const data::TrainTest& data, parallel::ThreadPoo
   config_.validate(/*resolve_net=*/false);  // the model comes from the checkpoint
   if (config_.epochs < state_.epoch) {
     throw std::invalid_argument(
-        fmt::format("--epochs {} is fewer than the {} epochs the run has done already",
+        fmt::format("`epochs` {} is fewer than the {} epochs the run has done already",
                     config_.epochs, state_.epoch));
   }
   // The data must be the run's own: the same examples in the same order (the checkpoint keeps
@@ -138,7 +138,7 @@ Trainer::Trainer(Checkpoint ck, const data::TrainTest& data, parallel::ThreadPoo
     if (now != *kept) {
       throw std::invalid_argument(fmt::format(
           "the {} data given are not those this run was trained on (run: {}; given: {}); "
-          "resume with the run's --data",
+          "resume with the run's `data`",
           name, *kept, now));
     }
   }
@@ -172,13 +172,13 @@ void Trainer::select_rows() {
   test_rows_ = data::rows_without(data_.test, test, excluded);
   if (split_.train.empty() || test_rows_.empty()) {
     throw std::invalid_argument(fmt::format(
-        "--exclude-classes {} leaves no training or no test examples", config_.exclude_classes));
+        "`exclude_classes` {} leaves no training or no test examples", config_.exclude_classes));
   }
   if (config_.train_size > 0) {
     if (config_.train_size > split_.train.size()) {
       throw std::invalid_argument(
-          fmt::format("--train-size {} is more than the {} training examples there are (after "
-                      "--val and --exclude-classes); it must be in [1, {}], or 0 for all",
+          fmt::format("`train_size` {} is more than the {} training examples there are (after "
+                      "`val` and `exclude_classes`); it must be in [1, {}], or 0 for all",
                       config_.train_size, split_.train.size(), split_.train.size()));
     }
     split_.train.resize(config_.train_size);
@@ -205,7 +205,7 @@ void Trainer::prepare() {
       if (layer.min_train_batch(in) > 1) {
         throw std::invalid_argument(fmt::format(
             "{} training examples in batches of {} leave a last batch of 1 example, which layer "
-            "{} ({}) cannot normalise by its own statistics: change --batch or --val",
+            "{} ({}) cannot normalise by its own statistics: change `batch` or `val`",
             split_.train.size(), batch, i + 1, layer.kind()));
       }
     }

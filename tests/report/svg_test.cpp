@@ -1,8 +1,4 @@
-// svg.cpp belongs to the dropkit CLI, which is not a library the tests can link against (the glob
-// compiles tools/dropkit/*.cpp into the executable only), so its definitions are compiled into
-// the test binary by including the source file itself.
-#include "../../tools/dropkit/svg.h"
-#include "../../tools/dropkit/svg.cpp"
+#include "dropkit/report/svg.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace dropkit::cli {
+namespace dropkit::report {
 namespace {
 
 using testing::EndsWith;
@@ -224,4 +220,4 @@ TEST(SvgTest, XAxisRunsToTheLongestSeries) {
 }
 
 }  // namespace
-}  // namespace dropkit::cli
+}  // namespace dropkit::report

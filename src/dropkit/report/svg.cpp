@@ -1,4 +1,4 @@
-#include "svg.h"
+#include "dropkit/report/svg.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-namespace dropkit::cli {
+namespace dropkit::report {
 namespace {
 
 constexpr double kWidth = 800;
@@ -307,4 +307,4 @@ std::string reliability_svg(const std::string& title, const std::vector<Reliabil
   return out;
 }
 
-}  // namespace dropkit::cli
+}  // namespace dropkit::report

@@ -1,4 +1,5 @@
-// Line charts as standalone SVG, for the error curves that `dropkit` writes next to its metrics.
+// Line charts as standalone SVG: the error curves of a run directory (train/run_dir.h) and the
+// figures of `dropkit compare` and `dropkit predict`.
 //
 // SVG rather than PNG because it needs no image library, is a few kilobytes, diffs as text and
 // opens in any browser; the chart is fixed-size (800x500) and self-contained (no scripts, no
@@ -8,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace dropkit::cli {
+namespace dropkit::report {
 
 // One curve. y[i] is the value at x[i], or at epoch i+1 when x is empty; NaN (and infinite)
 // values are skipped, the line joining the points on either side. `color` is any SVG color
@@ -45,4 +46,4 @@ struct Reliability {
 };
 std::string reliability_svg(const std::string& title, const std::vector<Reliability>& diagrams);
 
-}  // namespace dropkit::cli
+}  // namespace dropkit::report

@@ -1,3 +1,6 @@
+// Conv2d and MaxPool2d (kernels/conv.h): the primitives each makes per grid block size and
+// precision, and the forward and backward passes that run them block by block. How a primitive
+// is run, and moved between layouts, is kernels/onednn.h.
 #include "dropkit/kernels/conv.h"
 
 #include <cstddef>
@@ -5,7 +8,6 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -13,6 +15,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "dropkit/kernels/gemm.h"
+#include "dropkit/kernels/onednn.h"
 
 namespace dropkit::kernels {
 namespace {
@@ -24,88 +27,6 @@ constexpr auto kF32 = memory::data_type::f32;
 constexpr auto kBf16 = memory::data_type::bf16;
 // Whether convolutions run in the layouts oneDNN chooses (true) or on our plain NCHW / OIHW.
 constexpr bool kOwnLayouts = true;
-
-const dnnl::engine& cpu() {
-  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-// Primitives get their scratch memory from us (a per-thread buffer), not from oneDNN: the
-// library's own scratchpad is not safe for one primitive running on several threads at once.
-dnnl::primitive_attr attr_with(const dnnl::post_ops& ops = {}) {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  attr.set_post_ops(ops);
-  return attr;
-}
-
-// The calling thread's byte buffers, reused from call to call: slot 0 is the primitives'
-// scratchpad, 1-3 hold one grid block's operands in a primitive's own layout.
-void* thread_bytes(std::size_t bytes, int slot = 0) {
-  thread_local std::vector<std::byte> buffers[4];
-  auto& buffer = buffers[slot];
-  if (buffer.size() < bytes) buffer.resize(bytes);
-  return buffer.data();
-}
-
-memory wrap(const memory::desc& md, const void* data) {
-  return memory(md, cpu(), const_cast<void*>(data));
-}
-
-// Runs one primitive on the calling thread, to completion.
-void execute(const dnnl::primitive& p, const dnnl::primitive_desc_base& pd,
-             std::unordered_map<int, memory> args) {
-  use_one_onednn_thread();
-  thread_local dnnl::stream stream(cpu());
-  const memory::desc scratch = pd.scratchpad_desc();
-  args.emplace(DNNL_ARG_SCRATCHPAD, wrap(scratch, thread_bytes(scratch.get_size())));
-  p.execute(stream, args);
-  stream.wait();
-}
-
-// A reorder between our plain layout and a primitive's own (blocked) one: nothing when they agree.
-struct Relayout {
-  dnnl::reorder::primitive_desc pd;
-  dnnl::reorder prim;
-  bool needed = false;
-
-  Relayout() = default;
-  Relayout(const memory::desc& from, const memory::desc& to) {
-    if (from == to) return;
-    pd = dnnl::reorder::primitive_desc(cpu(), from, cpu(), to, attr_with());
-    prim = dnnl::reorder(pd);
-    needed = true;
-  }
-  // Moves `from` (laid out as the source desc) to `to`, on the calling thread.
-  void run(const void* from, void* to) const {
-    execute(prim, pd,
-            {{DNNL_ARG_FROM, wrap(pd.src_desc(), from)}, {DNNL_ARG_TO, wrap(pd.dst_desc(), to)}});
-  }
-  // Where the primitive reads this operand: `plain` itself, or `plain` moved into the thread's
-  // buffer `slot`.
-  const void* in(const void* plain, int slot) const {
-    if (!needed) return plain;
-    void* moved = thread_bytes(pd.dst_desc().get_size(), slot);
-    run(plain, moved);
-    return moved;
-  }
-  // Where the primitive writes a result whose plain home is `plain`: itself, or the thread's
-  // buffer `slot` (then out() moves it home).
-  void* target(void* plain, int slot) const {
-    return needed ? thread_bytes(pd.src_desc().get_size(), slot) : plain;
-  }
-  void out(const void* written, void* plain) const {
-    if (needed) run(written, plain);
-  }
-};
-
-// The block sizes a batch of n examples is cut into: kExampleBlock and the remainder.
-std::vector<std::int64_t> block_sizes(std::int64_t n) {
-  std::vector<std::int64_t> sizes;
-  if (n >= kExampleBlock) sizes.push_back(kExampleBlock);
-  if (n % kExampleBlock != 0) sizes.push_back(n % kExampleBlock);
-  return sizes;
-}
 
 }  // namespace
 

@@ -21,7 +21,8 @@
 // changes no bit; only the kernels' summation order differs from the plain ones'. Pooling has
 // no products and no precision.
 //
-// oneDNN is hidden here: nothing outside this file's source includes its headers.
+// oneDNN is hidden here: only this file's sources include its headers (kernels/conv.cpp, and
+// kernels/onednn.{h,cpp}, which runs the primitives).
 #pragma once
 
 #include <cstdint>

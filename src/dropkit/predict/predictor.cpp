@@ -52,11 +52,10 @@ void log_softmax(const float* z, std::size_t classes, float* y) {
   for (std::size_t c = 0; c < classes; ++c) y[c] = z[c] - m - lse;
 }
 
-}  // namespace
-
-void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std::size_t end,
-             const PredictOptions& options, parallel::ThreadPool& pool,
-             const std::function<void(const ExampleResult&)>& on_result) {
+// The number of classes, after the checks predict() makes on its arguments: the examples are in
+// the data, of the model's input size, and every label has an output.
+std::size_t checked_classes(const model::Model& model, const data::Dataset& d, std::size_t begin,
+                            std::size_t end) {
   if (begin > end || end > d.count) {
     throw std::invalid_argument(fmt::format(
         "predict: examples [{}, {}) are outside the {} in the data", begin, end, d.count));
@@ -79,6 +78,51 @@ void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std
           d.labels[i], classes - 1));
     }
   }
+  return classes;
+}
+
+// The logits of samples [s0, s0 + g) of the chunk whose first example is row c0, from the
+// output of its deterministic prefix (layers [0, k)): g stacked blocks, or the prefix's output
+// itself when no layer is stochastic (k is the model's size).
+const Tensor& sample_logits(model::Model& model, const Tensor& prefix, std::size_t k,
+                            std::uint64_t s0, std::size_t g, std::size_t c0,
+                            const PredictOptions& options, parallel::ThreadPool& pool) {
+  if (k == model.size()) return prefix;
+  // The first stochastic layer reads the prefix's rows for every sample (no copies); the rest
+  // runs on the g stacked blocks it writes.
+  nn::Context sample{.mode = nn::Mode::kSample,
+                     .seed = options.seed,
+                     .step = s0,
+                     .row_offset = c0,
+                     .samples = g,
+                     .shared_input = true,
+                     .pool = &pool};
+  const Tensor& first = model.net().forward(prefix, sample, k, k + 1);
+  sample.shared_input = false;
+  return model.net().forward(first, sample, k + 1, model.size());
+}
+
+// Reports the n examples of the chunk whose first example is row c0, after `done` samples.
+void report_chunk(const SampleAccumulator& acc, std::size_t c0, std::size_t n,
+                  const std::vector<std::uint8_t>& labels, bool labelled, std::uint64_t done,
+                  const std::function<void(const ExampleResult&)>& on_result) {
+  for (std::size_t i = 0; i < n; ++i) {
+    ExampleResult r;
+    r.index = c0 + i;
+    r.label = labelled ? labels[i] : -1;
+    r.samples = done;
+    r.stats = acc.stats(i, r.label);
+    r.probs = acc.mean_probs(i);
+    on_result(r);
+  }
+}
+
+}  // namespace
+
+void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std::size_t end,
+             const PredictOptions& options, parallel::ThreadPool& pool,
+             const std::function<void(const ExampleResult&)>& on_result) {
+  const std::size_t classes = checked_classes(model, d, begin, end);
   const auto counts = report_counts(options);
   check_predict_fits(model, options);
   const bool mc = options.samples > 0;
@@ -91,7 +135,6 @@ void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std
   const bool labelled = !d.labels.empty();
 
   parallel::ScopedFlushDenormals flush;
-  model::Sequential& net = model.net();
   SampleAccumulator acc(chunk, classes);
   std::vector<std::uint32_t> rows;
   std::vector<std::uint8_t> labels;
@@ -103,26 +146,12 @@ void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std
     data::make_batch(d, rows, model.normalization(), x, labels);
     // The deterministic prefix, once per example.
     const nn::Context eval{.mode = nn::Mode::kEval, .row_offset = c0, .pool = &pool};
-    const Tensor& prefix = net.forward(model.shaped_input(x), eval, 0, k);
+    const Tensor& prefix = model.net().forward(model.shaped_input(x), eval, 0, k);
     acc.clear();
     std::size_t next_report = 0;
     for (std::uint64_t s0 = 0; s0 < total; s0 += group) {
       const std::size_t g = static_cast<std::size_t>(std::min<std::uint64_t>(group, total - s0));
-      const Tensor* logits = &prefix;
-      if (k < model.size()) {
-        // The first stochastic layer reads the prefix's rows for every sample (no copies);
-        // the rest runs on the g stacked blocks it writes.
-        nn::Context sample{.mode = nn::Mode::kSample,
-                           .seed = options.seed,
-                           .step = s0,
-                           .row_offset = c0,
-                           .samples = g,
-                           .shared_input = true,
-                           .pool = &pool};
-        const Tensor& first = net.forward(prefix, sample, k, k + 1);
-        sample.shared_input = false;
-        logits = &net.forward(first, sample, k + 1, model.size());
-      }
+      const Tensor& logits = sample_logits(model, prefix, k, s0, g, c0, options, pool);
       // Without a stochastic layer every sample is the prefix's output: one block, reused.
       const std::size_t blocks = k < model.size() ? g : 1;
       for (std::size_t s = 0; s < g;) {
@@ -137,7 +166,7 @@ void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std
           for (std::size_t i = i0; i < i1; ++i) {
             for (std::size_t t = s; t < stop; ++t) {
               const std::size_t row = (blocks == 1 ? 0 : t) * n + i;
-              log_softmax(logits->data() + row * classes, classes, lp.data());
+              log_softmax(logits.data() + row * classes, classes, lp.data());
               acc.add(i, lp);
             }
           }
@@ -145,15 +174,7 @@ void predict(model::Model& model, const data::Dataset& d, std::size_t begin, std
         s = stop;
         const std::uint64_t done = s0 + s;
         if (next_report < counts.size() && counts[next_report] == done) {
-          for (std::size_t i = 0; i < n; ++i) {
-            ExampleResult r;
-            r.index = c0 + i;
-            r.label = labelled ? labels[i] : -1;
-            r.samples = done;
-            r.stats = acc.stats(i, r.label);
-            r.probs = acc.mean_probs(i);
-            on_result(r);
-          }
+          report_chunk(acc, c0, n, labels, labelled, done, on_result);
           ++next_report;
         }
       }

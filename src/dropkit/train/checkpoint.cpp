@@ -270,48 +270,58 @@ void save_checkpoint(const std::filesystem::path& file, const model::Model& mode
   write_file_atomic(file, model::encode_safetensors(views, meta));
 }
 
-Checkpoint read_checkpoint(const std::filesystem::path& file) {
-  return read_checkpoint_bytes(read_file(file), file.string());
+namespace {
+
+using Metadata = std::map<std::string, std::string>;
+
+CheckpointError error_in(const std::string& source, const std::string& why) {
+  return CheckpointError(source + ": " + why);
 }
 
-Checkpoint read_checkpoint_bytes(std::string_view bytes, const std::string& source) {
-  auto fail = [&](const std::string& why) { return CheckpointError(source + ": " + why); };
-  model::Safetensors st;
-  try {
-    st = model::decode_safetensors(bytes, source);
-  } catch (const model::FormatError& e) {
-    throw CheckpointError(e.what());
-  }
-  const auto meta = [&](const char* key) -> const std::string* {
-    const auto it = st.metadata.find(key);
-    return it == st.metadata.end() ? nullptr : &it->second;
-  };
-  Checkpoint ck;
+const std::string* metadata_at(const Metadata& metadata, const char* key) {
+  const auto it = metadata.find(key);
+  return it == metadata.end() ? nullptr : &it->second;
+}
+
+// The format version the metadata declares: 1 for the first format, else its format_version,
+// which this dropkit must be able to read; and the entries that version needs are there.
+int format_version(const Metadata& metadata, const std::string& source) {
+  const auto meta = [&](const char* key) { return metadata_at(metadata, key); };
+  int version = 0;
   const std::string* format = meta("format");
   if (format != nullptr && *format == kFormatV1) {
-    ck.version = 1;
+    version = 1;
   } else if (format != nullptr && *format == kFormat && meta("format_version") != nullptr) {
     const std::string& v = *meta("format_version");
-    const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), ck.version);
-    if (ec != std::errc() || p != v.data() + v.size() || ck.version < 2) {
-      throw fail(fmt::format("format_version '{}' is not a valid version", v));
+    const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), version);
+    if (ec != std::errc() || p != v.data() + v.size() || version < 2) {
+      throw error_in(source, fmt::format("format_version '{}' is not a valid version", v));
     }
-    if (ck.version > kCheckpointVersion) {
-      throw fail(fmt::format(
-          "written by a newer dropkit (checkpoint format version {}; this dropkit reads versions "
-          "1 to {})",
-          ck.version, kCheckpointVersion));
+    if (version > kCheckpointVersion) {
+      throw error_in(
+          source,
+          fmt::format("written by a newer dropkit (checkpoint format version {}; this dropkit "
+                      "reads versions 1 to {})",
+                      version, kCheckpointVersion));
     }
   } else {
-    throw fail(
+    throw error_in(
+        source,
         fmt::format("not a dropkit checkpoint (no \"format\": \"{}\" in its metadata)", kFormat));
   }
   if (meta("config") == nullptr || meta("state") == nullptr ||
-      (ck.version >= 2 && meta("model") == nullptr)) {
-    throw fail("checkpoint metadata lacks config, state or model");
+      (version >= 2 && meta("model") == nullptr)) {
+    throw error_in(source, "checkpoint metadata lacks config, state or model");
   }
+  return version;
+}
 
-  std::map<std::string, Tensor> tensors = std::move(st.tensors);
+// ck's config, state and model from the metadata of a checkpoint of format ck.version. The
+// first format names no model: it is built from the config, and `tensors` renamed from that
+// format's names to the model's. Any problem here is "bad metadata".
+void read_metadata(const Metadata& metadata, const std::string& source, Checkpoint& ck,
+                   std::map<std::string, Tensor>& tensors) {
+  const auto meta = [&](const char* key) { return metadata_at(metadata, key); };
   try {
     ck.config = TrainConfig::from_json(parse_json(*meta("config"), "config"),
                                        /*resolve_net=*/false);
@@ -340,21 +350,27 @@ Checkpoint read_checkpoint_bytes(std::string_view bytes, const std::string& sour
           model::Model::from_json(parse_json(*meta("model"), "model")));
     }
   } catch (const std::exception& e) {
-    throw fail(std::string("bad metadata: ") + e.what());
+    throw error_in(source, std::string("bad metadata: ") + e.what());
   }
+}
 
-  // Exactly the tensors the model and its optimizer need, each finite and of the right shape;
-  // everything is checked before anything is copied.
+// Exactly the tensors ck's model and its optimizer need, each finite and of the right shape,
+// into the model's parameters and buffers and ck.optimizer_slots; everything is checked before
+// anything is copied.
+void take_tensors(std::map<std::string, Tensor> tensors, const std::string& source,
+                  Checkpoint& ck) {
   auto take = [&](const std::string& name, const Shape& shape) -> Tensor {
     const auto it = tensors.find(name);
-    if (it == tensors.end()) throw fail("missing tensor " + name);
+    if (it == tensors.end()) throw error_in(source, "missing tensor " + name);
     if (it->second.shape() != shape) {
-      throw fail(fmt::format("tensor {} has shape {}, the model needs {}", name,
-                             it->second.shape().str(), shape.str()));
+      throw error_in(source, fmt::format("tensor {} has shape {}, the model needs {}", name,
+                                         it->second.shape().str(), shape.str()));
     }
     for (std::size_t i = 0; i < it->second.numel(); ++i) {
-      if (!std::isfinite(it->second[i]))
-        throw fail(fmt::format("tensor {} holds {} at index {}", name, it->second[i], i));
+      if (!std::isfinite(it->second[i])) {
+        throw error_in(source,
+                       fmt::format("tensor {} holds {} at index {}", name, it->second[i], i));
+      }
     }
     Tensor t = std::move(it->second);
     tensors.erase(it);
@@ -370,10 +386,30 @@ Checkpoint read_checkpoint_bytes(std::string_view bytes, const std::string& sour
       ck.optimizer_slots.emplace(slot + "." + e.name, take(name, e.spec.shape));
     }
   }
-  if (!tensors.empty()) throw fail("unexpected tensor " + tensors.begin()->first);
+  if (!tensors.empty()) throw error_in(source, "unexpected tensor " + tensors.begin()->first);
   for (auto& [e, t] : values) {
     std::copy(t.span().begin(), t.span().end(), arena.values_of(*e).begin());
   }
+}
+
+}  // namespace
+
+Checkpoint read_checkpoint(const std::filesystem::path& file) {
+  return read_checkpoint_bytes(read_file(file), file.string());
+}
+
+Checkpoint read_checkpoint_bytes(std::string_view bytes, const std::string& source) {
+  model::Safetensors st;
+  try {
+    st = model::decode_safetensors(bytes, source);
+  } catch (const model::FormatError& e) {
+    throw CheckpointError(e.what());
+  }
+  Checkpoint ck;
+  ck.version = format_version(st.metadata, source);
+  std::map<std::string, Tensor> tensors = std::move(st.tensors);
+  read_metadata(st.metadata, source, ck, tensors);
+  take_tensors(std::move(tensors), source, ck);
   return ck;
 }
 

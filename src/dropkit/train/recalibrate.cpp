@@ -39,19 +39,68 @@ std::size_t recalibrate_batchnorm(model::Model& model, const data::Dataset& d,
   return layers;
 }
 
+namespace {
+
+// One BatchNorm's input, summed per channel over the examples measured.
+struct ChannelSums {
+  std::size_t layer;
+  const nn::BatchNorm* bn;
+  std::vector<double> sum, sq;
+  double count = 0;
+};
+
+// Adds a batch of the layer's input, [n, c, ...], to its sums.
+void add_batch(const Tensor& input, ChannelSums& s) {
+  const Shape& sh = input.shape();
+  const auto n = static_cast<std::size_t>(sh[0]), c = static_cast<std::size_t>(sh[1]);
+  const std::size_t per = sh.row_size() / c;
+  s.sum.resize(c, 0.0);
+  s.sq.resize(c, 0.0);
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t ch = 0; ch < c; ++ch) {
+      const float* v = input.data() + (i * c + ch) * per;
+      for (std::size_t j = 0; j < per; ++j) {
+        s.sum[ch] += v[j];
+        s.sq[ch] += static_cast<double>(v[j]) * v[j];
+      }
+    }
+  }
+  s.count += static_cast<double>(n * per);
+}
+
+// The layer's measured variance against its running one, per channel and averaged.
+VarianceShift shift_of(const ChannelSums& s) {
+  VarianceShift v{.layer = s.layer, .channels = s.sum.size()};
+  const double eps = s.bn->config().at("eps").get<double>();
+  v.min_ratio = INFINITY;
+  v.max_ratio = 0;
+  for (std::size_t ch = 0; ch < s.sum.size(); ++ch) {
+    const double mean = s.sum[ch] / s.count;
+    const double var = std::max(0.0, s.sq[ch] / s.count - mean * mean);
+    const double running = s.bn->running_var()[ch];
+    const double ratio = (var + eps) / (running + eps);
+    v.eval_over_running += ratio;
+    v.min_ratio = std::min(v.min_ratio, ratio);
+    v.max_ratio = std::max(v.max_ratio, ratio);
+    v.running_var += running;
+    v.eval_var += var;
+  }
+  const auto c = static_cast<double>(s.sum.size());
+  v.eval_over_running /= c;
+  v.running_var /= c;
+  v.eval_var /= c;
+  return v;
+}
+
+}  // namespace
+
 std::vector<VarianceShift> measure_variance_shift(model::Model& model, const data::Dataset& d,
                                                   std::span<const std::uint32_t> rows,
                                                   std::size_t batch, parallel::ThreadPool& pool) {
   if (rows.empty() || batch == 0) {
     throw std::invalid_argument("measuring the variance shift needs examples and a batch size");
   }
-  struct Sums {
-    std::size_t layer;
-    const nn::BatchNorm* bn;
-    std::vector<double> sum, sq;
-    double count = 0;
-  };
-  std::vector<Sums> sums;
+  std::vector<ChannelSums> sums;
   for (std::size_t i = 0; i < model.size(); ++i) {
     if (const auto* bn = dynamic_cast<const nn::BatchNorm*>(&model.layer(i))) {
       sums.push_back({i, bn, {}, {}, 0});
@@ -67,49 +116,14 @@ std::vector<VarianceShift> measure_variance_shift(model::Model& model, const dat
                      labels);
     input = model.shaped_input(x).clone();
     std::size_t at = 0;  // `input` is layer at's input
-    for (Sums& s : sums) {
+    for (ChannelSums& s : sums) {
       input = model.net().forward(input, ctx, at, s.layer).clone();
       at = s.layer;
-      const Shape& sh = input.shape();
-      const auto n = static_cast<std::size_t>(sh[0]), c = static_cast<std::size_t>(sh[1]);
-      const std::size_t per = sh.row_size() / c;
-      s.sum.resize(c, 0.0);
-      s.sq.resize(c, 0.0);
-      for (std::size_t i = 0; i < n; ++i) {
-        for (std::size_t ch = 0; ch < c; ++ch) {
-          const float* v = input.data() + (i * c + ch) * per;
-          for (std::size_t j = 0; j < per; ++j) {
-            s.sum[ch] += v[j];
-            s.sq[ch] += static_cast<double>(v[j]) * v[j];
-          }
-        }
-      }
-      s.count += static_cast<double>(n * per);
+      add_batch(input, s);
     }
   }
   std::vector<VarianceShift> out;
-  for (const Sums& s : sums) {
-    VarianceShift v{.layer = s.layer, .channels = s.sum.size()};
-    const double eps = s.bn->config().at("eps").get<double>();
-    v.min_ratio = INFINITY;
-    v.max_ratio = 0;
-    for (std::size_t ch = 0; ch < s.sum.size(); ++ch) {
-      const double mean = s.sum[ch] / s.count;
-      const double var = std::max(0.0, s.sq[ch] / s.count - mean * mean);
-      const double running = s.bn->running_var()[ch];
-      const double ratio = (var + eps) / (running + eps);
-      v.eval_over_running += ratio;
-      v.min_ratio = std::min(v.min_ratio, ratio);
-      v.max_ratio = std::max(v.max_ratio, ratio);
-      v.running_var += running;
-      v.eval_var += var;
-    }
-    const auto c = static_cast<double>(s.sum.size());
-    v.eval_over_running /= c;
-    v.running_var /= c;
-    v.eval_var /= c;
-    out.push_back(v);
-  }
+  for (const ChannelSums& s : sums) out.push_back(shift_of(s));
   return out;
 }
 

@@ -166,7 +166,7 @@ TEST_F(Cli, BadInputsGetOneLineAndExitCodeTwoAndWriteNothing) {
   // A net or a benchmark that cannot fit in memory is refused up front, not with bad_alloc.
   expect_one_line_error(run(train_args("--out " + out.string(), "64-1048576-1048576-4")),
                         "GiB of memory this machine has");
-  expect_one_line_error(run("bench --sizes 4294967296"), "GiB of memory this machine has");
+  expect_one_line_error(run("bench kernels --sizes 4294967296"), "GiB of memory this machine has");
   expect_one_line_error(run("train --data " + (root_ / "nope").string()), "missing");
   EXPECT_FALSE(fs::exists(out));
   // An --out below a regular file cannot be created.
@@ -417,7 +417,7 @@ TEST_F(Cli, CompareAndBenchRun) {
   EXPECT_THAT(c.out, HasSubstr("cmp_b"));
   EXPECT_TRUE(fs::exists(root_ / "cmp.svg"));
 
-  const auto k = run("bench --json --sizes 4096,1024 --reps 1");  // a comma list as well
+  const auto k = run("bench kernels --json --sizes 4096,1024 --reps 1");  // a comma list as well
   ASSERT_EQ(k.code, 0) << k.err;
   const auto j = nlohmann::json::parse(k.out);
   // Every benchmark names the machine kind it measured, as /proc/cpuinfo's first processor does.

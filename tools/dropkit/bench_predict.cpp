@@ -22,6 +22,7 @@
 #include "dropkit/model/spec.h"
 #include "dropkit/predict/predictor.h"
 #include "dropkit/train/checkpoint.h"
+#include "dropkit/train/config.h"
 #include "dropkit/train/run_dir.h"
 #include "flags.h"
 #include "measure.h"
@@ -31,13 +32,11 @@ namespace dropkit::cli {
 
 void add_bench_predict_options(CLI::App& app, BenchPredictOptions& o) {
   app.add_option("--model", o.model,
-                 "`bench predict`: a run directory (default: the default network, random "
-                 "weights)");
-  add_number_flag(app, "mc", o.mc, "`bench predict`: samples T", 1, 100000);
-  add_number_flag(app, "examples", o.examples, "`bench predict`: examples predicted", 1, 1 << 24);
-  add_number_flag(app, "batch_rows", o.batch_rows, "`bench predict`: rows per stacked pass", 1,
-                  1 << 20);
-  add_number_flag(app, "rounds", o.rounds, "`bench predict`: timed rounds", 1, 1000);
+                 "a run directory (default: `train`'s default network, random weights)");
+  add_number_flag(app, "mc", o.mc, "samples T", 1, 100000);
+  add_number_flag(app, "examples", o.examples, "examples predicted", 1, 1 << 24);
+  add_number_flag(app, "batch_rows", o.batch_rows, "rows per stacked pass", 1, 1 << 20);
+  add_number_flag(app, "rounds", o.rounds, "timed rounds", 1, 1000);
 }
 
 int run_bench_predict(const BenchPredictOptions& o, int threads_flag, bool json) {
@@ -46,9 +45,8 @@ int run_bench_predict(const BenchPredictOptions& o, int threads_flag, bool json)
   parallel::ScopedFlushDenormals flush;
   std::unique_ptr<model::Model> model;
   if (o.model.empty()) {
-    model = std::make_unique<model::Model>(
-        model::mlp_layers(model::parse_arch("784-1024-1024-10"), "relu", 0.2, 0.5, "inverted"),
-        Shape{1, 28, 28});
+    model =
+        std::make_unique<model::Model>(train::TrainConfig::defaults().layers(), Shape{1, 28, 28});
     model->init_params(1);
   } else {
     model = std::move(

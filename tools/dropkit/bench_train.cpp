@@ -30,24 +30,16 @@
 namespace dropkit::cli {
 
 void add_bench_train_options(CLI::App& app, BenchTrainOptions& o) {
-  app.add_option("--arch", o.arch,
-                 "fully connected net for `bench train` (dropout 0.2 on the "
-                 "input, 0.5 on hidden units)")
-      ->capture_default_str();
-  app.add_option("--net", o.net, "layer list for `bench train` instead of --arch (model/spec.h)");
-  add_number_flag(app, "batch", o.batch, "batch size for `bench train`", 1, 65536);
-  add_number_flag(app, "steps", o.steps, "timed rounds for `bench train`", 3, 100000);
-  add_number_flag(app, "threads", o.threads,
-                  "threads for `bench train` and `bench predict` (0 = all)", 0, 256);
-  app.add_option("--precision", o.precision,
-                 "`bench train`: the input format of the dense products and convolutions, f32 or "
-                 "bf16 (the step and the products alone both use it)")
-      ->check(CLI::IsMember({"f32", "bf16"}))
-      ->capture_default_str();
+  using train::TrainConfig;
+  add_option_flag(app, TrainConfig::field("arch").option, o.arch);
+  add_option_flag(app, TrainConfig::field("net").option, o.net);
+  add_option_flag(app, TrainConfig::field("batch").option, o.batch);
+  add_option_flag(app, TrainConfig::field("precision").option, o.precision);
+  add_number_flag(app, "steps", o.steps, "timed rounds", 3, 100000);
 }
 
-int run_bench_train(const BenchTrainOptions& o, bool json) {
-  const int threads = resolve_threads(o.threads);
+int run_bench_train(const BenchTrainOptions& o, int threads_flag, bool json) {
+  const int threads = resolve_threads(threads_flag);
   parallel::ThreadPool pool(threads);
   parallel::ScopedFlushDenormals flush;
   const std::int64_t b = o.batch;
@@ -58,9 +50,10 @@ int run_bench_train(const BenchTrainOptions& o, bool json) {
   nlohmann::json layers;
   Shape input;
   if (o.net.empty()) {
-    const auto sizes = model::parse_arch(o.arch);
-    layers = model::mlp_layers(sizes, "relu", 0.2, 0.5, "inverted");
-    input = Shape{sizes.front()};
+    train::TrainConfig arch_net = train::TrainConfig::defaults();  // its activation, drop rates
+    arch_net.arch = o.arch;
+    layers = arch_net.layers();
+    input = Shape{model::parse_arch(o.arch).front()};
   } else {
     layers = model::resolve_net(o.net);
     input = Shape{1, 28, 28};

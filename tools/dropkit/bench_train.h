@@ -6,18 +6,22 @@
 
 #include <CLI/CLI.hpp>
 
+#include "dropkit/train/config.h"
+
 namespace dropkit::cli {
 
+// The net, batch and precision are `train`'s options (train/config.h), with its defaults: the
+// step measured is the step `dropkit train` runs.
 struct BenchTrainOptions {
-  std::string arch = "784-1024-1024-10";
-  std::string net;  // a layer list instead of arch
-  int batch = 128;
+  std::string arch = train::TrainConfig::defaults().arch;
+  std::string net = train::TrainConfig::defaults().net;  // a layer list instead of arch
+  int batch = train::TrainConfig::defaults().batch;
+  // of dense products and convolutions (kernels/gemm.h, conv.h)
+  std::string precision = train::TrainConfig::defaults().precision;
   int steps = 50;
-  int threads = 0;                // 0: all
-  std::string precision = "f32";  // of dense products and convolutions (kernels/gemm.h, conv.h)
 };
 
 void add_bench_train_options(CLI::App& app, BenchTrainOptions& o);
-int run_bench_train(const BenchTrainOptions& o, bool json);
+int run_bench_train(const BenchTrainOptions& o, int threads, bool json);
 
 }  // namespace dropkit::cli

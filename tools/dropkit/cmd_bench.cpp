@@ -52,8 +52,8 @@ struct Row {
   double ratio;         // median over repetitions of (bytes / seconds) / (8 n / copy seconds)
 };
 
-int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale) {
-  const int all = resolve_threads(0);
+int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale, int threads) {
+  const int all = resolve_threads(threads);  // measured at 1 thread and at this many
   std::vector<int> thread_counts{1};
   if (all > 1) thread_counts.push_back(all);
   std::vector<Row> rows;
@@ -184,34 +184,42 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale) {
 
 }  // namespace
 
+// `bench` has three subcommands, each with its own flags; --threads and --json are the bench's
+// own and may come before or after the subcommand. `bench` alone runs `bench kernels`.
 Run add_bench(CLI::App& app) {
   struct Opts {
-    std::string what = "kernels";
     bool json = false;
+    int threads = 0;
     std::vector<std::size_t> sizes{1u << 20, 16u << 20, 64u << 20};
     int reps = 4;
     BenchTrainOptions train;
     BenchPredictOptions predict;
   };
   auto o = std::make_shared<Opts>();
-  app.add_option("what", o->what,
-                 "kernels (dropout against copy), train (a training step) or predict "
-                 "(Monte-Carlo prediction)")
-      ->check(CLI::IsMember({"kernels", "train", "predict"}))
-      ->capture_default_str();
-  app.add_flag("--json", o->json, "print one JSON object on stdout and nothing else");
-  app.add_option("--sizes", o->sizes,
-                 "element counts for `bench kernels` (space- or comma-separated)")
+  app.require_subcommand(0, 1);
+  add_json_flag(app, o->json, " and nothing else");
+  add_threads_flag(app, o->threads);
+  CLI::App* kernels_app =
+      app.add_subcommand("kernels", "dropout kernels against the copy bandwidth (the default)");
+  kernels_app->fallthrough();
+  kernels_app->add_option("--sizes", o->sizes, "element counts (space- or comma-separated)")
       ->delimiter(',')
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32))
       ->capture_default_str();
-  add_number_flag(app, "reps", o->reps, "repetition scale (more is steadier and slower)", 1, 100);
-  add_bench_train_options(app, o->train);
-  add_bench_predict_options(app, o->predict);
-  return [o] {
-    if (o->what == "train") return run_bench_train(o->train, o->json);
-    if (o->what == "predict") return run_bench_predict(o->predict, o->train.threads, o->json);
-    return run_kernels(o->json, o->sizes, o->reps);
+  add_number_flag(*kernels_app, "reps", o->reps, "repetition scale (more is steadier and slower)",
+                  1, 100);
+  CLI::App* train_app =
+      app.add_subcommand("train", "one training step against its own matrix products");
+  train_app->fallthrough();
+  add_bench_train_options(*train_app, o->train);
+  CLI::App* predict_app = app.add_subcommand(
+      "predict", "Monte-Carlo prediction against T times the products of one pass");
+  predict_app->fallthrough();
+  add_bench_predict_options(*predict_app, o->predict);
+  return [o, train_app, predict_app] {
+    if (train_app->parsed()) return run_bench_train(o->train, o->threads, o->json);
+    if (predict_app->parsed()) return run_bench_predict(o->predict, o->threads, o->json);
+    return run_kernels(o->json, o->sizes, o->reps, o->threads);
   };
 }
 

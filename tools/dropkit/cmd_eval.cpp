@@ -38,18 +38,13 @@ Run add_eval(CLI::App& app) {
                   "the test split in eval mode: mean activation, and with --json each unit's mean "
                   "and each example's fraction of active (> 0) units (the paper's figures 7-8)",
                   1, 1 << 20);
-  add_number_flag(app, "recalibrate_bn", o->recalibrate_bn,
-                  "re-estimate batchnorm's running statistics with dropout off over this many "
-                  "training examples of --data first (nothing is saved)",
-                  0, 18446744073709551615.0);
+  add_recalibrate_bn_flag(app, o->recalibrate_bn);
   app.add_flag("--bn-stats", o->bn_stats,
                "per batchnorm layer: the variance of its input in eval mode on the test split "
                "over its running variance (the variance shift; about 1 - p after dropout p)");
-  app.add_option("--data", o->data, "directory with MNIST-style IDX files")
-      ->capture_default_str()
-      ->check(kNonEmptyPath);
-  add_number_flag(app, "threads", o->threads, "threads (0 = all cores)", 0, 256);
-  app.add_flag("--json", o->json, "print one JSON object on stdout");
+  add_data_flag(app, o->data, " (its test split; the training split for --recalibrate-bn)");
+  add_threads_flag(app, o->threads);
+  add_json_flag(app, o->json, "");
   return [o] {
     // The model comes whole from the checkpoint; only the test split is read.
     const auto ck = train::read_checkpoint(fs::path(o->model) / train::kCheckpointFile);

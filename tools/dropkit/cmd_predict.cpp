@@ -373,9 +373,7 @@ Run add_predict(CLI::App& app) {
   add_number_flag(app, "mc", o->mc,
                   "Monte-Carlo dropout with T samples (0: only the deterministic prediction)", 0,
                   1000000);
-  app.add_option("--data", o->data, "directory with MNIST-style IDX files (its test split)")
-      ->capture_default_str()
-      ->check(kNonEmptyPath);
+  add_data_flag(app, o->data, " (its test split; the training split for --recalibrate-bn)");
   app.add_option("--images", o->images,
                  "an IDX images file instead of --data's test split (no labels); not with --data "
                  "unless --recalibrate-bn")
@@ -400,14 +398,10 @@ Run add_predict(CLI::App& app) {
   app.add_option("--exclude-classes", o->exclude_classes,
                  "classes treated as out-of-distribution (default: those the model was trained "
                  "without)");
-  add_number_flag(app, "recalibrate_bn", o->recalibrate_bn,
-                  "re-estimate batchnorm's running statistics with dropout off over this many "
-                  "training examples of --data first (nothing is saved)",
-                  0, 18446744073709551615.0);
+  add_recalibrate_bn_flag(app, o->recalibrate_bn);
   add_number_flag(app, "batch_rows", o->max_rows, "rows per stacked forward pass", 1, 1 << 20);
-  add_number_flag(app, "threads", o->threads,
-                  "threads (0 = all cores); results do not depend on it", 0, 256);
-  app.add_flag("--json", o->json, "print one JSON object on stdout (and no progress line)");
+  add_threads_flag(app, o->threads);
+  add_json_flag(app, o->json, " (and no progress line)");
   return [o, &app] { return run_predict(*o, app); };
 }
 

@@ -240,11 +240,7 @@ std::string layer_help() {
 
 Run add_train(CLI::App& app) {
   auto o = std::make_shared<TrainOpts>();
-  app.add_option("--data", o->data,
-                 "directory with MNIST-style IDX files (.gz or not); --resume takes the run's own "
-                 "(config.json) unless given")
-      ->capture_default_str()
-      ->check(kNonEmptyPath);
+  add_data_flag(app, o->data, "; --resume takes the run's own (config.json) unless given");
   for (const auto& f : train::TrainConfig::fields()) {
     const Option& opt = f.option;
     const bool free_text = (opt.type == Option::Type::kString && opt.choices.empty()) ||
@@ -263,8 +259,7 @@ Run add_train(CLI::App& app) {
                                                          : "TEXT";
     app.add_option(opt.flag(), o->values[opt.name], help)->default_str(shown)->type_name(type);
   }
-  add_number_flag(app, "threads", o->threads,
-                  "threads (0 = all cores); results do not depend on it", 0, 256);
+  add_threads_flag(app, o->threads);
   app.add_option("--out", o->out,
                  "directory for config.json, metrics.jsonl, checkpoint.safetensors, curves.svg")
       ->check(kNonEmptyPath);
@@ -273,7 +268,7 @@ Run add_train(CLI::App& app) {
   app.add_flag("--overwrite", o->overwrite,
                "replace the run in a non-empty --out (its config.json, metrics.jsonl, "
                "checkpoint and curves.svg; other files stay); without it such an --out is refused");
-  app.add_flag("--json", o->json, "print one JSON object on stdout at the end; progress to stderr");
+  add_json_flag(app, o->json, " at the end; progress to stderr");
   app.footer(layer_help());
   return [o, &app] { return run_train(app, *o); };
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -37,33 +38,68 @@ inline const CLI::Validator kNonEmptyPath(
     },
     "PATH");
 
-// Registers `--<name>` (underscores become dashes) with `help` and the range [min, max] on
-// `app`; the value given is parsed into `target` (a number, or an optional one) by the option
-// table's rules, and a bad one is a usage error (exit 2) naming the flag and the range.
-// `target` keeps its value as the default.
+// Registers `option`'s flag (--<name>, underscores become dashes) on `app`; the value given is
+// parsed into `target` (a number, an optional one, or a string) by the option table's rules,
+// and a bad one is a usage error (exit 2) naming the flag and the range. `target` keeps its
+// value as the default. The help is the option's, with its range.
 template <class T>
-CLI::Option* add_number_flag(CLI::App& app, const std::string& name, T& target,
-                             const std::string& help, double min, double max) {
-  using Number = typename detail::Unwrap<T>::type;
-  Option option{.name = name,
-                .type = std::is_floating_point_v<Number> ? Option::Type::kReal : Option::Type::kInt,
-                .help = help,
-                .min = min,
-                .max = max};
+CLI::Option* add_option_flag(CLI::App& app, const Option& option, T& target) {
+  using Value = typename detail::Unwrap<T>::type;
   const auto parse = [option, &target](const CLI::results_t& given) {
     try {
       const nlohmann::json v = parse_option_text(option, given.back(), "--");
       option.check(v, "--");
-      target = v.get<Number>();
+      target = v.get<Value>();
     } catch (const std::invalid_argument& e) {
       throw CLI::ValidationError(e.what());
     }
     return true;
   };
-  CLI::Option* flag = app.add_option(option.flag(), parse, help + " (" + option.range_text() + ")");
-  flag->type_name(option.type == Option::Type::kInt ? "INT" : "FLOAT");
-  if constexpr (std::is_same_v<T, Number>) flag->default_str(fmt::format("{}", target));
+  const bool free_text = option.type == Option::Type::kString && option.choices.empty();
+  CLI::Option* flag = app.add_option(option.flag(), parse,
+                                     spell_options(option.help, flag_spelling) +
+                                         (free_text ? "" : " (" + option.range_text() + ")"));
+  flag->type_name(option.type == Option::Type::kInt    ? "INT"
+                  : option.type == Option::Type::kReal ? "FLOAT"
+                                                       : "TEXT");
+  if constexpr (std::is_same_v<T, Value>) flag->default_str(fmt::format("{}", target));
   return flag;
+}
+
+// A numeric flag described on the spot: `--<name>` with `help` and the range [min, max].
+template <class T>
+CLI::Option* add_number_flag(CLI::App& app, const std::string& name, T& target,
+                             const std::string& help, double min, double max) {
+  using Number = typename detail::Unwrap<T>::type;
+  return add_option_flag(
+      app,
+      Option{.name = name,
+             .type = std::is_floating_point_v<Number> ? Option::Type::kReal : Option::Type::kInt,
+             .help = help,
+             .min = min,
+             .max = max},
+      target);
+}
+
+// The flags several subcommands share, each defined once.
+inline CLI::Option* add_threads_flag(CLI::App& app, int& threads) {
+  return add_number_flag(app, "threads", threads,
+                         "threads (0 = all cores); results do not depend on it", 0, 256);
+}
+// `what`: the subcommand's own words on what it reads there.
+inline CLI::Option* add_data_flag(CLI::App& app, std::string& data, const std::string& what) {
+  return app.add_option("--data", data, "directory with MNIST-style IDX files (.gz or not)" + what)
+      ->capture_default_str()
+      ->check(kNonEmptyPath);
+}
+inline CLI::Option* add_json_flag(CLI::App& app, bool& json, const std::string& what) {
+  return app.add_flag("--json", json, "print one JSON object on stdout" + what);
+}
+inline CLI::Option* add_recalibrate_bn_flag(CLI::App& app, std::uint64_t& examples) {
+  return add_number_flag(app, "recalibrate_bn", examples,
+                         "re-estimate batchnorm's running statistics with dropout off over this "
+                         "many training examples of --data first (nothing is saved)",
+                         0, 18446744073709551615.0);
 }
 
 }  // namespace dropkit::cli

@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
       dropkit::cli::add_predict);
   add("compare", "compare finished runs: accuracy table and one SVG of their curves",
       dropkit::cli::add_compare);
-  add("bench", "measure dropout kernels (or `bench train`) against references",
+  add("bench", "measure the kernels, a training step or prediction against references",
       dropkit::cli::add_bench);
   add("demo", "apply dropout to a small tensor and show what each mode returns",
       dropkit::cli::add_demo);

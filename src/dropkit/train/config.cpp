@@ -279,6 +279,11 @@ void TrainConfig::set(const std::string& name, const json& value) {
       f.ref);
 }
 
+const TrainConfig& TrainConfig::defaults() {
+  static const TrainConfig d;
+  return d;
+}
+
 void TrainConfig::check_given(const std::vector<std::string>& names, const std::string& net) {
   bool net_given = false;
   std::vector<std::string> arch_options;

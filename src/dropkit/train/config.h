@@ -60,6 +60,7 @@ struct TrainConfig {
     bool optimizer = false;       // part of OptimizerConfig (checked by its validate())
     bool arch_only = false;       // describes the `arch` net only; a `net` replaces it
   };
+  static const TrainConfig& defaults();  // every field at its default
   static const std::vector<Field>& fields();
   static const Field& field(const std::string& name);  // std::invalid_argument if unknown
 

@@ -611,3 +611,44 @@ TEST_F(Cli, RecalibrationOfBatchNormChangesTheNumbersButNotTheCheckpoint) {
 
 }  // namespace
 }  // namespace dropkit
+
+namespace dropkit {
+namespace {
+
+// The progress line: drawn and erased on a terminal (a pseudo-terminal from script(1)), for
+// train, predict and every bench; never with --json, and never when the stream is a pipe.
+TEST_F(Cli, ProgressLineOnlyOnATerminal) {
+  if (std::system("command -v script >/dev/null 2>&1") != 0) GTEST_SKIP() << "no script(1)";
+  const fs::path m = root_ / "progress_model";
+  ASSERT_EQ(run(train_args("--epochs 1 --out " + m.string())).code, 0);
+  const std::string predict =
+      "predict --model " + m.string() + " --data " + (root_ / "data").string() + " --mc 3";
+  // Runs `args` on a pseudo-terminal; what the terminal showed (stdout and stderr together).
+  const auto on_terminal = [&](const std::string& args) {
+    const fs::path shown = root_ / "terminal.txt";
+    const std::string cmd = "script -qec \"" + std::string(DROPKIT_CLI) + " " + args + "\" " +
+                            shown.string() + " >/dev/null 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << args;
+    std::ifstream in(shown);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const std::pair<std::string, std::string> commands[] = {
+      {"bench kernels --sizes 1024,2048 --reps 1", "bench kernels, sizes x thread counts ["},
+      {"bench train --arch 20-16-4 --batch 8 --steps 3", "bench train, rounds ["},
+      {predict, "predict, T = 3 ["},
+      {train_args("--epochs 1"), "epoch 1/1 ["}};
+  for (const auto& [args, label] : commands) {
+    SCOPED_TRACE(args);
+    // (A terminal shows "\n" as "\r\n": the line is recognised by its label and its erasure.)
+    const std::string shown = on_terminal(args);
+    EXPECT_THAT(shown, HasSubstr("\r" + label));
+    EXPECT_THAT(shown, HasSubstr("\r\033[K"));  // erased when the work ends
+    const std::string quiet = on_terminal(args + " --json");
+    EXPECT_THAT(quiet, Not(HasSubstr(label)));
+    EXPECT_THAT(quiet, Not(HasSubstr("\033[K")));
+    EXPECT_THAT(run(args).err, Not(HasSubstr(label)));  // a pipe: nothing
+  }
+}
+
+}  // namespace
+}  // namespace dropkit

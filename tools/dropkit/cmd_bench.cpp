@@ -30,6 +30,7 @@
 #include "dropkit/kernels/table.h"
 #include "flags.h"
 #include "measure.h"
+#include "progress.h"
 
 namespace dropkit::cli {
 namespace {
@@ -66,12 +67,16 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale, int t
   std::vector<std::uint64_t> bits(dropout::mask_words(0, max_n));
   const auto& k = kernels::active_kernels();
 
+  ProgressBar bar(stderr, "bench kernels, sizes x thread counts", json);
+  std::size_t stage = 0;
+  const std::size_t stages = sizes.size() * thread_counts.size();
   for (std::size_t n : sizes) {
     // Repetitions: more for small sizes, where one run is short and noisy.
     const int reps = 3 + reps_scale * (n <= (1u << 20) ? 8 : n <= (16u << 20) ? 3 : 1);
     Tensor xs(Shape{static_cast<std::int64_t>(n)}), ys(xs.shape()), dxs(xs.shape());
     std::memcpy(xs.data(), x.data(), n * sizeof(float));
     for (int threads : thread_counts) {
+      bar(stage++, stages);
       parallel::ThreadPool pool(threads);
       auto split = [&](auto&& fn) {
         parallel::parallel_for(pool, n, 64, [&](std::size_t b, std::size_t e) { fn(b, e); });
@@ -152,6 +157,7 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale, int t
     }
   }
 
+  bar.finish();
   auto gbs = [](const Row& r) { return r.bytes / r.seconds / 1e9; };
   if (json) {
     nlohmann::json j = machine_json();

@@ -158,7 +158,8 @@ int run_train(CLI::App& app, TrainOpts& o) {
   std::fflush(log);
   try {
     while (trainer.epochs_done() < config.epochs) {
-      ProgressBar bar(log, fmt::format("epoch {}/{}", trainer.epochs_done() + 1, config.epochs));
+      ProgressBar bar(log, fmt::format("epoch {}/{}", trainer.epochs_done() + 1, config.epochs),
+                      o.json);
       const auto r = trainer.run_epoch(
           [&](std::size_t done, std::size_t total, double loss) { bar(done, total, loss); });
       bar.finish();

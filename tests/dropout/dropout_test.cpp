@@ -1,5 +1,5 @@
-// The Dropout layer against SPEC section 1: exact values, both scalings, every mode, the edge
-// cases, the backward contract, reproducibility and thread-count invariance.
+// The Dropout layer against docs/spec.md section 1: exact values, both scalings, every mode, the
+// edge cases, the backward contract, reproducibility and thread-count invariance.
 #include "dropkit/dropout/dropout.h"
 
 #include <gmock/gmock.h>

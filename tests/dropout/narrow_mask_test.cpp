@@ -1,4 +1,4 @@
-// Keep decisions from 16- or 8-bit fields (SPEC section 2, mask_bits): every ISA's kernels
+// Keep decisions from 16- or 8-bit fields (docs/spec.md section 2, mask_bits): every ISA's kernels
 // against the element-by-element definition rng::keep_field_at, the layer's effective drop rate
 // and scale, the statistics (keep rate within k sigma at several rates, exact expectation, no
 // correlation between fields of one word), and the same bits at any thread count and split.

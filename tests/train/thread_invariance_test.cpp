@@ -1,5 +1,5 @@
-// "Same seed, same bits, whatever the thread count" (SPEC 2), as a property: whole training
-// steps of generated networks -- widths odd, prime, and multiples of the 64-column grid,
+// "Same seed, same bits, whatever the thread count" (docs/spec.md section 2), as a property: whole
+// training steps of generated networks -- widths odd, prime, and multiples of the 64-column grid,
 // several batch sizes -- give bitwise identical parameters and optimizer state at 1 to 16
 // threads (more threads than cores is fine: the split is what is tested, not the speed).
 #include <gtest/gtest.h>

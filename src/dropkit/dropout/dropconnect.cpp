@@ -23,7 +23,7 @@ DropConnect::DropConnect(std::int64_t in, std::int64_t out, nn::Activation f, do
       samples_(samples),
       stream_id_(stream_id),
       keep_(drop_prob, mask_bits),
-      // Scaled by the rate the masks realise, so the expectation is exact (SPEC section 2).
+      // Scaled by the rate the masks realise, so the expectation is exact (docs/spec.md section 2).
       train_scale_(train_scale_of(keep_.effective_drop_prob(), scaling)),
       eval_scale_(eval_scale_of(keep_.effective_drop_prob(), scaling)) {
   if (samples < 1 || samples > 100000) {

@@ -28,7 +28,7 @@ Dropout::Dropout(double drop_prob, Scaling scaling, MaskStorage storage, std::ui
       scaling_(scaling),
       storage_(storage),
       keep_(drop_prob, mask_bits),  // checks mask_bits
-      // Scaled by the rate the masks realise, so the expectation is exact (SPEC section 2).
+      // Scaled by the rate the masks realise, so the expectation is exact (docs/spec.md section 2).
       train_scale_(train_scale_of(keep_.effective_drop_prob(), scaling)),
       eval_scale_(eval_scale_of(keep_.effective_drop_prob(), scaling)) {}
 

@@ -3,7 +3,7 @@
 // What it represents: during training every element h of the input is kept with probability
 // 1 - drop_prob and zeroed otherwise, independently; inference approximates the average of the
 // thinned networks with one deterministic pass. Two scalings keep E[train output] = inference
-// output (SPEC section 1):
+// output (docs/spec.md section 1):
 //
 //   scaling     train, kept      train, dropped   eval (and the layer at inference)
 //   kInverted   h * s, s=1/(1-p)      0           h                (PyTorch, Keras; default)

@@ -31,7 +31,8 @@ const NoiseLayer::Draw& NoiseLayer::begin_draw(const Tensor& x, const nn::Contex
   d.shared = d.noise != d.shape;
   d.key = ctx.noise_key(stream_id_);
   // Rows are the leading axis: a worker holding rows [r, r + n) of a batch draws what a single
-  // process draws for them (SPEC 2); a stacked sample block starts at the same row_offset.
+  // process draws for them (docs/spec.md section 2); a stacked sample block starts at the same
+  // row_offset.
   d.first = ctx.row_offset * d.noise.row_size();
   ctx.block_rows(d.shape[0], name());
   d.pool = &ctx.threads();

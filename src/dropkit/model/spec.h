@@ -51,8 +51,8 @@ std::vector<std::int64_t> parse_arch(const std::string& arch);
 
 // The paper's fully connected net as a layer list: dropout on the input (if input_drop_prob >
 // 0), then per hidden size a dense layer with `activation` and dropout (if hidden_drop_prob > 0),
-// then a dense output layer without activation or dropout (SPEC 4). The first size is the
-// input's and makes no layer.
+// then a dense output layer without activation or dropout (docs/spec.md section 4). The first size
+// is the input's and makes no layer.
 nlohmann::json mlp_layers(const std::vector<std::int64_t>& sizes, const std::string& activation,
                           double input_drop_prob, double hidden_drop_prob,
                           const std::string& scaling);

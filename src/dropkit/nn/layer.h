@@ -45,8 +45,8 @@ struct Context {
   std::uint64_t seed = 0;
   std::uint64_t step = 0;  // training step, or Monte-Carlo sample index in Mode::kSample
   // Index of this batch's first row in the global batch: a data-parallel worker holding rows
-  // [r, r + n) passes r and draws exactly the masks a single process would (SPEC section 2).
-  // In Mode::kSample: the index of the first example in the data set, so that sample t of
+  // [r, r + n) passes r and draws exactly the masks a single process would (docs/spec.md section
+  // 2). In Mode::kSample: the index of the first example in the data set, so that sample t of
   // example i is the same whatever the batch it came in.
   std::uint64_t row_offset = 0;
   // Mode::kSample only: the rows are `samples` stacked blocks of the same examples, block s
@@ -87,8 +87,9 @@ enum class ParamRole { kTrainable, kBuffer };
 enum ParamFlag : unsigned {
   kNoFlags = 0,
   kWeightDecay = 1u << 0,  // L2 weight decay (weights yes, biases no)
-  // Rows are units' incoming weight vectors: the max-norm constraint (SPEC 3) applies to them
-  // when the units are hidden (the arena drops this flag on the output layer, nn/params.h).
+  // Rows are units' incoming weight vectors: the max-norm constraint (docs/spec.md section 3)
+  // applies to them when the units are hidden (the arena drops this flag on the output layer,
+  // nn/params.h).
   kMaxNormRows = 1u << 1,
 };
 

@@ -29,8 +29,8 @@ class ParamArena {
   // Lays out the parameters and buffers of `layers` (in order) and binds each layer's views.
   // prefixes[i] names layer i (default: its index). With last_is_output (a whole network, as
   // Sequential builds it), the last layer with trainable parameters is the output layer, whose
-  // units are not hidden: max-norm is for hidden units only (SPEC 3), so its kMaxNormRows flags
-  // are dropped.
+  // units are not hidden: max-norm is for hidden units only (docs/spec.md section 3), so its
+  // kMaxNormRows flags are dropped.
   explicit ParamArena(const std::vector<Layer*>& layers,
                       const std::vector<std::string>& prefixes = {}, bool last_is_output = false);
   ParamArena(const ParamArena&) = delete;

@@ -80,8 +80,8 @@ constexpr float uniform_at(const StreamKey& s, std::uint64_t i) {
   return uniform_from_bits(bits_at(s, i));
 }
 
-// The keep field of element i for keep words of `width` bits (SPEC section 2): with width 32
-// the element's own word bits_at(s, i); with 16 or 8 the field i % (32 / width) (low field
+// The keep field of element i for keep words of `width` bits (docs/spec.md section 2): with width
+// 32 the element's own word bits_at(s, i); with 16 or 8 the field i % (32 / width) (low field
 // first) of word i / (32 / width), so one Philox block serves 4, 8 or 16 elements.
 constexpr std::uint32_t keep_field_at(const StreamKey& s, std::uint64_t i, int width) {
   if (width == 32) return bits_at(s, i);
@@ -89,7 +89,7 @@ constexpr std::uint32_t keep_field_at(const StreamKey& s, std::uint64_t i, int w
   return (bits_at(s, i / per) >> (width * static_cast<int>(i % per))) & ((1u << width) - 1);
 }
 
-// The keep test of SPEC section 2 on b-bit fields (b = width: 32, 16 or 8): keep when
+// The keep test of docs/spec.md section 2 on b-bit fields (b = width: 32, 16 or 8): keep when
 // u >= round(drop_prob * 2^b). A threshold of 2^b (drop_prob = 1, or so close to 1 that it
 // rounds there) drops everything; 0 keeps everything. With b < 32 the drop rate the mask
 // realises is effective_drop_prob() = round(p 2^b) / 2^b, and the layers scale by it, so the

@@ -1,5 +1,5 @@
 // Stream ids: who draws from which Philox stream. Every consumer of randomness has its own id,
-// so no two ever share a counter (SPEC section 2). All ids are listed here, in one place.
+// so no two ever share a counter (docs/spec.md section 2). All ids are listed here, in one place.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Optimizers over the parameter arena, and the max-norm constraint (SPEC section 3).
+// Optimizers over the parameter arena, and the max-norm constraint (docs/spec.md section 3).
 //
 // SGD with momentum, in the paper's form (Srivastava et al. 2014, appendix A.1), which keeps the
 // step size independent of the momentum while the momentum ramps up:

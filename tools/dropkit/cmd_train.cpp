@@ -68,57 +68,19 @@ std::vector<std::pair<std::string, nlohmann::json>> given_options(CLI::App& app,
 }
 
 int run_train(CLI::App& app, TrainOpts& o) {
-  const auto given = given_options(app, o);
-  std::optional<train::Checkpoint> resumed;
-  std::optional<DirectoryLock> resume_lock;  // held from before the checkpoint is read
-  train::TrainConfig config;
-  if (app.count("--resume") > 0) {
-    if (o.resume.empty()) throw std::invalid_argument("--resume needs a run directory");
-    // The run's config comes from its checkpoint; only options not fixed on resume may change.
-    for (const auto& [name, value] : given) {
-      if (train::TrainConfig::field(name).fixed_on_resume) {
-        throw std::invalid_argument(fmt::format(
-            "{} cannot be combined with --resume (the run's config comes from its checkpoint)",
-            train::TrainConfig::field(name).option.flag()));
-      }
-    }
-    // Locked before the checkpoint is read: no other process may write the run meanwhile.
-    if (fs::is_directory(o.resume)) resume_lock.emplace(o.resume);
-    resumed = train::read_checkpoint(fs::path(o.resume) / train::kCheckpointFile);
-    config = resumed->config;
-    // The run's data, as config.json remembers them, unless --data names others (the
-    // checkpoint's fingerprints decide either way).
-    if (app.count("--data") == 0) o.data = train::remembered_data(o.resume).value_or(o.data);
-    if (o.out.empty()) o.out = o.resume;
-  } else {
-    std::vector<std::string> names;
-    std::string net;
-    for (const auto& [name, value] : given) {
-      names.push_back(name);
-      if (name == "net") net = value.get<std::string>();
-    }
-    train::TrainConfig::check_given(names, net);
-  }
-  for (const auto& [name, value] : given) config.set(name, value);
-  config.validate(/*resolve_net=*/!resumed);  // a resumed run's model is in its checkpoint
-  const fs::path out = o.out;
-  const bool fresh_out = !resumed || !same_file(out, o.resume);
-  if (fresh_out) train::check_fresh_run_dir(out, o.overwrite);
-  // Before anything is written: a precision this CPU cannot run is refused (exit 2).
-  kernels::check_precision_available(kernels::parse_precision(config.precision));
-  // No run file may replace what the run reads: its --net file, its data, the run it resumes.
-  if (!out.empty()) {
-    std::vector<NamedPath> inputs;
-    if (!resumed && !config.net.empty()) inputs.push_back({"--net", config.net});
-    for (const auto& f : data::mnist_files(o.data)) inputs.push_back({"the data file", f});
-    if (resumed && fresh_out) {
-      for (const char* f : train::kRunFiles)
-        inputs.push_back({"the resumed run's", fs::path(o.resume) / f});
-    }
-    std::vector<NamedPath> outputs;
-    for (const char* f : train::kRunFiles) outputs.push_back({"the run file", out / f});
-    check_outputs_distinct(inputs, outputs);
-  }
+  const bool resuming = app.count("--resume") > 0;
+  if (resuming && o.resume.empty()) throw std::invalid_argument("--resume needs a run directory");
+  // Every check that needs no data is the library's (train/run_dir.h), as for any front end.
+  train::PreparedRun run = train::prepare_run({.given = given_options(app, o),
+                                               .out = o.out,
+                                               .resume = o.resume,
+                                               .data = app.count("--data") > 0 || !resuming
+                                                           ? std::optional<std::string>(o.data)
+                                                           : std::nullopt,
+                                               .overwrite = o.overwrite});
+  const train::TrainConfig& config = run.config;
+  o.out = run.out.string();
+  const fs::path out = run.out;
   if (config.precision == "bf16" && !kernels::bf16_products_native()) {
     // Correct but slow: say so rather than let the user wonder.
     fmt::print(stderr,
@@ -126,30 +88,13 @@ int run_train(CLI::App& app, TrainOpts& o) {
                "--precision bf16 will be slower than f32 here\n",
                kernels::bf16_products_implementation());
   }
-  const auto data = data::load_mnist_dir(o.data);
-  // Where the data are, for a resume without --data (still checked by their fingerprints).
-  const std::string data_dir = fs::weakly_canonical(fs::absolute(o.data)).string();
+  const auto data = data::load_mnist_dir(run.data);
   const int threads = resolve_threads(o.threads);
   parallel::ThreadPool pool(threads);
-  std::unique_ptr<train::Trainer> made;
-  if (resumed) {
-    resumed->config = config;
-    made = std::make_unique<train::Trainer>(std::move(*resumed), data, pool);
-  } else {
-    made = std::make_unique<train::Trainer>(config, data, pool);
-  }
+  const std::unique_ptr<train::Trainer> made = run.make_trainer(data, pool);
   train::Trainer& trainer = *made;
   // Only now, with config, data and checkpoint all valid, may --out be created.
-  std::optional<train::RunDir> run_dir;
-  if (!out.empty()) {
-    run_dir.emplace(out, trainer,
-                    train::RunDirOptions{.fresh_dir = fresh_out,
-                                         .overwrite = o.overwrite,
-                                         .resumed = !o.resume.empty(),
-                                         .previous = o.resume,
-                                         .data_dir = data_dir},
-                    fresh_out ? std::nullopt : std::move(resume_lock));
-  }
+  const std::unique_ptr<train::RunDir> run_dir = run.open_run_dir(trainer);
 
   std::FILE* log = o.json ? stderr : stdout;
   fmt::print(log, "dropkit train: {} | {} train, {} val, {} test | {} threads, {} kernels\n",

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dropkit/core/json_text.h"
+#include "dropkit/kernels/gemm.h"
 
 namespace dropkit::train {
 namespace fs = std::filesystem;
@@ -148,6 +149,82 @@ void RunDir::write_epoch() {
   write_config();
   trainer_.save_checkpoint(dir_ / kCheckpointFile);
   write_metrics();
+}
+
+PreparedRun prepare_run(RunRequest request) {
+  PreparedRun run;
+  run.resume = request.resume;
+  run.overwrite = request.overwrite;
+  TrainConfig& config = run.config;
+  if (!request.resume.empty()) {
+    // The run's config comes from its checkpoint; only options not fixed on resume may change.
+    for (const auto& [name, value] : request.given) {
+      if (TrainConfig::field(name).fixed_on_resume) {
+        throw std::invalid_argument(fmt::format(
+            "{} cannot be combined with {} (the run's config comes from its checkpoint)",
+            option_ref(name), option_ref("resume")));
+      }
+    }
+    // Locked before the checkpoint is read: no other process may write the run meanwhile.
+    if (fs::is_directory(request.resume)) run.resume_lock.emplace(request.resume);
+    run.resumed = read_checkpoint(request.resume / kCheckpointFile);
+    config = run.resumed->config;
+    // The run's data, as config.json remembers them, unless the request names others (the
+    // checkpoint's fingerprints decide either way).
+    if (!request.data) request.data = remembered_data(request.resume);
+    if (request.out.empty()) request.out = request.resume;
+  } else {
+    std::vector<std::string> names;
+    std::string net;
+    for (const auto& [name, value] : request.given) {
+      names.push_back(name);
+      if (name == "net") net = value.get<std::string>();
+    }
+    TrainConfig::check_given(names, net);
+  }
+  run.data = request.data.value_or(data::default_data_dir().string());
+  for (const auto& [name, value] : request.given) config.set(name, value);
+  config.validate(/*resolve_net=*/!run.resumed);  // a resumed run's model is in its checkpoint
+  run.out = request.out;
+  run.fresh_out = !run.resumed || !same_file(run.out, request.resume);
+  if (run.fresh_out) check_fresh_run_dir(run.out, request.overwrite);
+  // Before anything is written: a precision this CPU cannot run is refused.
+  kernels::check_precision_available(kernels::parse_precision(config.precision));
+  // No run file may replace what the run reads: its net file, its data, the run it resumes.
+  if (!run.out.empty()) {
+    std::vector<NamedPath> inputs;
+    if (!run.resumed && !config.net.empty()) inputs.push_back({option_ref("net"), config.net});
+    for (const auto& f : data::mnist_files(run.data)) inputs.push_back({"the data file", f});
+    if (run.resumed && run.fresh_out) {
+      for (const char* f : kRunFiles) inputs.push_back({"the resumed run's", request.resume / f});
+    }
+    std::vector<NamedPath> outputs;
+    for (const char* f : kRunFiles) outputs.push_back({"the run file", run.out / f});
+    check_outputs_distinct(inputs, outputs);
+  }
+  return run;
+}
+
+std::unique_ptr<Trainer> PreparedRun::make_trainer(const data::TrainTest& data,
+                                                   parallel::ThreadPool& pool) {
+  if (!resumed) return std::make_unique<Trainer>(config, data, pool);
+  resumed->config = config;
+  auto trainer = std::make_unique<Trainer>(std::move(*resumed), data, pool);
+  resumed.reset();
+  return trainer;
+}
+
+std::unique_ptr<RunDir> PreparedRun::open_run_dir(const Trainer& trainer) {
+  if (out.empty()) return nullptr;
+  // Where the data are, for a resume that names none (still checked by their fingerprints).
+  const std::string data_dir = fs::weakly_canonical(fs::absolute(data)).string();
+  return std::make_unique<RunDir>(out, trainer,
+                                  RunDirOptions{.fresh_dir = fresh_out,
+                                                .overwrite = overwrite,
+                                                .resumed = !resume.empty(),
+                                                .previous = resume,
+                                                .data_dir = data_dir},
+                                  fresh_out ? std::nullopt : std::move(resume_lock));
 }
 
 }  // namespace dropkit::train

@@ -15,9 +15,13 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "dropkit/core/atomic_file.h"
 #include "dropkit/report/svg.h"
@@ -87,5 +91,44 @@ class RunDir {
   std::map<int, double> earlier_seconds_;
   bool config_written_ = false;
 };
+
+// A run as a front end asks for it (the CLI's flags, Python's keyword arguments), before any
+// data are read: the options given by name with their checked values, in the order given.
+struct RunRequest {
+  std::vector<std::pair<std::string, nlohmann::json>> given;
+  std::filesystem::path out;     // empty: a new run saves nothing, a resumed one its own dir
+  std::filesystem::path resume;  // empty: a new run
+  // The data directory; none: the resumed run's (config.json), else data::default_data_dir().
+  std::optional<std::string> data;
+  bool overwrite = false;  // a fresh `out` may hold another run (RunDirOptions::overwrite)
+};
+
+// A request checked and resolved: the config (the resumed checkpoint's, with the options that
+// may change), the checkpoint of a resume, and where data and output are.
+struct PreparedRun {
+  TrainConfig config;
+  std::optional<Checkpoint> resumed;
+  std::filesystem::path resume;
+  std::string data;  // the directory to load (data::load_mnist_dir)
+  std::filesystem::path out;
+  bool fresh_out = true;  // out starts without run files (not the resumed run's own directory)
+  bool overwrite = false;
+  std::optional<DirectoryLock> resume_lock;  // held from before the checkpoint was read
+
+  // The trainer: a new one for config, or the checkpoint's continued (the checkpoint is
+  // moved out, so once only).
+  std::unique_ptr<Trainer> make_trainer(const data::TrainTest& data, parallel::ThreadPool& pool);
+  // The run directory for `trainer` (nullptr without `out`), handed the resume lock when the
+  // run continues in its own directory. Call only once config, data and checkpoint are valid.
+  std::unique_ptr<RunDir> open_run_dir(const Trainer& trainer);
+};
+
+// Every check of a run that needs no data, in the order `dropkit train` makes them: options
+// that a resume must take from its checkpoint (std::invalid_argument "`lr` cannot be combined
+// with `resume` ..."), the resumed directory locked and its checkpoint read, the options checked
+// against each other (TrainConfig::check_given) and set, validate(), a fresh `out`
+// (check_fresh_run_dir), the precision available on this CPU, and no run file replacing an
+// input (the `net` file, the data files, the resumed run's files). Writes nothing.
+PreparedRun prepare_run(RunRequest request);
 
 }  // namespace dropkit::train

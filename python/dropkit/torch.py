@@ -1,0 +1,187 @@
+"""dropkit for PyTorch: a ``Dropout`` module on dropkit's kernels, ``convert`` and ``mc_predict``.
+
+Imported only when asked for (``import dropkit.torch``), and only where torch is installed.
+
+``Dropout(p, layer=i, seed=s)`` draws, in training, exactly the masks ``dropkit.dropout(x, p,
+seed=s, layer=i, step=t)`` draws (and layer i of a dropkit model), t being the module's step
+counter: a buffer named ``step`` that advances by one per training forward and is saved in
+``state_dict`` (so a restored model continues its masks). The forward runs on the tensor's own
+memory (CPU float32; a non-contiguous tensor is made contiguous once), the backward regenerates
+the mask from (seed, layer, step) instead of saving it. The bits do not depend on
+``torch.set_num_threads`` or dropkit's ``threads``.
+"""
+
+import numpy as _np
+import torch as _torch
+from torch import nn as _nn
+
+from . import _core
+
+__all__ = ["Dropout", "convert", "mc_predict"]
+
+
+def _checked(t, what):
+    if t.device.type != "cpu" or t.dtype != _torch.float32:
+        raise TypeError(f"{what} is a {t.dtype} tensor on {t.device}: dropkit.torch takes float32 "
+                        "tensors on the CPU")
+    return t.detach().contiguous()
+
+
+class _DropoutFunction(_torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, p, seed, layer, step, scaling, mask_bits, row_offset):
+        xc = _checked(x, "the input")
+        y = _torch.empty_like(xc, memory_format=_torch.contiguous_format)
+        _core.dropout(xc.numpy(), p, seed=seed, layer=layer, step=step, mode="train",
+                      scaling=scaling, mask_bits=mask_bits, out=y.numpy(), row_offset=row_offset)
+        ctx.key = (p, seed, layer, step, scaling, mask_bits, row_offset)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        p, seed, layer, step, scaling, mask_bits, row_offset = ctx.key
+        dyc = _checked(dy, "the gradient")
+        dx = _torch.empty_like(dyc, memory_format=_torch.contiguous_format)
+        _core.dropout_backward(dyc.numpy(), p, seed=seed, layer=layer, step=step,
+                               scaling=scaling, mask_bits=mask_bits, out=dx.numpy(),
+                               row_offset=row_offset)
+        return dx, None, None, None, None, None, None, None
+
+
+class Dropout(_nn.Module):
+    """Dropout at drop rate ``p`` with dropkit's masks: layer id ``layer`` (give each dropout
+    module of a model its own; ``convert`` numbers them in module order), run seed ``seed``.
+    Training forwards use steps 0, 1, 2, ... (the ``step`` buffer); eval is the identity
+    (inverted scaling) or times 1 - p (``scaling="inference"``)."""
+
+    def __init__(self, p=0.5, *, layer=0, seed=0, scaling="inverted", mask_bits=32):
+        super().__init__()
+        # The library checks p, scaling and mask_bits with its own messages.
+        _core.dropout(_np.zeros(1, _np.float32), p, seed=0, scaling=scaling, mask_bits=mask_bits)
+        self.p = float(p)
+        self.layer = int(layer)
+        self.seed = int(seed)
+        self.scaling = scaling
+        self.mask_bits = int(mask_bits)
+        self.register_buffer("step", _torch.zeros((), dtype=_torch.int64))
+        self._sample = None  # (sample index, row offset) while mc_predict samples
+
+    def extra_repr(self):
+        return f"p={self.p}, layer={self.layer}, seed={self.seed}, scaling={self.scaling}"
+
+    def forward(self, x):
+        if self._sample is not None:
+            index, row_offset = self._sample
+            xc = _checked(x, "the input")
+            y = _torch.empty_like(xc, memory_format=_torch.contiguous_format)
+            _core.dropout(xc.numpy(), self.p, seed=self.seed, layer=self.layer, step=index,
+                          mode="sample", scaling=self.scaling, mask_bits=self.mask_bits,
+                          out=y.numpy(), row_offset=row_offset)
+            return y
+        if not self.training:
+            if self.scaling == "inverted" or self.p == 0:
+                return x
+            return x * (1.0 - self.p) if self.p < 1 else _torch.zeros_like(x)
+        step = int(self.step)
+        y = _DropoutFunction.apply(x, self.p, self.seed, self.layer, step, self.scaling,
+                                   self.mask_bits, 0)
+        self.step += 1
+        return y
+
+
+def convert(model, *, seed=0):
+    """Replaces every ``torch.nn.Dropout`` of ``model`` (in place, returned) by a dropkit
+    ``Dropout`` of the same rate; all dropkit Dropout modules (new and existing) get layer ids
+    0, 1, 2, ... in module order and ``seed``. Other dropout kinds stay as they are."""
+
+    def replace(module):
+        for name, child in list(module.named_children()):
+            if type(child) is _nn.Dropout:
+                setattr(module, name, Dropout(child.p))
+            else:
+                replace(child)
+
+    replace(model)
+    for i, m in enumerate(x for x in model.modules() if isinstance(x, Dropout)):
+        m.layer, m.seed = i, int(seed)
+    return model
+
+
+_TORCH_DROPOUT = (_nn.Dropout, _nn.Dropout1d if hasattr(_nn, "Dropout1d") else _nn.Dropout,
+                  _nn.Dropout2d, _nn.Dropout3d, _nn.AlphaDropout, _nn.FeatureAlphaDropout)
+
+
+def mc_predict(model, x, samples, *, seed=None, batch_size=None):
+    """Monte-Carlo dropout: ``samples`` passes of ``model`` over ``x`` with only its dropout
+    modules sampling -- dropkit's ``Dropout`` (sample t of example i keyed by (seed, layer, t,
+    i), the same for any ``batch_size``) and torch's dropout modules (torch's generator, seeded
+    with ``seed``) -- while batch norm and every other module stay in eval mode (BN uses and
+    keeps its running statistics). Functional dropout (``F.dropout`` in a forward) cannot be
+    seen and is not sampled; a model with no dropout module is refused (ValueError) rather than
+    returning identical samples. The model's modes are restored afterwards.
+
+    Returns a dict of NumPy arrays as ``dropkit.predict`` does: ``probs`` (the mean softmax),
+    ``predicted``, ``confidence``, ``entropy``, ``expected_entropy``, ``mutual_information``,
+    ``variance`` (of the predicted class's probability over the samples)."""
+    if samples < 1:
+        raise ValueError(f"samples = {samples} is outside [1, inf)")
+    ours = [m for m in model.modules() if isinstance(m, Dropout)]
+    theirs = [m for m in model.modules() if isinstance(m, _TORCH_DROPOUT)]
+    if not ours and not theirs:
+        raise ValueError("the model has no dropout module to sample (functional dropout such as "
+                         "F.dropout cannot be sampled: use a dropout module); Monte-Carlo "
+                         "samples would all be the same")
+    modes = {m: m.training for m in model.modules()}
+    n = x.shape[0]
+    batch = n if batch_size is None else int(batch_size)
+    sample_seed = 0 if seed is None else int(seed)
+    saved_seeds = {m: m.seed for m in ours}
+    probs = []
+    try:
+        model.eval()
+        for m in theirs:
+            m.train()
+        if seed is not None:
+            for m in ours:
+                m.seed = sample_seed
+            _torch.manual_seed(sample_seed)
+        with _torch.no_grad():
+            for t in range(samples):
+                parts = []
+                for start in range(0, n, batch):
+                    for m in ours:
+                        m._sample = (t, start)
+                    parts.append(_torch.softmax(model(x[start:start + batch]), dim=-1))
+                probs.append(_torch.cat(parts).double().numpy())
+    finally:
+        for m in ours:
+            m._sample = None
+            m.seed = saved_seeds[m]
+        for m, training in modes.items():
+            m.training = training
+    return _stats(_np.stack(probs))
+
+
+def _entropy(p):
+    with _np.errstate(divide="ignore", invalid="ignore"):
+        return -_np.where(p > 0, p * _np.log(p), 0.0).sum(axis=-1)
+
+
+def _stats(p):
+    """predict/uncertainty.h's per-example statistics from probabilities [T, N, C]."""
+    mean = p.mean(axis=0)
+    predicted = mean.argmax(axis=1)
+    rows = _np.arange(mean.shape[0])
+    entropy = _entropy(mean)
+    expected = _entropy(p).mean(axis=0)
+    chosen = p[:, rows, predicted]
+    return {
+        "probs": mean,
+        "predicted": predicted,
+        "confidence": mean[rows, predicted],
+        "entropy": entropy,
+        "expected_entropy": expected,
+        "mutual_information": _np.maximum(entropy - expected, 0.0),
+        "variance": ((chosen - chosen.mean(axis=0)) ** 2).mean(axis=0),
+        "samples": p.shape[0],
+    }

@@ -268,6 +268,41 @@ TEST_F(CliHostile, ANetWhoseActivationsCannotFitIsRefusedWithTheEstimate) {
   EXPECT_FALSE(fs::exists(out));
 }
 
+// predict's estimate (predict::check_predict_fits) counts the activations of one stacked pass:
+// --batch-rows rows, each Monte-Carlo sample of an example one row. A request beyond the
+// machine is refused with the estimate before any pass runs, and nothing is written.
+TEST_F(CliHostile, APredictionWhoseStackedPassCannotFitIsRefusedWithTheEstimate) {
+  // Few parameters, many activations: a 1 x 1 convolution of the 8 x 8 images padded to
+  // 136 x 136 (16 channels), dropout on that, pooled to 2 x 2: 592,068 values per example, so
+  // 2^20 rows need about 2.3 TiB.
+  const fs::path m = root_ / "wide";
+  ASSERT_EQ(run("train --data " + data() +
+                " --net conv2d:16:1:padding=64,dropout:0.5,max_pool2d:64,flatten,dense:4 --val 40 "
+                "--batch 25 --epochs 1 --out " +
+                m.string())
+                .code,
+            0);
+  const fs::path out = root_ / "never.csv", svg = root_ / "never.svg";
+  const std::string predict =
+      "predict --model " + m.string() + " --batch-rows 1048576 --out " + out.string();
+  // Monte-Carlo on --data's test split, and weight scaling on --images.
+  for (const std::string& args :
+       {predict + " --data " + data() + " --mc 1000000 --reliability " + svg.string(),
+        predict + " --images " + (root_ / "data" / "t10k-images-idx3-ubyte").string()}) {
+    const auto r = run_with_env(kPatience, args);
+    expect_short_error(r, "needs about 2312.8 GiB, more than the ");
+    EXPECT_THAT(r.err, HasSubstr("predicting 1048576 rows per stacked pass"));
+    EXPECT_THAT(r.err, HasSubstr("592068 activation values per example for 1048576 examples"));
+  }
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(svg));
+  // The model itself predicts, in passes that fit.
+  const auto small = run("predict --data " + data() + " --model " + m.string() +
+                         " --mc 2 --batch-rows 64 --out " + out.string());
+  EXPECT_EQ(small.code, 0) << small.err;
+  EXPECT_EQ(lines(out), 81u);  // the header and 80 examples
+}
+
 TEST_F(CliHostile, ResumeRemembersTheRunsData) {
   const fs::path other = root_ / "other_data", out = root_ / "remembered";
   fs::copy(root_ / "data", other);

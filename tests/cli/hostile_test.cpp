@@ -111,6 +111,23 @@ TEST_F(CliHostile, EveryNumberIsParsedByTheOptionTablesRules) {
   EXPECT_EQ(run(predict + " --mc 1 --seed 18446744073709551615").code, 0);
 }
 
+// A list of numbers is read entry by entry by the same rules, and a bad entry named with the
+// flag and the range.
+TEST_F(CliHostile, EveryEntryOfANumberListIsParsedByTheOptionTablesRules) {
+  for (const char* sizes :
+       {"12,abc", "-1", "99999999999999999999", "0", "4294967297", "1e3", "2.5", "12,-3"}) {
+    const auto r = run(std::string("bench kernels --sizes ") + sizes);
+    expect_short_error(r, "--sizes = ");
+    EXPECT_THAT(r.err, HasSubstr("[1, 4294967296]")) << sizes;
+  }
+  expect_short_error(run("bench kernels --sizes 12,abc"),
+                     "--sizes = 'abc' is not a whole number (--sizes takes whole numbers in [1, "
+                     "4294967296])");
+  expect_short_error(run("bench kernels --sizes -1"), "--sizes = -1 is outside [1, 4294967296]");
+  expect_short_error(run("bench kernels --sizes 99999999999999999999"),
+                     "--sizes = '99999999999999999999' is not within [1, 4294967296]");
+}
+
 TEST_F(CliHostile, DuplicateAndUnknownJsonKeysAreRefusedNamingThem) {
   const fs::path net = root_ / "net.json", out = root_ / "never";
   const std::string train = "train --data " + data() + " --out " + out.string() + " --net ";

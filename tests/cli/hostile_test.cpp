@@ -111,6 +111,23 @@ TEST_F(CliHostile, EveryNumberIsParsedByTheOptionTablesRules) {
   EXPECT_EQ(run(predict + " --mc 1 --seed 18446744073709551615").code, 0);
 }
 
+// A list of numbers is read entry by entry by the same rules, and a bad entry named with the
+// flag and the range.
+TEST_F(CliHostile, EveryEntryOfANumberListIsParsedByTheOptionTablesRules) {
+  for (const char* sizes :
+       {"12,abc", "-1", "99999999999999999999", "0", "4294967297", "1e3", "2.5", "12,-3"}) {
+    const auto r = run(std::string("bench kernels --sizes ") + sizes);
+    expect_short_error(r, "--sizes = ");
+    EXPECT_THAT(r.err, HasSubstr("[1, 4294967296]")) << sizes;
+  }
+  expect_short_error(run("bench kernels --sizes 12,abc"),
+                     "--sizes = 'abc' is not a whole number (--sizes takes whole numbers in [1, "
+                     "4294967296])");
+  expect_short_error(run("bench kernels --sizes -1"), "--sizes = -1 is outside [1, 4294967296]");
+  expect_short_error(run("bench kernels --sizes 99999999999999999999"),
+                     "--sizes = '99999999999999999999' is not within [1, 4294967296]");
+}
+
 TEST_F(CliHostile, DuplicateAndUnknownJsonKeysAreRefusedNamingThem) {
   const fs::path net = root_ / "net.json", out = root_ / "never";
   const std::string train = "train --data " + data() + " --out " + out.string() + " --net ";
@@ -266,6 +283,41 @@ TEST_F(CliHostile, ANetWhoseActivationsCannotFitIsRefusedWithTheEstimate) {
       run("train --data " + data() + " --val 40 --net " + many + ",dense:4 --out " + out.string()),
       "a model has at most 1024 layers; this one has 1102");
   EXPECT_FALSE(fs::exists(out));
+}
+
+// predict's estimate (predict::check_predict_fits) counts the activations of one stacked pass:
+// --batch-rows rows, each Monte-Carlo sample of an example one row. A request beyond the
+// machine is refused with the estimate before any pass runs, and nothing is written.
+TEST_F(CliHostile, APredictionWhoseStackedPassCannotFitIsRefusedWithTheEstimate) {
+  // Few parameters, many activations: a 1 x 1 convolution of the 8 x 8 images padded to
+  // 136 x 136 (16 channels), dropout on that, pooled to 2 x 2: 592,068 values per example, so
+  // 2^20 rows need about 2.3 TiB.
+  const fs::path m = root_ / "wide";
+  ASSERT_EQ(run("train --data " + data() +
+                " --net conv2d:16:1:padding=64,dropout:0.5,max_pool2d:64,flatten,dense:4 --val 40 "
+                "--batch 25 --epochs 1 --out " +
+                m.string())
+                .code,
+            0);
+  const fs::path out = root_ / "never.csv", svg = root_ / "never.svg";
+  const std::string predict =
+      "predict --model " + m.string() + " --batch-rows 1048576 --out " + out.string();
+  // Monte-Carlo on --data's test split, and weight scaling on --images.
+  for (const std::string& args :
+       {predict + " --data " + data() + " --mc 1000000 --reliability " + svg.string(),
+        predict + " --images " + (root_ / "data" / "t10k-images-idx3-ubyte").string()}) {
+    const auto r = run_with_env(kPatience, args);
+    expect_short_error(r, "needs about 2312.8 GiB, more than the ");
+    EXPECT_THAT(r.err, HasSubstr("predicting 1048576 rows per stacked pass"));
+    EXPECT_THAT(r.err, HasSubstr("592068 activation values per example for 1048576 examples"));
+  }
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(svg));
+  // The model itself predicts, in passes that fit.
+  const auto small = run("predict --data " + data() + " --model " + m.string() +
+                         " --mc 2 --batch-rows 64 --out " + out.string());
+  EXPECT_EQ(small.code, 0) << small.err;
+  EXPECT_EQ(lines(out), 81u);  // the header and 80 examples
 }
 
 TEST_F(CliHostile, ResumeRemembersTheRunsData) {

@@ -208,10 +208,8 @@ Run add_bench(CLI::App& app) {
   CLI::App* kernels_app =
       app.add_subcommand("kernels", "dropout kernels against the copy bandwidth (the default)");
   kernels_app->fallthrough();
-  kernels_app->add_option("--sizes", o->sizes, "element counts (space- or comma-separated)")
-      ->delimiter(',')
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32))
-      ->capture_default_str();
+  add_number_list_flag(*kernels_app, "sizes", o->sizes,
+                       "element counts (space- or comma-separated)", 1, 4294967296.0);
   add_number_flag(*kernels_app, "reps", o->reps, "repetition scale (more is steadier and slower)",
                   1, 100);
   CLI::App* train_app =

@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
@@ -27,6 +29,29 @@ template <class T>
 struct Unwrap<std::optional<T>> {
   using type = T;
 };
+
+// `text`, given to `option`'s flag, parsed and checked by the option table's rules; a bad one
+// is a CLI11 validation error (exit 2) naming the flag and the range.
+template <class Value>
+Value parse_flag_value(const Option& option, const std::string& text) {
+  try {
+    const nlohmann::json v = parse_option_text(option, text, "--");
+    option.check(v, "--");
+    return v.get<Value>();
+  } catch (const std::invalid_argument& e) {
+    throw CLI::ValidationError(e.what());
+  }
+}
+
+// A numeric option described on the spot: `name` with `help` and the range [min, max].
+template <class Number>
+Option number_option(const std::string& name, const std::string& help, double min, double max) {
+  return Option{.name = name,
+                .type = std::is_floating_point_v<Number> ? Option::Type::kReal : Option::Type::kInt,
+                .help = help,
+                .min = min,
+                .max = max};
+}
 }  // namespace detail
 
 // For every flag that names a file or directory: an empty path ("--out ''", an unset shell
@@ -46,13 +71,7 @@ template <class T>
 CLI::Option* add_option_flag(CLI::App& app, const Option& option, T& target) {
   using Value = typename detail::Unwrap<T>::type;
   const auto parse = [option, &target](const CLI::results_t& given) {
-    try {
-      const nlohmann::json v = parse_option_text(option, given.back(), "--");
-      option.check(v, "--");
-      target = v.get<Value>();
-    } catch (const std::invalid_argument& e) {
-      throw CLI::ValidationError(e.what());
-    }
+    target = detail::parse_flag_value<Value>(option, given.back());
     return true;
   };
   const bool free_text = option.type == Option::Type::kString && option.choices.empty();
@@ -71,14 +90,48 @@ template <class T>
 CLI::Option* add_number_flag(CLI::App& app, const std::string& name, T& target,
                              const std::string& help, double min, double max) {
   using Number = typename detail::Unwrap<T>::type;
-  return add_option_flag(
-      app,
-      Option{.name = name,
-             .type = std::is_floating_point_v<Number> ? Option::Type::kReal : Option::Type::kInt,
-             .help = help,
-             .min = min,
-             .max = max},
-      target);
+  return add_option_flag(app, detail::number_option<Number>(name, help, min, max), target);
+}
+
+// A flag that takes a list of numbers (`--sizes 1024,4096` or `--sizes 1024 4096`), each entry
+// parsed and checked by the option table's rules, as add_number_flag's one value is; a bad entry
+// is a usage error naming the flag, the entry and the range. The list given replaces `target`
+// (the default).
+template <class Number>
+CLI::Option* add_number_list_flag(CLI::App& app, const std::string& name,
+                                  std::vector<Number>& target, const std::string& help, double min,
+                                  double max) {
+  const Option option = detail::number_option<Number>(name, help, min, max);
+  const auto parse = [option, &target](const CLI::results_t& given) {
+    std::vector<Number> values;
+    for (const std::string& text : given) {
+      try {
+        values.push_back(detail::parse_flag_value<Number>(option, text));
+      } catch (const CLI::ValidationError& e) {
+        // "--sizes = 'abc' is not a whole number" says what is wrong, not what is right.
+        const std::string range = option.range_text();
+        std::string what = e.what();
+        if (what.find(range) == std::string::npos) {
+          what +=
+              fmt::format(" ({} takes {} in {})", option.flag(),
+                          option.type == Option::Type::kInt ? "whole numbers" : "numbers", range);
+        }
+        throw CLI::ValidationError(what);
+      }
+    }
+    target = std::move(values);
+    return true;
+  };
+  CLI::Option* flag =
+      app.add_option(option.flag(), parse, help + " (each in " + option.range_text() + ")");
+  flag->type_name(option.type == Option::Type::kInt ? "INT" : "FLOAT");
+  flag->type_size(1, 1);
+  flag->expected(CLI::detail::expected_max_vector_size);  // as a std::vector option's
+  flag->delimiter(',');
+  std::vector<std::string> defaults;
+  for (const Number v : target) defaults.push_back(fmt::format("{}", v));
+  flag->default_str(join(defaults, ","));
+  return flag;
 }
 
 // The flags several subcommands share, each defined once.

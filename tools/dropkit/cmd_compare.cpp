@@ -41,9 +41,9 @@ Run add_compare(CLI::App& app) {
     // Every run is read and checked before anything is printed.
     std::vector<std::vector<train::EpochRecord>> histories;
     for (const auto& run : o->runs) {
-      histories.push_back(train::read_metrics(fs::path(run) / "metrics.jsonl", false));
+      histories.push_back(train::read_metrics(fs::path(run) / train::kMetricsFile, false));
       if (histories.back().empty()) {
-        throw std::runtime_error((fs::path(run) / "metrics.jsonl").string() + ": no epochs");
+        throw std::runtime_error((fs::path(run) / train::kMetricsFile).string() + ": no epochs");
       }
     }
     fmt::print("{:<28} {:>7} {:>9} {:>9} {:>9} {:>9}\n", "run", "epochs", "train acc", "test acc",

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dropkit/parallel/thread_pool.h"
+#include "dropkit/predict/uncertainty.h"
 
 namespace dropkit::python {
 
@@ -44,7 +45,11 @@ py::object to_python(const nlohmann::json& j);
 // A keyword argument's value as JSON: bool, int, float or str; TypeError naming `name` otherwise.
 nlohmann::json option_value(const std::string& name, const py::handle& value);
 
+// predict's set-level numbers as a dict: examples, accuracy, nll, brier, ece.
+py::dict aggregate_to_python(const predict::Aggregate& a);
+
 void bind_dropout(py::module_& m);
+void bind_metrics(py::module_& m);
 void bind_train(py::module_& m);
 
 }  // namespace dropkit::python

@@ -121,5 +121,6 @@ PYBIND11_MODULE(_core, m) {
       "kernels", [] { return std::string(kernels::active_kernels().name); },
       "The instruction set of the kernels chosen for this CPU (avx512, avx2, scalar).");
   python::bind_dropout(m);
+  python::bind_metrics(m);
   python::bind_train(m);
 }

@@ -234,13 +234,7 @@ py::dict predict_fn(const std::string& model_dir, const py::array& images, const
   if (!d.labels.empty()) {
     r["log_prob_label"] = column([](const auto& s) { return s.log_prob_label; });
     const predict::Aggregate a = agg.result();
-    py::dict metrics;
-    metrics["examples"] = a.count;
-    metrics["accuracy"] = a.accuracy;
-    metrics["nll"] = a.nll;
-    metrics["brier"] = a.brier;
-    metrics["ece"] = a.ece;
-    r["metrics"] = metrics;
+    r["metrics"] = aggregate_to_python(a);
   }
   return r;
 }

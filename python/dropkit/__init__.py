@@ -63,14 +63,16 @@ def dropout_mask(shape, p, *, seed, layer=0, step=0, mode="train", mask_bits=32,
                               mask_bits=mask_bits, threads=threads)
 
 
-def noise(kind, x, *, seed, layer=0, step=0, mode="train", threads=0, dy=None, **options):
+def noise(kind, x, *, seed, layer=0, step=0, mode="train", threads=0, dy=None, row_offset=0,
+          **options):
     """Any layer of the dropout family by its kind ("dropout", "gaussian_dropout",
     "gaussian_noise", "alpha_dropout", ...) with its options (as in a ``--net`` spec, e.g.
     ``drop_prob=0.5, shared_axes="2+3"``), as layer ``layer`` of a model: the forward in
     ``mode``, or with ``dy`` the gradient of the train-mode forward. The input's first axis is
-    the examples. Works on copies (use ``dropout`` for the zero-copy path)."""
+    the examples; ``row_offset`` is the rows' index in the whole batch (or data set, when
+    sampling), as for ``dropout``. Works on copies (use ``dropout`` for the zero-copy path)."""
     return _core.noise(kind, x, options, seed=seed, layer=layer, step=step, mode=mode,
-                       threads=threads, dy=dy)
+                       threads=threads, dy=dy, row_offset=row_offset)
 
 
 def gaussian_dropout(x, p, *, seed, layer=0, step=0, mode="train", shared_axes="", threads=0,

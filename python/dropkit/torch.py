@@ -1,4 +1,5 @@
-"""dropkit for PyTorch: a ``Dropout`` module on dropkit's kernels, ``convert`` and ``mc_predict``.
+"""dropkit for PyTorch: ``Dropout``, ``GaussianDropout``, ``AlphaDropout`` and ``SpatialDropout``
+modules on dropkit's kernels, ``convert`` and ``mc_predict``.
 
 Imported only when asked for (``import dropkit.torch``), and only where torch is installed.
 
@@ -9,6 +10,12 @@ counter: a buffer named ``step`` that advances by one per training forward and i
 memory (CPU float32; a non-contiguous tensor is made contiguous once), the backward regenerates
 the mask from (seed, layer, step) instead of saving it. The bits do not depend on
 ``torch.set_num_threads`` or dropkit's ``threads``.
+
+``GaussianDropout``, ``AlphaDropout`` and ``SpatialDropout`` (one mask value per example and
+channel of [N, C, ...]) key their noise the same way (``dropkit.noise`` of their kind at
+(seed, layer, step)); they run the library's layer on copies, and their backward reruns the
+layer's forward and backward from the saved input, so it too regenerates the noise instead of
+storing it.
 """
 
 import numpy as _np
@@ -17,7 +24,8 @@ from torch import nn as _nn
 
 from . import _core
 
-__all__ = ["Dropout", "convert", "mc_predict"]
+__all__ = ["Dropout", "GaussianDropout", "AlphaDropout", "SpatialDropout", "convert",
+           "mc_predict"]
 
 
 def _checked(t, what):
@@ -98,20 +106,111 @@ class Dropout(_nn.Module):
         return y
 
 
+class _NoiseFunction(_torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, kind, options, seed, layer, step):
+        xc = _checked(x, "the input")
+        y = _core.noise(kind, xc.numpy(), options, seed=seed, layer=layer, step=step,
+                        mode="train")
+        ctx.key = (kind, options, seed, layer, step)
+        ctx.save_for_backward(xc)
+        return _torch.from_numpy(y)
+
+    @staticmethod
+    def backward(ctx, dy):
+        kind, options, seed, layer, step = ctx.key
+        (xc,) = ctx.saved_tensors
+        dyc = _checked(dy, "the gradient")
+        dx = _core.noise(kind, xc.numpy(), options, seed=seed, layer=layer, step=step,
+                         mode="train", dy=dyc.numpy())
+        return _torch.from_numpy(dx), None, None, None, None, None
+
+
+class _Noise(_nn.Module):
+    """A member of the dropout family by its kind and options (as in a ``--net`` spec), keyed like
+    ``Dropout``: layer id, seed, and a ``step`` buffer advanced by each training forward."""
+
+    def __init__(self, kind, options, *, layer=0, seed=0):
+        super().__init__()
+        # The library checks the options (and refuses a kind outside the dropout family).
+        _core.noise(kind, _np.zeros((1, 1, 1, 1), _np.float32), options, seed=0, mode="eval")
+        self.kind = kind
+        self.options = dict(options)
+        self.layer = int(layer)
+        self.seed = int(seed)
+        self.register_buffer("step", _torch.zeros((), dtype=_torch.int64))
+        self._sample = None  # (sample index, row offset) while mc_predict samples
+
+    def extra_repr(self):
+        opts = ", ".join(f"{k}={v}" for k, v in self.options.items())
+        return f"{opts}, layer={self.layer}, seed={self.seed}"
+
+    def forward(self, x):
+        if self._sample is not None:
+            index, row_offset = self._sample
+            xc = _checked(x, "the input")
+            return _torch.from_numpy(
+                _core.noise(self.kind, xc.numpy(), self.options, seed=self.seed, layer=self.layer,
+                            step=index, mode="sample", row_offset=row_offset))
+        if not self.training:
+            xc = _checked(x, "the input")
+            return _torch.from_numpy(_core.noise(self.kind, xc.numpy(), self.options, seed=0,
+                                                 mode="eval"))
+        step = int(self.step)
+        y = _NoiseFunction.apply(x, self.kind, self.options, self.seed, self.layer, step)
+        self.step += 1
+        return y
+
+
+class GaussianDropout(_Noise):
+    """Multiplicative Gaussian noise N(1, p / (1 - p)): Bernoulli dropout's variance at drop
+    rate ``p`` (Srivastava et al. 2014, section 10); eval is the identity."""
+
+    def __init__(self, p=0.5, *, layer=0, seed=0):
+        super().__init__("gaussian_dropout", {"drop_prob": float(p)}, layer=layer, seed=seed)
+        self.p = float(p)
+
+
+class AlphaDropout(_Noise):
+    """Alpha dropout for SELU networks (Klambauer et al. 2017): keeps mean 0 and variance 1."""
+
+    def __init__(self, p=0.5, *, layer=0, seed=0, mask_bits=32):
+        super().__init__("alpha_dropout", {"drop_prob": float(p), "mask_bits": int(mask_bits)},
+                         layer=layer, seed=seed)
+        self.p = float(p)
+
+
+class SpatialDropout(_Noise):
+    """Channel dropout of [N, C, H, W] (or [N, C, L]): one keep decision per example and channel,
+    shared by its positions (``shared_axes`` of the library's dropout, "2+3" for images)."""
+
+    def __init__(self, p=0.5, *, layer=0, seed=0, shared_axes="2+3"):
+        super().__init__("dropout", {"drop_prob": float(p), "shared_axes": shared_axes},
+                         layer=layer, seed=seed)
+        self.p = float(p)
+
+
+_KEYED = (Dropout, _Noise)
+
+
 def convert(model, *, seed=0):
-    """Replaces every ``torch.nn.Dropout`` of ``model`` (in place, returned) by a dropkit
-    ``Dropout`` of the same rate; all dropkit Dropout modules (new and existing) get layer ids
+    """Replaces every ``torch.nn.Dropout``, ``nn.AlphaDropout`` and ``nn.Dropout2d`` of
+    ``model`` (in place, returned) by dropkit's ``Dropout``, ``AlphaDropout`` and
+    ``SpatialDropout`` of the same rate; all dropkit modules (new and existing) get layer ids
     0, 1, 2, ... in module order and ``seed``. Other dropout kinds stay as they are."""
+    replacements = {_nn.Dropout: Dropout, _nn.AlphaDropout: AlphaDropout,
+                    _nn.Dropout2d: SpatialDropout}
 
     def replace(module):
         for name, child in list(module.named_children()):
-            if type(child) is _nn.Dropout:
-                setattr(module, name, Dropout(child.p))
+            ours = replacements.get(type(child))
+            if ours is not None:
+                setattr(module, name, ours(child.p))
             else:
                 replace(child)
 
     replace(model)
-    for i, m in enumerate(x for x in model.modules() if isinstance(x, Dropout)):
+    for i, m in enumerate(x for x in model.modules() if isinstance(x, _KEYED)):
         m.layer, m.seed = i, int(seed)
     return model
 
@@ -122,7 +221,7 @@ _TORCH_DROPOUT = (_nn.Dropout, _nn.Dropout1d if hasattr(_nn, "Dropout1d") else _
 
 def mc_predict(model, x, samples, *, seed=None, batch_size=None):
     """Monte-Carlo dropout: ``samples`` passes of ``model`` over ``x`` with only its dropout
-    modules sampling -- dropkit's ``Dropout`` (sample t of example i keyed by (seed, layer, t,
+    modules sampling -- dropkit's modules (sample t of example i keyed by (seed, layer, t,
     i), the same for any ``batch_size``) and torch's dropout modules (torch's generator, seeded
     with ``seed``) -- while batch norm and every other module stay in eval mode (BN uses and
     keeps its running statistics). Functional dropout (``F.dropout`` in a forward) cannot be
@@ -134,7 +233,7 @@ def mc_predict(model, x, samples, *, seed=None, batch_size=None):
     ``variance`` (of the predicted class's probability over the samples)."""
     if samples < 1:
         raise ValueError(f"samples = {samples} is outside [1, inf)")
-    ours = [m for m in model.modules() if isinstance(m, Dropout)]
+    ours = [m for m in model.modules() if isinstance(m, _KEYED)]
     theirs = [m for m in model.modules() if isinstance(m, _TORCH_DROPOUT)]
     if not ours and not theirs:
         raise ValueError("the model has no dropout module to sample (functional dropout such as "

@@ -134,10 +134,12 @@ Call make_call(double p, std::uint64_t seed, std::int64_t layer, std::uint64_t s
 }
 
 // Any layer of the dropout family, as layer `layer` of a model: forward in `mode`, and with dy
-// given the backward of a train-mode forward. Copies in and out.
+// given the backward of a train-mode forward; row_offset as for dropout (the rows' index in the
+// whole batch, or in the data set when sampling). Copies in and out.
 py::array_t<float> noise_fn(const std::string& kind, const py::handle& x, const py::dict& options,
                             std::uint64_t seed, std::int64_t layer, std::uint64_t step,
-                            const std::string& mode, int threads, const py::object& dy) {
+                            const std::string& mode, int threads, const py::object& dy,
+                            std::uint64_t row_offset) {
   nlohmann::json config = {{"kind", kind}};
   for (const auto& [name, value] : options) {
     const auto key = name.cast<std::string>();
@@ -169,7 +171,8 @@ py::array_t<float> noise_fn(const std::string& kind, const py::handle& x, const 
     PoolLease lease(threads);
     Tensor tx(shape, std::span<const float>(in.data(), static_cast<std::size_t>(in.size())));
     Tensor ty;
-    const nn::Context ctx{.mode = m, .seed = seed, .step = step, .pool = &lease.pool()};
+    const nn::Context ctx{
+        .mode = m, .seed = seed, .step = step, .row_offset = row_offset, .pool = &lease.pool()};
     made->forward(tx, ty, ctx);
     const Tensor* r = &ty;
     Tensor tdy, tdx;
@@ -228,7 +231,7 @@ void bind_dropout(py::module_& m) {
       "shape"_a, "p"_a, py::kw_only(), "seed"_a, "layer"_a = 0, "step"_a = 0, "mode"_a = "train",
       "mask_bits"_a = 32, "threads"_a = 0);
   m.def("noise", &noise_fn, "kind"_a, "x"_a, "options"_a, py::kw_only(), "seed"_a, "layer"_a = 0,
-        "step"_a = 0, "mode"_a = "train", "threads"_a = 0, "dy"_a = py::none());
+        "step"_a = 0, "mode"_a = "train", "threads"_a = 0, "dy"_a = py::none(), "row_offset"_a = 0);
 }
 
 }  // namespace dropkit::python

@@ -135,3 +135,74 @@ def test_mc_predict_samples_torch_dropout_too():
     r = dt.mc_predict(model, torch.randn(8, 6), 5, seed=1)
     assert r["variance"].max() > 0
     assert model[1].training  # its mode before, restored
+
+
+FAMILY = [
+    (lambda: dt.GaussianDropout(0.3, layer=2, seed=5), "gaussian_dropout", {"drop_prob": 0.3}),
+    (lambda: dt.AlphaDropout(0.2, layer=2, seed=5), "alpha_dropout", {"drop_prob": 0.2}),
+    (lambda: dt.SpatialDropout(0.4, layer=2, seed=5), "dropout",
+     {"drop_prob": 0.4, "shared_axes": "2+3"}),
+]
+
+
+@pytest.mark.parametrize("make, kind, options", FAMILY)
+def test_family_modules_equal_the_library_layer_step_by_step(make, kind, options):
+    m = make()
+    x = torch.randn(3, 4, 5, 6, requires_grad=True)
+    for step in range(3):
+        y = m(x)
+        expected = dropkit.noise(kind, x.detach().numpy(), seed=5, layer=2, step=step, **options)
+        np.testing.assert_array_equal(y.detach().numpy(), expected)
+        dy = torch.randn_like(x)
+        x.grad = None
+        y.backward(dy)
+        grad = dropkit.noise(kind, x.detach().numpy(), seed=5, layer=2, step=step,
+                             dy=dy.numpy(), **options)
+        np.testing.assert_array_equal(x.grad.numpy(), grad)
+    assert int(m.step) == 3
+    m.eval()
+    np.testing.assert_array_equal(
+        m(x).detach().numpy(), dropkit.noise(kind, x.detach().numpy(), seed=5, mode="eval",
+                                             **options))
+
+
+def test_gaussian_dropout_backward_multiplies_by_the_forward_noise():
+    # y = x e, so dL/dx = dy e: with x = 1 the forward shows e itself.
+    m = dt.GaussianDropout(0.5, layer=1, seed=4)
+    ones = torch.ones(2, 1000, requires_grad=True)
+    e = m(ones)
+    dy = torch.randn(2, 1000)
+    e.backward(dy)
+    np.testing.assert_array_equal(ones.grad.numpy(), (dy * e.detach()).numpy())
+    assert abs(float(e.mean()) - 1) < 0.1 and float(e.std()) > 0.5  # N(1, p / (1 - p) = 1)
+
+
+def test_spatial_dropout_keeps_or_drops_whole_channels():
+    m = dt.SpatialDropout(0.5, layer=0, seed=8)
+    x = torch.ones(50, 16, 3, 3)
+    y = m(x).numpy()
+    per_channel = y.reshape(50, 16, 9)
+    assert ((per_channel == 0).all(axis=2) | (per_channel == 2).all(axis=2)).all()
+    kept = (per_channel[:, :, 0] == 2).mean()
+    assert abs(kept - 0.5) < 5 * np.sqrt(0.25 / 800)
+
+
+def test_convert_replaces_alpha_and_channel_dropout_too():
+    model = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Conv2d(1, 2, 1),
+                                torch.nn.Dropout2d(0.3), torch.nn.AlphaDropout(0.2))
+    dt.convert(model, seed=6)
+    assert [type(m) for m in model] == [dt.Dropout, torch.nn.Conv2d, dt.SpatialDropout,
+                                        dt.AlphaDropout]
+    assert [(model[i].layer, model[i].seed, model[i].p) for i in (0, 2, 3)] == [
+        (0, 6, 0.1), (1, 6, 0.3), (2, 6, 0.2)]
+
+
+def test_mc_predict_samples_family_modules_independently_of_the_batch_size():
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), dt.GaussianDropout(0.5, layer=1),
+                                torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    x = torch.randn(9, 6)
+    a = dt.mc_predict(model, x, 3, seed=2)
+    b = dt.mc_predict(model, x, 3, seed=2, batch_size=4)
+    np.testing.assert_allclose(a["probs"], b["probs"], rtol=1e-6)
+    assert a["variance"].max() > 0  # the Gaussian noise really sampled

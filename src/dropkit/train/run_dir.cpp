@@ -114,7 +114,7 @@ RunDir::RunDir(fs::path dir, const Trainer& trainer, RunDirOptions options,
     remove_run_files(dir_);                         // overwrite; nothing there otherwise
   }
   remove_stale_temporaries(dir_);
-  if (options_.resumed) {
+  if (!options_.previous.empty()) {  // a resumed run
     earlier_seconds_ = earlier_epoch_seconds(options_.previous, trainer_.history());
     // metrics.jsonl and curves.svg follow the checkpoint, whatever a kill left them at.
     write_metrics();
@@ -218,13 +218,11 @@ std::unique_ptr<RunDir> PreparedRun::open_run_dir(const Trainer& trainer) {
   if (out.empty()) return nullptr;
   // Where the data are, for a resume that names none (still checked by their fingerprints).
   const std::string data_dir = fs::weakly_canonical(fs::absolute(data)).string();
-  return std::make_unique<RunDir>(out, trainer,
-                                  RunDirOptions{.fresh_dir = fresh_out,
-                                                .overwrite = overwrite,
-                                                .resumed = !resume.empty(),
-                                                .previous = resume,
-                                                .data_dir = data_dir},
-                                  fresh_out ? std::nullopt : std::move(resume_lock));
+  return std::make_unique<RunDir>(
+      out, trainer,
+      RunDirOptions{
+          .fresh_dir = fresh_out, .overwrite = overwrite, .previous = resume, .data_dir = data_dir},
+      fresh_out ? std::nullopt : std::move(resume_lock));
 }
 
 }  // namespace dropkit::train

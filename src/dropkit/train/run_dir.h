@@ -57,10 +57,9 @@ struct RunDirOptions {
   // (false: a run resumed in its own directory.)
   bool fresh_dir = true;
   bool overwrite = false;  // a fresh directory may hold another run, whose run files go
-  // The trainer continues a run from its checkpoint, and `previous` is that run's directory,
-  // whose metrics.jsonl gives the earlier epochs' times (they are not in the checkpoint, which
-  // must not depend on the clock).
-  bool resumed = false;
+  // For a trainer that continues a run from its checkpoint: that run's directory, whose
+  // metrics.jsonl gives the earlier epochs' times (they are not in the checkpoint, which must
+  // not depend on the clock). Empty: a new run.
   std::filesystem::path previous;
   std::string data_dir;  // remembered in config.json (absolute)
 };

@@ -20,7 +20,7 @@
 namespace dropkit::dropout {
 
 // Bits per keep decision (rng::KeepThreshold) when a layer's mask_bits is not given: 32, the
-// full word. 16 and 8 draw fewer Philox blocks per element (faster; README, Benchmark) and the
+// full word. 16 and 8 draw fewer Philox blocks per element (faster; docs/benchmarks.md) and the
 // layer then works with the rate they realise, effective_drop_prob(). Every layer that keeps or
 // drops (dropout, alpha_dropout, dropconnect) takes mask_bits with this default. Why 32 stays
 // the default: it is what every existing command line and checkpoint computed (docs/design.md).

@@ -194,8 +194,8 @@ using V8h = std::uint16_t __attribute__((vector_size(16)));
 // dst[j ld_dst + r] = to_bf16(src[r ld_src + j]) for r < rows, j in [j0, j1): a rounded
 // transpose, in tiles of 8 x 8 (eight rows rounded, transposed in registers by three rounds of
 // interleaves, stored as eight runs of 8 along the output rows); the edges element by element.
-// Element by element throughout, every value would go to another cache line (README,
-// Benchmark, has what the tiles gained).
+// Element by element throughout, every value would go to another cache line (docs/benchmarks.md
+// has what the tiles gained).
 __attribute__((target_clones("avx512f", "avx2", "default"))) void round_transposed(
     const float* src, std::int64_t ld_src, std::int64_t rows, std::int64_t j0, std::int64_t j1,
     Bf16* dst, std::int64_t ld_dst) {

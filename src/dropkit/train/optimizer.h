@@ -23,7 +23,7 @@
 namespace dropkit::train {
 
 // The defaults are the paper's MNIST recipe (momentum ramped from 0.5 to 0.99, max-norm,
-// decaying learning rate) with the rate and schedule measured on Fashion-MNIST (README):
+// decaying learning rate) with the rate and schedule measured on Fashion-MNIST (docs/results.md):
 // 150 epochs reach 90.2 % test accuracy with dropout.
 struct OptimizerConfig {
   std::string kind = "sgd";  // "sgd" or "adam"

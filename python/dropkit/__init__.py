@@ -6,6 +6,10 @@ dtypes and copies, exceptions, and the bits guarantee (the same masks as the C++
 ``dropkit train``, at any thread count).
 """
 
+import os as _os
+import shutil as _shutil
+import tempfile as _tempfile
+
 import numpy as _np
 
 from . import _core
@@ -21,6 +25,7 @@ __all__ = [
     "noise",
     "train",
     "predict",
+    "Model",
     "option_names",
     "TrainingDiverged",
 ]
@@ -109,7 +114,8 @@ def train(out=None, *, data=None, resume=None, overwrite=False, threads=0, progr
     ``options`` are TrainConfig's (``option_names()``: net, epochs, lr, seed, ...), checked by
     it. ``out``: the run directory (config.json, checkpoint.safetensors, metrics.jsonl,
     curves.svg, written after every epoch as the CLI writes them); None trains without saving.
-    ``data``: an MNIST-style directory of IDX files (default: Debian's Fashion-MNIST).
+    ``data``: an MNIST-style directory of IDX files or an .npz file (x_train, y_train, x_test,
+    y_test; default: Debian's Fashion-MNIST).
     ``resume``: a run directory to continue (``epochs`` is then the new total; ``out``
     defaults to it). ``progress(done, total, loss)`` is called after every step,
     ``on_epoch(record)`` after every epoch. Ctrl-C stops at a step boundary with the last
@@ -119,6 +125,11 @@ def train(out=None, *, data=None, resume=None, overwrite=False, threads=0, progr
                        resume="" if resume is None else str(resume),
                        data="" if data is None else str(data), options=options,
                        threads=threads, overwrite=overwrite)
+    return _run_epochs(t, progress, on_epoch)
+
+
+def _run_epochs(t, progress, on_epoch):
+    """The epoch loop of ``train`` and ``Model.fit``: each epoch written before the callback."""
     try:
         while t.epochs_done < t.epochs:
             record = t.run_epoch(progress)
@@ -140,3 +151,102 @@ def predict(model_dir, images, labels=None, *, mc=0, seed=None, max_rows=2048, t
     (accuracy, nll, brier, ece)."""
     return _core.predict(str(model_dir), _np.asarray(images), labels, mc=mc, seed=seed,
                          max_rows=max_rows, threads=threads)
+
+
+class Model:
+    """A network trained on NumPy arrays and used for prediction: the Python face of ``dropkit
+    train`` and ``dropkit predict``, with the same bits.
+
+    ``Model("dense:256:relu,dropout:0.5,dense:10", epochs=10, lr=0.1)`` keeps the spec (the
+    ``net`` option: a spec string or a JSON file) and any of the trainer's options
+    (``option_names()``); nothing is checked or built until ``fit``. ``Model.load(run_dir)``
+    opens a run saved by ``dropkit train``, ``dropkit.train`` or ``fit(out=...)``.
+
+    Features are uint8 images (standardized by the training split's statistics, as the IDX
+    files are) or real numbers used as given (converted to float32 once), of shape
+    (examples, features) or (examples, rows, cols); labels are integers in [0, classes).
+    """
+
+    def __init__(self, net, **options):
+        self._options = dict(options, net=net)
+        self._dir = None
+        self._tmp = None  # the run directory of a fit without ``out``, removed with the model
+        self.history = []
+
+    @classmethod
+    def load(cls, run_dir):
+        """The run saved in ``run_dir``; FileNotFoundError when it holds no checkpoint."""
+        checkpoint = _os.path.join(str(run_dir), "checkpoint.safetensors")
+        if not _os.path.isfile(checkpoint):
+            raise FileNotFoundError(f"{run_dir} holds no checkpoint.safetensors (not a run "
+                                    "directory)")
+        m = cls.__new__(cls)
+        m._options, m._dir, m._tmp, m.history = {}, str(run_dir), None, []
+        return m
+
+    @property
+    def run_dir(self):
+        """Where the model's checkpoint is (None before ``fit``)."""
+        return self._dir
+
+    def fit(self, x, y, x_test, y_test, *, out=None, resume=False, overwrite=False, threads=0,
+            progress=None, on_epoch=None, **options):
+        """Trains on (x, y), evaluating (x_test, y_test) after every epoch, and returns the
+        history (one dict per epoch, as metrics.jsonl holds it). Keyword options are the
+        trainer's (``option_names()``), over those given to the constructor; ``val=N`` holds out
+        the last N training examples for validation. ``out``: a run directory to write (without
+        one the model keeps its checkpoint in a temporary directory). ``resume=True`` continues
+        this model's run (``epochs`` is then the new total) on the same arrays. ``progress`` and
+        ``on_epoch`` as for ``train``; Ctrl-C stops at a step boundary, the last epoch's
+        checkpoint intact.
+        """
+        arrays = (x, y, x_test, y_test)
+        if resume:
+            if self._dir is None:
+                raise ValueError("resume=True needs a model that was fit or loaded")
+            t = _core.Training(out="" if out is None else str(out), resume=self._dir, data="",
+                               options=options, threads=threads, overwrite=overwrite,
+                               arrays=arrays)
+        else:
+            if out is None:
+                self._cleanup()
+                self._tmp = _tempfile.mkdtemp(prefix="dropkit-model-")
+                out, overwrite = self._tmp, True
+            t = _core.Training(out=str(out), resume="", data="",
+                               options=dict(self._options, **options), threads=threads,
+                               overwrite=overwrite, arrays=arrays)
+        self._dir = t.out
+        self.history = _run_epochs(t, progress, on_epoch)
+        return self.history
+
+    def predict(self, x, *, threads=0, max_rows=2048):
+        """Class probabilities (examples, classes) of one eval-mode pass (weight scaling)."""
+        return _core.predict(self._checked_dir(), x, None, mc=0, max_rows=max_rows,
+                             threads=threads)["probs"]
+
+    def predict_mc(self, x, samples, *, seed=None, labels=None, threads=0, max_rows=2048):
+        """Monte-Carlo dropout over ``samples`` passes keyed by ``seed`` (the run's seed when
+        None) and each example's index in ``x``: the same numbers as ``dropkit predict --mc``.
+        Returns ``predict``'s dict: ``probs`` (the mean), ``entropy``, ``mutual_information``,
+        ``variance``, ... per example, with ``labels`` also ``metrics``."""
+        if not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be a whole number >= 1, got {samples!r}")
+        return _core.predict(self._checked_dir(), x, labels, mc=samples, seed=seed,
+                             max_rows=max_rows, threads=threads)
+
+    def _checked_dir(self):
+        if self._dir is None:
+            raise ValueError("this model has not been fit; call fit() or Model.load()")
+        return self._dir
+
+    def _cleanup(self):
+        if self._tmp is not None:
+            _shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __del__(self):
+        self._cleanup()
+
+    def __repr__(self):
+        where = f" at {self._dir}" if self._dir else ""
+        return f"dropkit.Model({self._options.get('net', '')!r}{where})"

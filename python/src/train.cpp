@@ -5,6 +5,7 @@
 // plain Python; each epoch runs with the GIL released and comes back to Python after every step
 // only to check for Ctrl-C (and call a progress function): an interrupt stops the epoch at a step
 // boundary, and the run directory keeps the last epoch's checkpoint.
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -28,14 +29,92 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Examples from NumPy: uint8 arrays are images (standardized as the IDX files' are), any other
+// real dtype float features used as given (converted to float32 once); shape (N, features) or
+// (N, rows, cols). Labels: a one-axis integer array, each in [0, 255] (the model's classes are
+// checked where it is known).
+data::Dataset dataset_of(const py::array& x, const py::object& labels, const char* what = "x") {
+  const char kind = x.dtype().kind();
+  if (kind != 'u' && kind != 'i' && kind != 'f' && kind != 'b') {
+    throw py::type_error(fmt::format("{} has dtype {}: dropkit takes real numbers", what,
+                                     py::str(x.dtype()).cast<std::string>()));
+  }
+  if (x.ndim() != 2 && x.ndim() != 3) {
+    throw std::invalid_argument(
+        fmt::format("{} has {} axes: dropkit takes (examples, features) or (examples, rows, cols)",
+                    what, x.ndim()));
+  }
+  data::Dataset d;
+  d.count = static_cast<std::size_t>(x.shape(0));
+  d.rows = x.ndim() == 3 ? static_cast<std::size_t>(x.shape(1)) : 1;
+  d.cols = static_cast<std::size_t>(x.shape(x.ndim() - 1));
+  if (py::isinstance<py::array_t<std::uint8_t>>(x)) {
+    const auto im = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>::ensure(x);
+    d.images.assign(im.data(), im.data() + im.size());
+  } else {
+    const auto v = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(x);
+    d.floats = true;
+    d.values.assign(v.data(), v.data() + v.size());
+    for (std::size_t i = 0; i < d.values.size(); ++i) {
+      if (!std::isfinite(d.values[i])) {
+        throw std::invalid_argument(fmt::format("{}: element {} (example {}) is {} as float32",
+                                                what, i, i / std::max<std::size_t>(1, d.features()),
+                                                d.values[i]));
+      }
+    }
+  }
+  if (!labels.is_none()) {
+    const py::array l = py::array::ensure(labels);
+    if (!l || (l.dtype().kind() != 'i' && l.dtype().kind() != 'u') || l.ndim() != 1) {
+      throw py::type_error("labels must be a one-axis array of integers");
+    }
+    const auto li = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(l);
+    if (static_cast<std::size_t>(li.size()) != d.count) {
+      throw std::invalid_argument(fmt::format("{} labels for {} examples", li.size(), d.count));
+    }
+    for (py::ssize_t i = 0; i < li.size(); ++i) {
+      const auto v = li.data()[i];
+      if (v < 0 || v > 255) {
+        throw std::invalid_argument(
+            fmt::format("label {} of example {} is outside [0, 255]", v, i));
+      }
+      d.labels.push_back(static_cast<std::uint8_t>(v));
+    }
+  }
+  return d;
+}
+
+// (x_train, y_train, x_test, y_test) as a data set, checked as the files are.
+data::TrainTest train_test_of(const py::tuple& arrays) {
+  if (arrays.size() != 4) {
+    throw std::invalid_argument("arrays must be (x_train, y_train, x_test, y_test)");
+  }
+  data::TrainTest d;
+  d.train = dataset_of(py::array::ensure(arrays[0]), arrays[1], "x_train");
+  d.test = dataset_of(py::array::ensure(arrays[2]), arrays[3], "x_test");
+  if (d.train.rows != d.test.rows || d.train.cols != d.test.cols ||
+      d.train.floats != d.test.floats) {
+    throw std::invalid_argument(
+        fmt::format("x_train and x_test differ in shape or kind ({}x{} {}, {}x{} {})", d.train.rows,
+                    d.train.cols, d.train.floats ? "float" : "uint8", d.test.rows, d.test.cols,
+                    d.test.floats ? "float" : "uint8"));
+  }
+  return d;
+}
+
 // Thrown from the progress callback when Python has an exception to raise (KeyboardInterrupt
 // from Ctrl-C, or the progress function's own); the Python error indicator holds it.
 struct PythonError {};
 
 class Training {
  public:
+  // `arrays`: None, or (x_train, y_train, x_test, y_test) to train on instead of `data`.
   Training(const std::string& out, const std::string& resume, const std::string& data,
-           const py::dict& options, int threads, bool overwrite) {
+           const py::dict& options, int threads, bool overwrite, const py::object& arrays) {
+    if (!arrays.is_none()) {
+      if (!data.empty()) throw std::invalid_argument("give data or arrays, not both");
+      data_ = std::make_unique<data::TrainTest>(train_test_of(arrays.cast<py::tuple>()));
+    }
     std::vector<std::pair<std::string, nlohmann::json>> given;
     for (const auto& [key, value] : options) {
       const auto name = key.cast<std::string>();
@@ -49,9 +128,11 @@ class Training {
         train::prepare_run({.given = std::move(given),
                             .out = out,
                             .resume = resume,
-                            .data = data.empty() ? std::nullopt : std::optional<std::string>(data),
+                            .data = data_          ? std::optional<std::string>("")
+                                    : data.empty() ? std::nullopt
+                                                   : std::optional<std::string>(data),
                             .overwrite = overwrite});
-    data_ = std::make_unique<data::TrainTest>(data::load_mnist_dir(run.data));
+    if (!data_) data_ = std::make_unique<data::TrainTest>(data::load_mnist_dir(run.data));
     threads_ = threads > 0 ? threads : parallel::default_pool().size();
     pool_ = std::make_unique<parallel::ThreadPool>(threads_);
     trainer_ = run.make_trainer(*data_, *pool_);
@@ -141,42 +222,6 @@ class Training {
   bool stopped_ = false;
 };
 
-// Images as the data files hold them: uint8, [N, rows, cols].
-data::Dataset dataset_of(const py::array& images, const py::object& labels) {
-  if (!py::isinstance<py::array_t<std::uint8_t>>(images) || images.ndim() != 3) {
-    throw py::type_error(fmt::format(
-        "images has dtype {} and {} axes: dropkit takes uint8 images of shape (N, rows, cols), "
-        "as the IDX files hold them",
-        py::str(images.dtype()).cast<std::string>(), images.ndim()));
-  }
-  const auto im =
-      py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>::ensure(images);
-  data::Dataset d;
-  d.count = static_cast<std::size_t>(im.shape(0));
-  d.rows = static_cast<std::size_t>(im.shape(1));
-  d.cols = static_cast<std::size_t>(im.shape(2));
-  d.images.assign(im.data(), im.data() + im.size());
-  if (!labels.is_none()) {
-    const py::array l = py::array::ensure(labels);
-    if (!l || (l.dtype().kind() != 'i' && l.dtype().kind() != 'u') || l.ndim() != 1) {
-      throw py::type_error("labels must be a one-axis array of integers");
-    }
-    const auto li = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(l);
-    if (static_cast<std::size_t>(li.size()) != d.count) {
-      throw std::invalid_argument(fmt::format("{} labels for {} images", li.size(), d.count));
-    }
-    for (py::ssize_t i = 0; i < li.size(); ++i) {
-      const auto v = li.data()[i];
-      if (v < 0 || v > 255) {
-        throw std::invalid_argument(
-            fmt::format("label {} of example {} is outside [0, 255]", v, i));
-      }
-      d.labels.push_back(static_cast<std::uint8_t>(v));
-    }
-  }
-  return d;
-}
-
 // Deterministic (mc = 0) or Monte-Carlo prediction of a saved run on `images`: per example the
 // mean probabilities and the uncertainty statistics (predict/uncertainty.h), and with labels the
 // set's accuracy, NLL, Brier score and ECE.
@@ -184,6 +229,7 @@ py::dict predict_fn(const std::string& model_dir, const py::array& images, const
                     std::uint64_t mc, const py::object& seed, std::size_t max_rows, int threads) {
   checked_threads(threads);
   const data::Dataset d = dataset_of(images, labels);
+  if (d.count == 0) throw std::invalid_argument("x holds no examples");
   std::optional<train::Checkpoint> ck;
   {
     py::gil_scoped_release release;
@@ -245,8 +291,9 @@ void bind_train(py::module_& m) {
   using namespace pybind11::literals;
   py::class_<Training>(m, "Training")
       .def(py::init<const std::string&, const std::string&, const std::string&, const py::dict&,
-                    int, bool>(),
-           "out"_a, "resume"_a, "data"_a, "options"_a, "threads"_a, "overwrite"_a)
+                    int, bool, const py::object&>(),
+           "out"_a, "resume"_a, "data"_a, "options"_a, "threads"_a, "overwrite"_a,
+           "arrays"_a = py::none())
       .def("run_epoch", &Training::run_epoch, "progress"_a = py::none())
       .def("write_epoch", &Training::write_epoch)
       .def("close", &Training::close)

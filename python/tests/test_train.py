@@ -140,8 +140,10 @@ def test_predict_errors(tiny_data, tmp_path):
     (broken / "checkpoint.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
     with pytest.raises((OSError, ValueError)):
         dropkit.predict(broken, images)
-    with pytest.raises(TypeError, match="float32"):
+    with pytest.raises(ValueError, match="trained on uint8 images"):
         dropkit.predict(run, images.astype(np.float32))
+    with pytest.raises(TypeError, match="complex"):
+        dropkit.predict(run, images.astype(np.complex64))
     with pytest.raises(ValueError):
         dropkit.predict(run, np.zeros((3, 5, 5), np.uint8))
     with pytest.raises(ValueError):

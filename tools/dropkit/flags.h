@@ -141,7 +141,12 @@ inline CLI::Option* add_threads_flag(CLI::App& app, int& threads) {
 }
 // `what`: the subcommand's own words on what it reads there.
 inline CLI::Option* add_data_flag(CLI::App& app, std::string& data, const std::string& what) {
-  return app.add_option("--data", data, "directory with MNIST-style IDX files (.gz or not)" + what)
+  return app
+      .add_option(
+          "--data", data,
+          "directory with MNIST-style IDX files (.gz or not), or an .npz file with x_train, "
+          "y_train, x_test, y_test (docs/guide.md)" +
+              what)
       ->capture_default_str()
       ->check(kNonEmptyPath);
 }

@@ -13,6 +13,7 @@
 namespace dropkit::data {
 
 Normalization compute_normalization(const Dataset& d, std::span<const std::uint32_t> rows) {
+  if (d.floats) return {};  // float features are used as given
   const std::size_t f = d.features();
   std::uint64_t hist[256] = {};
   for (std::uint32_t r : rows) {
@@ -117,9 +118,14 @@ void make_batch(const Dataset& d, std::span<const std::uint32_t> rows, const Nor
   float table[256];
   for (int v = 0; v < 256; ++v) table[v] = (static_cast<float>(v) / 255.0f - norm.mean) / norm.std;
   for (std::size_t i = 0; i < rows.size(); ++i) {
-    const std::uint8_t* p = d.images.data() + static_cast<std::size_t>(rows[i]) * f;
     float* out = x.data() + i * f;
-    for (std::size_t j = 0; j < f; ++j) out[j] = table[p[j]];
+    if (d.floats) {
+      const float* p = d.values.data() + static_cast<std::size_t>(rows[i]) * f;
+      std::copy(p, p + f, out);
+    } else {
+      const std::uint8_t* p = d.images.data() + static_cast<std::size_t>(rows[i]) * f;
+      for (std::size_t j = 0; j < f; ++j) out[j] = table[p[j]];
+    }
     labels[i] = d.labels.empty() ? 0 : d.labels[rows[i]];
   }
 }

@@ -1,6 +1,7 @@
 // The data sets built from IDX files (data/idx.h): an images file alone or with its labels,
 // peeked at (headers only) or loaded, the splits of an MNIST-style directory such as Debian's
-// Fashion-MNIST, and a data set's fingerprint. The files are read by data/idx_reader.h.
+// Fashion-MNIST (or an .npz archive in its place: data/npz.h), and a data set's fingerprint. The
+// files are read by data/idx_reader.h.
 #include "dropkit/data/idx.h"
 
 #include <zlib.h>
@@ -15,6 +16,7 @@
 
 #include "dropkit/data/byte_source.h"
 #include "dropkit/data/idx_reader.h"
+#include "dropkit/data/npz.h"
 
 namespace dropkit::data {
 namespace {
@@ -97,6 +99,7 @@ Dataset load_images(const std::filesystem::path& images) {
 }
 
 DatasetShape peek_mnist_split(const std::filesystem::path& dir, MnistSplit split) {
+  if (is_npz_path(dir)) return peek_npz_split(dir, split);
   const auto files = split_files(dir, split);
   return peek_idx_pair(files[0], files[1]);
 }
@@ -130,11 +133,13 @@ Dataset load_idx_pair(const std::filesystem::path& images, const std::filesystem
 }
 
 Dataset load_mnist_split(const std::filesystem::path& dir, MnistSplit split, int num_classes) {
+  if (is_npz_path(dir)) return load_npz_split(dir, split, num_classes);
   const auto files = split_files(dir, split);
   return load_idx_pair(files[0], files[1], num_classes);
 }
 
 TrainTest load_mnist_dir(const std::filesystem::path& dir, int num_classes) {
+  if (is_npz_path(dir)) return load_npz(dir, num_classes);
   // The four headers first: splits that disagree fail before a payload is read.
   const DatasetShape train = peek_mnist_split(dir, MnistSplit::kTrain);
   const DatasetShape test = peek_mnist_split(dir, MnistSplit::kTest);
@@ -149,22 +154,30 @@ TrainTest load_mnist_dir(const std::filesystem::path& dir, int num_classes) {
 }
 
 std::string fingerprint(const Dataset& d) {
-  auto crc = [](const std::vector<std::uint8_t>& bytes) {
+  auto crc = [](const void* data, std::size_t size) {
+    const auto* bytes = static_cast<const Bytef*>(data);
     uLong c = crc32(0L, Z_NULL, 0);
     // crc32 takes a uInt length: feed it in pieces.
-    for (std::size_t at = 0; at < bytes.size(); at += 1u << 30) {
-      c = crc32(c, bytes.data() + at,
-                static_cast<uInt>(std::min<std::size_t>(bytes.size() - at, 1u << 30)));
+    for (std::size_t at = 0; at < size; at += 1u << 30) {
+      c = crc32(c, bytes + at, static_cast<uInt>(std::min<std::size_t>(size - at, 1u << 30)));
     }
     return static_cast<std::uint32_t>(c);
   };
-  char buf[128];
-  std::snprintf(buf, sizeof buf, "%zux%zux%zu images crc32 %08x, labels crc32 %08x", d.count,
-                d.rows, d.cols, crc(d.images), crc(d.labels));
+  char buf[160];
+  if (d.floats) {  // the values' bytes (little-endian float32, as the machines dropkit runs on)
+    std::snprintf(buf, sizeof buf, "%zux%zux%zu float32 features crc32 %08x, labels crc32 %08x",
+                  d.count, d.rows, d.cols, crc(d.values.data(), d.values.size() * sizeof(float)),
+                  crc(d.labels.data(), d.labels.size()));
+  } else {
+    std::snprintf(buf, sizeof buf, "%zux%zux%zu images crc32 %08x, labels crc32 %08x", d.count,
+                  d.rows, d.cols, crc(d.images.data(), d.images.size()),
+                  crc(d.labels.data(), d.labels.size()));
+  }
   return buf;
 }
 
 std::vector<std::filesystem::path> mnist_files(const std::filesystem::path& dir) {
+  if (is_npz_path(dir)) return {dir};
   std::vector<std::filesystem::path> files;
   for (const char* prefix : {"train", "t10k"}) {
     for (const char* kind : {"-images-idx3-ubyte", "-labels-idx1-ubyte"}) {

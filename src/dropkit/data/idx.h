@@ -42,7 +42,11 @@ IdxArray read_idx(const std::filesystem::path& path);
 
 // Images as bytes, row-major [count, rows*cols], labels as bytes [count].
 struct Dataset {
-  std::vector<std::uint8_t> images;
+  std::vector<std::uint8_t> images;  // count x rows x cols bytes, unless `floats`
+  // count x rows x cols float features (data/npz.h), used as given: make_batch copies them and
+  // compute_normalization leaves them unscaled. `images` is then empty.
+  std::vector<float> values;
+  bool floats = false;
   std::vector<std::uint8_t> labels;
   std::size_t count = 0, rows = 0, cols = 0;
   std::string labels_file;  // where the labels came from (for messages; "" if not from a file)
@@ -79,6 +83,10 @@ struct TrainTest {
   Dataset train, test;
 };
 
+// Each function taking an MNIST-style directory below also takes an .npz archive in its place
+// (data/npz.h decides which by is_npz_path and reads the archive), so every command that reads
+// `--data` reads both.
+//
 // Loads a directory laid out like MNIST: train-images-idx3-ubyte, train-labels-idx1-ubyte,
 // t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each either plain or with ".gz" (the plain name
 // wins if both exist, since it is usually the one a user unpacked on purpose). Missing files are

@@ -171,7 +171,14 @@ PreparedRun prepare_run(RunRequest request) {
     config = run.resumed->config;
     // The run's data, as config.json remembers them, unless the request names others (the
     // checkpoint's fingerprints decide either way).
-    if (!request.data) request.data = remembered_data(request.resume);
+    if (!request.data) {
+      request.data = remembered_data(request.resume);
+      if (request.data && request.data->empty()) {
+        throw std::invalid_argument(
+            fmt::format("{} was trained on arrays held in memory (Python); name its data with {}",
+                        request.resume.string(), option_ref("data")));
+      }
+    }
     if (request.out.empty()) request.out = request.resume;
   } else {
     std::vector<std::string> names;
@@ -194,7 +201,9 @@ PreparedRun prepare_run(RunRequest request) {
   if (!run.out.empty()) {
     std::vector<NamedPath> inputs;
     if (!run.resumed && !config.net.empty()) inputs.push_back({option_ref("net"), config.net});
-    for (const auto& f : data::mnist_files(run.data)) inputs.push_back({"the data file", f});
+    if (!run.data.empty()) {
+      for (const auto& f : data::mnist_files(run.data)) inputs.push_back({"the data file", f});
+    }
     if (run.resumed && run.fresh_out) {
       for (const char* f : kRunFiles) inputs.push_back({"the resumed run's", request.resume / f});
     }
@@ -217,7 +226,8 @@ std::unique_ptr<Trainer> PreparedRun::make_trainer(const data::TrainTest& data,
 std::unique_ptr<RunDir> PreparedRun::open_run_dir(const Trainer& trainer) {
   if (out.empty()) return nullptr;
   // Where the data are, for a resume that names none (still checked by their fingerprints).
-  const std::string data_dir = fs::weakly_canonical(fs::absolute(data)).string();
+  const std::string data_dir =
+      data.empty() ? std::string() : fs::weakly_canonical(fs::absolute(data)).string();
   return std::make_unique<RunDir>(
       out, trainer,
       RunDirOptions{

@@ -97,7 +97,9 @@ struct RunRequest {
   std::vector<std::pair<std::string, nlohmann::json>> given;
   std::filesystem::path out;     // empty: a new run saves nothing, a resumed one its own dir
   std::filesystem::path resume;  // empty: a new run
-  // The data directory; none: the resumed run's (config.json), else data::default_data_dir().
+  // The data directory or .npz file; none: the resumed run's (config.json), else
+  // data::default_data_dir(). An empty string: the caller holds the data in memory (Python
+  // arrays), and config.json records none.
   std::optional<std::string> data;
   bool overwrite = false;  // a fresh `out` may hold another run (RunDirOptions::overwrite)
 };
@@ -108,7 +110,7 @@ struct PreparedRun {
   TrainConfig config;
   std::optional<Checkpoint> resumed;
   std::filesystem::path resume;
-  std::string data;  // the directory to load (data::load_mnist_dir)
+  std::string data;  // what to load (data::load_mnist_dir); empty: data held in memory
   std::filesystem::path out;
   bool fresh_out = true;  // out starts without run files (not the resumed run's own directory)
   bool overwrite = false;

@@ -66,6 +66,18 @@ void check_model_fits(const model::Model& model, const data::Dataset& d, const c
         model.input_shape().str(), model.input_shape().numel(), what, d.rows, d.cols,
         d.features()));
   }
+  // A model trained on byte images standardizes its inputs (a mean above 0); one trained on
+  // float features takes them as given (mean 0, std 1: compute_normalization). Features of the
+  // other kind would be read on the wrong scale without a word, so they are refused.
+  const data::Normalization n = model.normalization();
+  const bool float_model = n.mean == 0.0f && n.std == 1.0f;
+  if (d.count > 0 && d.floats != float_model) {
+    throw std::invalid_argument(fmt::format(
+        "the model was trained on {} but the {} examples are {}; give {}",
+        float_model ? "float features" : "uint8 images", what,
+        d.floats ? "float features" : "uint8 images",
+        float_model ? "float features as in training" : "uint8 images (0-255) as in training"));
+  }
   int max_label = -1;
   for (auto l : d.labels) max_label = std::max<int>(max_label, l);
   const Shape& out = model.output_shape();

@@ -1,13 +1,15 @@
 """Builds dropkit._core with the project's CMake for `pip install --no-build-isolation .`.
 
-The package metadata is in pyproject.toml; this file only runs CMake (target dropkit_python,
-no tests or benchmarks) and copies the module where setuptools wants it. DROPKIT_BUILD_DIR
-names an existing CMake build directory to reuse (e.g. build/ after scripts/build); otherwise
-a fresh one is configured under setuptools' temporary directory.
+The package metadata is in pyproject.toml, but for the version, which this file reads from
+CMakeLists.txt's project() (the one place it is written). Otherwise it only runs CMake (target
+dropkit_python, no tests or benchmarks) and copies the module where setuptools wants it.
+DROPKIT_BUILD_DIR names an existing CMake build directory to reuse (e.g. build/ after
+scripts/build); otherwise a fresh one is configured under setuptools' temporary directory.
 """
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +18,15 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = pathlib.Path(__file__).resolve().parent
+
+
+def project_version():
+    """The VERSION of CMakeLists.txt's project(dropkit ...), e.g. "0.1.0"."""
+    text = (ROOT / "CMakeLists.txt").read_text()
+    found = re.search(r"project\(\s*dropkit\s+VERSION\s+([0-9.]+)", text)
+    if not found:
+        raise RuntimeError("CMakeLists.txt has no project(dropkit VERSION ...)")
+    return found.group(1)
 
 
 class CMakeBuild(build_ext):
@@ -38,4 +49,5 @@ class CMakeBuild(build_ext):
         shutil.copyfile(built[-1], target)
 
 
-setup(ext_modules=[Extension("dropkit._core", sources=[])], cmdclass={"build_ext": CMakeBuild})
+setup(version=project_version(), ext_modules=[Extension("dropkit._core", sources=[])],
+      cmdclass={"build_ext": CMakeBuild})

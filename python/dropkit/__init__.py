@@ -15,6 +15,9 @@ import numpy as _np
 from . import _core
 from ._core import TrainingDiverged
 
+# The library's version, from CMakeLists.txt's project() through the compiled module.
+__version__ = _core.__version__
+
 __all__ = [
     "dropout",
     "dropout_backward",

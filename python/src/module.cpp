@@ -15,6 +15,7 @@
 #include "dropkit/data/idx.h"
 #include "dropkit/kernels/table.h"
 #include "dropkit/train/trainer.h"
+#include "dropkit/version.h"
 
 namespace dropkit::python {
 
@@ -86,6 +87,7 @@ PYBIND11_MODULE(_core, m) {
   namespace py = pybind11;
   using namespace dropkit;
   m.doc() = "dropkit's C++ library (use the dropkit package, not this module)";
+  m.attr("__version__") = version();  // the package's __version__ (CMakeLists.txt's project())
   static py::exception<train::TrainingDiverged> diverged(m, "TrainingDiverged",
                                                          PyExc_ArithmeticError);
   // ValueError for bad arguments (pybind11 maps std::invalid_argument itself), OSError for files,

@@ -9,10 +9,12 @@
 
 #include "commands.h"
 #include "dropkit/core/options.h"
+#include "dropkit/version.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"dropkit: dropout (Srivastava et al. 2014), fast and reproducible"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", fmt::format("dropkit {}", dropkit::version()));
   std::map<CLI::App*, dropkit::cli::Run> runs;
   auto add = [&](const char* name, const char* help, auto add_fn) {
     CLI::App* sub = app.add_subcommand(name, help);
@@ -32,9 +34,7 @@ int main(int argc, char** argv) {
       dropkit::cli::add_demo);
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
+  } catch (const CLI::Success& e) {  // --help, --help-all, --version: print, exit 0
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     // One line, and exit code 2 for every usage error (CLI11's own codes vary).

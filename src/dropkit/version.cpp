@@ -1,0 +1,9 @@
+#include "dropkit/version.h"
+
+namespace dropkit {
+
+const char* version() {
+  return kVersion;
+}
+
+}  // namespace dropkit

@@ -162,7 +162,8 @@ class Model:
 
     ``Model("dense:256:relu,dropout:0.5,dense:10", epochs=10, lr=0.1)`` keeps the spec (the
     ``net`` option: a spec string or a JSON file) and any of the trainer's options
-    (``option_names()``); nothing is checked or built until ``fit``. ``Model.load(run_dir)``
+    (``option_names()``; without ``net`` the trainer's default net); nothing is checked or
+    built until ``fit``. ``Model.load(run_dir)``
     opens a run saved by ``dropkit train``, ``dropkit.train`` or ``fit(out=...)``.
 
     Features are uint8 images (standardized by the training split's statistics, as the IDX
@@ -170,8 +171,8 @@ class Model:
     (examples, features) or (examples, rows, cols); labels are integers in [0, classes).
     """
 
-    def __init__(self, net, **options):
-        self._options = dict(options, net=net)
+    def __init__(self, net=None, **options):
+        self._options = dict(options) if net is None else dict(options, net=net)
         self._dir = None
         self._tmp = None  # the run directory of a fit without ``out``, removed with the model
         self.history = []

@@ -19,6 +19,8 @@ constexpr double kRight = kWidth - 30;
 constexpr double kTop = 60;
 constexpr double kBottom = kHeight - 60;
 constexpr char kFont[] = "font-family=\"sans-serif\"";
+constexpr double kMaxPercent = 100;
+constexpr double kLegendRow = 18;  // the y axis holds a percentage (or a fraction, below 1)
 
 std::string escape(std::string_view text) {
   std::string out;
@@ -81,13 +83,81 @@ Range finite_range(const std::vector<Series>& series) {
   return r;
 }
 
-// The data range padded by 5% of its span (or of its value when flat), clamped at zero below.
-Range padded(Range r) {
+// The y step: 1, 2 or 5 times a power of ten, about six ticks over the range.
+double y_step(const Range& r) {
+  return nice_step((r.hi - r.lo) / 6);
+}
+
+// The y axis for data in r, a percentage: padded by 5% of its span (or of its value when flat),
+// starting at zero when the data come within half their span of it, ending on ticks, and within
+// [0, 100].
+Range value_range(Range r) {
   const double span = r.hi - r.lo;
   const double pad = span > 0 ? 0.05 * span : (r.hi != 0 ? 0.05 * std::abs(r.hi) : 1.0);
-  Range out{std::max(0.0, r.lo - pad), r.hi + pad};
-  if (!(out.hi > out.lo)) out.hi = out.lo + 1;
+  Range out{r.lo - pad, r.hi + pad};
+  if (r.lo <= 0.5 * std::max(span, pad)) out.lo = 0;
+  // Ends on ticks. Snapping widens the range, which may call for the next step (draw_y_ticks
+  // takes the step of the final range): snap again, a few times at most.
+  const Range padded = out;
+  for (int i = 0; i < 4; ++i) {
+    const double step = y_step(i == 0 ? padded : out);
+    out.lo = std::max(0.0, std::floor(padded.lo / step + 1e-9) * step);
+    out.hi = std::min(kMaxPercent, std::ceil(padded.hi / step - 1e-9) * step);
+    if (y_step(out) == step) break;
+  }
+  if (!(out.hi > out.lo))
+    out = out.lo >= kMaxPercent ? Range{kMaxPercent - 1, kMaxPercent} : Range{out.lo, out.lo + 1};
   return out;
+}
+
+// What the legend must not cover: the plotted lines (as segments) and bars and markers (boxes).
+struct Box {
+  double x0, y0, x1, y1;
+};
+struct Segment {
+  double x0, y0, x1, y1;
+};
+struct Obstacles {
+  std::vector<Segment> segments;
+  std::vector<Box> boxes;
+};
+
+bool overlaps(const Box& a, const Box& b) {
+  return a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1;
+}
+
+// Whether the segment passes through the box (Liang-Barsky clipping).
+bool crosses(const Segment& s, const Box& b) {
+  double t0 = 0, t1 = 1;
+  const double dx = s.x1 - s.x0, dy = s.y1 - s.y0;
+  const double p[4] = {-dx, dx, -dy, dy};
+  const double q[4] = {s.x0 - b.x0, b.x1 - s.x0, s.y0 - b.y0, b.y1 - s.y0};
+  for (int i = 0; i < 4; ++i) {
+    if (p[i] == 0) {
+      if (q[i] < 0) return false;  // parallel to this edge and outside it
+      continue;
+    }
+    const double t = q[i] / p[i];
+    if (p[i] < 0) {
+      t0 = std::max(t0, t);
+    } else {
+      t1 = std::min(t1, t);
+    }
+    if (t0 > t1) return false;
+  }
+  return true;
+}
+
+bool is_free(const Box& legend, const Obstacles& obstacles) {
+  constexpr double kGap = 4;  // keep the box this far from what is drawn
+  const Box grown{legend.x0 - kGap, legend.y0 - kGap, legend.x1 + kGap, legend.y1 + kGap};
+  for (const Segment& s : obstacles.segments) {
+    if (crosses(s, grown)) return false;
+  }
+  for (const Box& b : obstacles.boxes) {
+    if (overlaps(b, grown)) return false;
+  }
+  return true;
 }
 
 // A <text> element; `extra` holds further attributes, e.g. `fill="red"`.
@@ -108,7 +178,7 @@ std::string dash_attribute(bool dashed) {
 }
 
 void draw_y_ticks(std::string& out, const Axis& y) {
-  const double step = nice_step((y.hi - y.lo) / 6);
+  const double step = y_step({y.lo, y.hi});
   const int decimals = std::max(0, -static_cast<int>(std::floor(std::log10(step) + 1e-9)));
   const auto first = static_cast<long long>(std::ceil(y.lo / step - 1e-9));
   const auto last = static_cast<long long>(std::floor(y.hi / step + 1e-9));
@@ -152,51 +222,65 @@ void draw_log_x_ticks(std::string& out, const Axis& x) {
   }
 }
 
-void draw_legend(std::string& out, const std::vector<Series>& series) {
-  if (series.empty()) return;
+// The legend's box: in the first corner of the plot area where it covers nothing drawn (top
+// right, top left, bottom right, bottom left), else below the x-axis label, outside the plot.
+Box place_legend(const std::vector<Series>& series, const Obstacles& obstacles) {
   std::size_t longest = 0;
   for (const Series& s : series) longest = std::max(longest, s.label.size());
-  constexpr double kRow = 18;
+  constexpr double kInset = 10;
   const double width = 44 + 7.0 * static_cast<double>(longest);
-  const double height = 10 + kRow * static_cast<double>(series.size());
-  const double x0 = kRight - 10 - width;
-  const double y0 = kTop + 10;
+  const double height = 10 + kLegendRow * static_cast<double>(series.size());
+  for (const auto& [left, top] :
+       {std::pair{false, true}, {true, true}, {false, false}, {true, false}}) {
+    const double x0 = left ? kLeft + kInset : kRight - kInset - width;
+    const double y0 = top ? kTop + kInset : kBottom - kInset - height;
+    const Box box{x0, y0, x0 + width, y0 + height};
+    if (box.x0 >= kLeft && box.y1 <= kBottom && is_free(box, obstacles)) return box;
+  }
+  return {kLeft, kHeight, kLeft + width, kHeight + height};
+}
+
+void draw_legend(std::string& out, const std::vector<Series>& series, const Box& box) {
   out += fmt::format(
       "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"white\" "
       "fill-opacity=\"0.85\" stroke=\"#999999\" stroke-width=\"1\"/>\n",
-      x0, y0, width, height);
+      box.x0, box.y0, box.x1 - box.x0, box.y1 - box.y0);
   for (std::size_t i = 0; i < series.size(); ++i) {
     const Series& s = series[i];
-    const double cy = y0 + 5 + kRow * (static_cast<double>(i) + 0.5);
-    out += line(x0 + 8, cy, x0 + 32, cy,
+    const double cy = box.y0 + 5 + kLegendRow * (static_cast<double>(i) + 0.5);
+    out += line(box.x0 + 8, cy, box.x0 + 32, cy,
                 fmt::format("stroke=\"{}\" stroke-width=\"2\"{}", escape(s.color),
                             dash_attribute(s.dashed)));
-    out += text(x0 + 38, cy + 4, "start", 12, s.label);
+    out += text(box.x0 + 38, cy + 4, "start", 12, s.label);
   }
 }
 
-std::string svg_open(const std::string& title, const std::string& x_label,
-                     const std::string& y_label) {
+// The whole document: the frame (title, axis labels, axes) around `body`, which holds the grid,
+// ticks and data, and the legend where it covers none of `obstacles` (the SVG grows downwards
+// when the legend must go below the plot).
+std::string svg_document(const std::string& title, const std::string& x_label,
+                         const std::string& y_label, const std::string& body,
+                         const std::vector<Series>& legend, const Obstacles& obstacles) {
+  const Box box = legend.empty() ? Box{0, 0, 0, 0} : place_legend(legend, obstacles);
+  const double height = std::max(kHeight, box.y1 + 10);
   std::string out = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" "
       "viewBox=\"0 0 {0} {1}\">\n",
-      kWidth, kHeight);
+      kWidth, height);
   out += fmt::format("<rect x=\"0\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"white\"/>\n", kWidth,
-                     kHeight);
+                     height);
   out += text(kWidth / 2, 30, "middle", 18, title, "font-weight=\"bold\"");
   out += text(kLeft + (kRight - kLeft) / 2, kHeight - 15, "middle", 14, x_label);
   const double mid_y = kTop + (kBottom - kTop) / 2;
   out += text(22, mid_y, "middle", 14, y_label,
               fmt::format("transform=\"rotate(-90 22 {:.1f})\"", mid_y));
-  return out;
-}
-
-// Axes last, so grid lines and curves do not paint over them; then the legend.
-void svg_close(std::string& out, const std::vector<Series>& series) {
+  out += body;
+  // Axes after the grid and data, so that nothing paints over them; then the legend.
   out += line(kLeft, kBottom, kRight, kBottom, "stroke=\"black\" stroke-width=\"1\"");
   out += line(kLeft, kTop, kLeft, kBottom, "stroke=\"black\" stroke-width=\"1\"");
-  draw_legend(out, series);
+  if (!legend.empty()) draw_legend(out, legend, box);
   out += "</svg>\n";
+  return out;
 }
 
 }  // namespace
@@ -209,7 +293,8 @@ std::string line_chart_svg(const std::string& title, const std::string& y_label,
 std::string xy_chart_svg(const std::string& title, const std::string& x_label,
                          const std::string& y_label, const std::vector<Series>& series,
                          bool log_x) {
-  std::string out = svg_open(title, x_label, y_label);
+  std::string out;
+  Obstacles drawn;
   const double mid_y = kTop + (kBottom - kTop) / 2;
   // The x of point i of a series: its x[i], or i + 1 (an epoch) when it has none.
   const auto x_of = [&](const Series& s, std::size_t i) {
@@ -218,7 +303,9 @@ std::string xy_chart_svg(const std::string& title, const std::string& x_label,
   };
   const Range data = finite_range(series);
   if (data.empty()) {
-    out += text(kLeft + (kRight - kLeft) / 2, mid_y, "middle", 16, "no data", "fill=\"#777777\"");
+    const double cx = kLeft + (kRight - kLeft) / 2;
+    out += text(cx, mid_y, "middle", 16, "no data", "fill=\"#777777\"");
+    drawn.boxes.push_back({cx - 40, mid_y - 16, cx + 40, mid_y + 6});
   } else {
     bool epochs_only = true;
     Range xr;
@@ -235,7 +322,7 @@ std::string xy_chart_svg(const std::string& title, const std::string& x_label,
     // A single x is drawn in the middle rather than on the y axis.
     const Axis x = xr.hi > xr.lo ? Axis{xr.lo, xr.hi, kLeft, kRight}
                                  : Axis{xr.lo - 1, xr.lo + 1, kLeft, kRight};
-    const Range yr = padded(data);
+    const Range yr = value_range(data);
     const Axis y{yr.lo, yr.hi, kBottom, kTop};
     draw_y_ticks(out, y);
     if (log_x) {
@@ -254,9 +341,12 @@ std::string xy_chart_svg(const std::string& title, const std::string& x_label,
       double last_x = 0, last_y = 0;
       for (std::size_t i = 0; i < s.y.size(); ++i) {
         if (!std::isfinite(s.y[i]) || !std::isfinite(x_of(s, i))) continue;
-        last_x = x(x_of(s, i));
-        // Clamped, so a (meaningless) negative error cannot draw outside the plot.
-        last_y = std::clamp(y(s.y[i]), kTop, kBottom);
+        const double px = x(x_of(s, i));
+        // Clamped, so a (meaningless) error outside [0, 100] cannot draw outside the plot.
+        const double py = std::clamp(y(s.y[i]), kTop, kBottom);
+        drawn.segments.push_back({count ? last_x : px, count ? last_y : py, px, py});
+        last_x = px;
+        last_y = py;
         if (count++ > 0) points += ' ';
         points += fmt::format("{:.1f},{:.1f}", last_x, last_y);
       }
@@ -272,13 +362,12 @@ std::string xy_chart_svg(const std::string& title, const std::string& x_label,
       }
     }
   }
-  svg_close(out, series);
-  return out;
+  return svg_document(title, x_label, y_label, out, series, drawn);
 }
 
 std::string reliability_svg(const std::string& title, const std::vector<Reliability>& diagrams) {
-  std::string out =
-      svg_open(title, "confidence (mean probability of the predicted class)", "accuracy");
+  std::string out;
+  Obstacles drawn;
   const Axis x{0, 1, kLeft, kRight};
   const Axis y{0, 1, kBottom, kTop};
   draw_y_ticks(out, y);
@@ -286,6 +375,7 @@ std::string reliability_svg(const std::string& title, const std::vector<Reliabil
   // The diagonal: perfect calibration.
   out += line(x(0), y(0), x(1), y(1),
               "stroke=\"#777777\" stroke-width=\"1\" stroke-dasharray=\"4 4\"");
+  drawn.segments.push_back({x(0), y(0), x(1), y(1)});
   std::vector<Series> legend;
   const double n = static_cast<double>(std::max<std::size_t>(diagrams.size(), 1));
   for (std::size_t d = 0; d < diagrams.size(); ++d) {
@@ -296,6 +386,7 @@ std::string reliability_svg(const std::string& title, const std::vector<Reliabil
       if (!std::isfinite(r.accuracy[b])) continue;  // an empty bin
       const double left = static_cast<double>(b) / bins + static_cast<double>(d) / (n * bins);
       const double w = 1.0 / (n * bins);
+      drawn.boxes.push_back({x(left), y(r.accuracy[b]), x(left + w), y(0)});
       out += fmt::format(
           "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\" "
           "fill-opacity=\"0.75\"/>\n",
@@ -303,8 +394,8 @@ std::string reliability_svg(const std::string& title, const std::vector<Reliabil
           escape(r.color));
     }
   }
-  svg_close(out, legend);
-  return out;
+  return svg_document(title, "confidence (mean probability of the predicted class)", "accuracy",
+                      out, legend, drawn);
 }
 
 }  // namespace dropkit::report

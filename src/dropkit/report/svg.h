@@ -2,8 +2,8 @@
 // figures of `dropkit compare` and `dropkit predict`.
 //
 // SVG rather than PNG because it needs no image library, is a few kilobytes, diffs as text and
-// opens in any browser; the chart is fixed-size (800x500) and self-contained (no scripts, no
-// external fonts or stylesheets).
+// opens in any browser; the chart is 800 wide and 500 high (taller when the legend must go below
+// the plot) and self-contained (no scripts, no external fonts or stylesheets).
 #pragma once
 
 #include <string>
@@ -24,10 +24,13 @@ struct Series {
 
 // An 800x500 SVG line chart: x is the epoch (1 .. the longest series), y the error in percent.
 // It has the title on top, both axes with ticks, tick labels and axis labels, light grid lines,
-// and a legend with every series. The y range comes from the data, padded by 5% of its span, and
-// never goes below zero. A series with no finite value is drawn only in the legend; if no series
-// has one, the chart shows empty axes and "no data". Text is XML-escaped; the result ends in
-// "</svg>\n".
+// and a legend with every series. Ticks step by 1, 2 or 5 times a power of ten; the y axis
+// covers the data padded by 5% of their span, ends on ticks, starts at zero when the data come
+// within half their span of it, and stays within [0, 100]. The legend goes in the first corner
+// of the plot (top right, top left, bottom right, bottom left) where it covers no line, marker
+// or bar, else below the x-axis label, the chart growing taller to hold it. A series with no
+// finite value is drawn only in the legend; if no series has one, the chart shows empty axes
+// and "no data". Text is XML-escaped; the result ends in "</svg>\n".
 std::string line_chart_svg(const std::string& title, const std::string& y_label,
                            const std::vector<Series>& series);
 
@@ -38,7 +41,7 @@ std::string xy_chart_svg(const std::string& title, const std::string& x_label,
 
 // A reliability diagram: per confidence bin (equal width over [0, 1]) a bar at the bin's
 // accuracy, the diagrams' bars side by side within each bin (NaN: an empty bin, no bar), and the
-// diagonal of perfect calibration.
+// diagonal of perfect calibration; the legend avoids bars and diagonal as above.
 struct Reliability {
   std::string label;  // e.g. "MC T=50 (ECE 0.012)"
   std::string color;

@@ -164,19 +164,17 @@ int run_train(CLI::App& app, TrainOpts& o) {
 
 // The layer kinds and their options, for the end of `train --help`.
 std::string layer_help() {
-  std::string s = "\nLayers for --net (kind:positional...:name=value; README 'Network specs'):\n";
+  std::string s =
+      "\nLayers for --net (kind:positional...:name=value; docs/guide.md, docs/cli.md):\n";
   for (const auto& k : model::layer_kinds()) {
     s += fmt::format("  {:<11} {}\n", k.kind, k.summary);
     for (const auto& opt : k.options) {
       const bool positional =
           std::find(k.positional.begin(), k.positional.end(), opt.name) != k.positional.end();
-      s += fmt::format(
-          "      {:<13} {}; {}{}{}\n", opt.name, opt.help, opt.range_text(),
-          opt.default_value.is_null()
-              ? ", required"
-              : ", default " + (opt.default_value.is_string() ? opt.default_value.get<std::string>()
-                                                              : opt.default_value.dump()),
-          positional ? "" : " (by name only)");
+      s +=
+          fmt::format("      {:<13} {}; {}{}{}\n", opt.name, opt.help, opt.range_text(),
+                      opt.default_value.is_null() ? ", required" : ", default " + default_text(opt),
+                      positional ? "" : " (by name only)");
     }
   }
   return s;
@@ -198,12 +196,12 @@ Run add_train(CLI::App& app) {
       app.add_flag(opt.flag(), o->flags[opt.name], help);
       continue;
     }
-    const std::string shown = opt.default_value.is_string() ? opt.default_value.get<std::string>()
-                                                            : opt.default_value.dump();
     const char* type = opt.type == Option::Type::kInt    ? "INT"
                        : opt.type == Option::Type::kReal ? "FLOAT"
                                                          : "TEXT";
-    app.add_option(opt.flag(), o->values[opt.name], help)->default_str(shown)->type_name(type);
+    app.add_option(opt.flag(), o->values[opt.name], help)
+        ->default_str(default_text(opt))
+        ->type_name(type);
   }
   add_threads_flag(app, o->threads);
   app.add_option("--out", o->out,

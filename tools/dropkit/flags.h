@@ -54,6 +54,13 @@ Option number_option(const std::string& name, const std::string& help, double mi
 }
 }  // namespace detail
 
+// An option's default as a user would type it: "relu", not "\"relu\""; empty for a required one.
+inline std::string default_text(const Option& option) {
+  if (option.default_value.is_null()) return "";
+  return option.default_value.is_string() ? option.default_value.get<std::string>()
+                                          : option.default_value.dump();
+}
+
 // For every flag that names a file or directory: an empty path ("--out ''", an unset shell
 // variable) names nothing and is refused rather than read as "not given".
 inline const CLI::Validator kNonEmptyPath(

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "dropkit/core/options.h"
 #include "dropkit/version.h"
+#include "help_markdown.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"dropkit: dropout (Srivastava et al. 2014), fast and reproducible"};
@@ -32,6 +33,8 @@ int main(int argc, char** argv) {
       dropkit::cli::add_bench);
   add("demo", "apply dropout to a small tensor and show what each mode returns",
       dropkit::cli::add_demo);
+  add("help-markdown", "print the CLI reference (docs/cli.md) in Markdown",
+      [&app](CLI::App& sub) { return dropkit::cli::add_help_markdown(sub, app); });
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --help-all, --version: print, exit 0

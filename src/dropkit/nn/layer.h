@@ -45,9 +45,9 @@ struct Context {
   std::uint64_t seed = 0;
   std::uint64_t step = 0;  // training step, or Monte-Carlo sample index in Mode::kSample
   // Index of this batch's first row in the global batch: a data-parallel worker holding rows
-  // [r, r + n) passes r and draws exactly the masks a single process would (docs/spec.md section
-  // 2). In Mode::kSample: the index of the first example in the data set, so that sample t of
-  // example i is the same whatever the batch it came in.
+  // [r, r + n) passes r and draws exactly the masks a single process would
+  // (docs/spec.md section 2). In Mode::kSample: the index of the first example in the data set,
+  // so that sample t of example i is the same whatever the batch it came in.
   std::uint64_t row_offset = 0;
   // Mode::kSample only: the rows are `samples` stacked blocks of the same examples, block s
   // being Monte-Carlo sample step + s (so T samples go through one matrix product). Layers that

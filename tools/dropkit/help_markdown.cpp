@@ -1,0 +1,151 @@
+#include "help_markdown.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "dropkit/model/registry.h"
+#include "flags.h"
+
+namespace dropkit::cli {
+namespace {
+
+// Text that goes into a table cell: pipes would end the cell, `*` could start emphasis and `<`
+// an HTML tag; backquoted code stays code.
+std::string cell(const std::string& text) {
+  std::string s;
+  for (const char c : text) {
+    if (c == '|')
+      s += "\\|";
+    else if (c == '*')
+      s += "\\*";
+    else if (c == '<')
+      s += "&lt;";
+    else if (c == '\n')
+      s += ' ';
+    else
+      s += c;
+  }
+  return s;
+}
+
+std::string code(const std::string& text) {
+  return text.empty() ? "" : "`" + text + "`";
+}
+
+// "dropkit bench kernels": the names from the root down (the root's name is whatever argv[0]
+// was, so it is written out).
+std::string command_path(const CLI::App& app) {
+  const CLI::App* parent = app.get_parent();
+  return parent == nullptr ? "dropkit" : command_path(*parent) + " " + app.get_name();
+}
+
+std::vector<const CLI::App*> visible_subcommands(const CLI::App& app) {
+  return app.get_subcommands([](const CLI::App* sub) { return !sub->get_group().empty(); });
+}
+
+// "`train`, `eval`": the subcommands' names.
+std::string name_list(const std::vector<const CLI::App*>& subs) {
+  std::string s;
+  for (const CLI::App* sub : subs) s += (s.empty() ? "`" : ", `") + sub->get_name() + "`";
+  return s;
+}
+
+// The value a flag takes as --help shows it, without the validator's tag ("TEXT:PATH" ->
+// "PATH"); "..." when it takes several; empty for a switch.
+std::string value_text(const CLI::Option& opt) {
+  if (opt.get_items_expected_max() == 0) return "";
+  std::string type = opt.get_type_name();
+  if (const auto colon = type.rfind(':'); colon != std::string::npos) type = type.substr(colon + 1);
+  return opt.get_items_expected_max() > 1 ? type + " ..." : type;
+}
+
+void write_command(std::string& md, const CLI::App& app, int depth) {
+  const std::string path = command_path(app);
+  const std::vector<const CLI::Option*> options = app.get_options(
+      [&app](const CLI::Option* o) { return o != app.get_help_ptr() && !o->get_group().empty(); });
+  const std::vector<const CLI::App*> subs = visible_subcommands(app);
+
+  std::string usage = path;
+  if (std::any_of(options.begin(), options.end(), [](auto* o) { return o->nonpositional(); }))
+    usage += " [OPTIONS]";
+  for (const CLI::Option* o : options) {
+    if (o->get_positional())
+      usage += " " + o->get_name(true) + (o->get_items_expected_max() > 1 ? "..." : "");
+  }
+  if (!subs.empty())
+    usage += app.get_require_subcommand_min() > 0 ? " SUBCOMMAND" : " [SUBCOMMAND]";
+
+  md += fmt::format("\n{} {}\n\n{}\n\n    {}\n", std::string(static_cast<std::size_t>(depth), '#'),
+                    path, app.get_description(), usage);
+  if (!options.empty()) {
+    md += "\n| flag | value | default | description |\n|---|---|---|---|\n";
+    for (const CLI::Option* o : options) {
+      md += fmt::format("| {} | {} | {} | {} |\n", code(o->get_name(true, true)),
+                        cell(value_text(*o)),
+                        o->get_required() ? "required" : cell(code(o->get_default_str())),
+                        cell(o->get_description()));
+    }
+  }
+  if (app.get_fallthrough() && app.get_parent() != nullptr) {
+    md += fmt::format("\nThe flags of `{}` may also come after `{}`.\n",
+                      command_path(*app.get_parent()), app.get_name());
+  }
+  if (!subs.empty()) md += "\nSubcommands: " + name_list(subs) + ".\n";
+  for (const CLI::App* sub : subs) write_command(md, *sub, depth + 1);
+}
+
+void write_layer_kinds(std::string& md) {
+  md +=
+      "\n## Layers for `--net`\n\n"
+      "Text form: layers separated by `,`, each `kind[:arg]...`, where an arg is the kind's next "
+      "positional option or `name=value`; an activation's name alone is an activation layer "
+      "(docs/guide.md, \"Networks and layers\").\n";
+  for (const auto& k : model::layer_kinds()) {
+    md += fmt::format("\n### {}\n\n{}\n", code(k.kind), k.summary);
+    if (k.options.empty()) {
+      md += "\nNo options.\n";
+      continue;
+    }
+    md += "\n| option | by position | range | default | description |\n|---|---|---|---|---|\n";
+    for (const Option& opt : k.options) {
+      const bool positional =
+          std::find(k.positional.begin(), k.positional.end(), opt.name) != k.positional.end();
+      md += fmt::format("| {} | {} | {} | {} | {} |\n", code(opt.name), positional ? "yes" : "no",
+                        cell(opt.range_text()),
+                        opt.default_value.is_null() ? "required" : cell(code(default_text(opt))),
+                        cell(opt.help));
+    }
+  }
+}
+
+}  // namespace
+
+std::string help_markdown(const CLI::App& root) {
+  std::string md = fmt::format(
+      "# dropkit command-line reference\n\n"
+      "<!-- Generated by `build/dropkit help-markdown > docs/cli.md` from the flag definitions "
+      "the CLI parses with; edit those, not this file. -->\n\n"
+      "{}. Every numeric flag is checked against the range shown (a value outside it is refused "
+      "with exit code 2, naming the flag); docs/guide.md explains what the commands do, what "
+      "they write and their exit codes.\n\nCommands: ",
+      root.get_description());
+  const std::vector<const CLI::App*> subs = visible_subcommands(root);
+  md += name_list(subs) + ".\n";
+  for (const CLI::App* sub : subs) write_command(md, *sub, 2);
+  write_layer_kinds(md);
+  return md;
+}
+
+Run add_help_markdown(CLI::App& app, const CLI::App& root) {
+  app.group("");  // hidden: a tool for the documentation, not for users
+  return [&root] {
+    std::fputs(help_markdown(root).c_str(), stdout);
+    return 0;
+  };
+}
+
+}  // namespace dropkit::cli

@@ -30,6 +30,7 @@ __all__ = [
     "predict",
     "Model",
     "option_names",
+    "options_from_flags",
     "TrainingDiverged",
 ]
 
@@ -108,6 +109,13 @@ def option_names():
     """The options ``train`` takes as keywords: TrainConfig's, as ``dropkit train --help``
     lists them (with '-' for '_')."""
     return list(_core.option_names())
+
+
+def options_from_flags(flags):
+    """``dropkit train`` flags as ``train``'s keywords, parsed and checked as the CLI does:
+    ``options_from_flags(["--lr", "0.1", "--augment-flip"])`` is ``{"lr": 0.1,
+    "augment_flip": True}``; ValueError naming an unknown flag or a bad value."""
+    return dict(_core.options_from_flags([str(f) for f in flags]))
 
 
 def train(out=None, *, data=None, resume=None, overwrite=False, threads=0, progress=None,

@@ -5,6 +5,7 @@
 // plain Python; each epoch runs with the GIL released and comes back to Python after every step
 // only to check for Ctrl-C (and call a progress function): an interrupt stops the epoch at a step
 // boundary, and the run directory keeps the last epoch's checkpoint.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <memory>
@@ -16,6 +17,7 @@
 
 #include "common.h"
 #include "dropkit/core/atomic_file.h"
+#include "dropkit/core/options.h"
 #include "dropkit/data/batcher.h"
 #include "dropkit/data/idx.h"
 #include "dropkit/kernels/gemm.h"
@@ -309,6 +311,40 @@ void bind_train(py::module_& m) {
       .def_property_readonly("out", &Training::out);
   m.def("predict", &predict_fn, "model_dir"_a, "images"_a, "labels"_a = py::none(), py::kw_only(),
         "mc"_a = 0, "seed"_a = py::none(), "max_rows"_a = 2048, "threads"_a = 0);
+  // `dropkit train` flags as train()'s keywords: ["--lr", "0.1", "--augment-flip"] ->
+  // {"lr": 0.1, "augment_flip": True}, each value parsed and checked as the CLI does.
+  m.def("options_from_flags", [](const std::vector<std::string>& args) {
+    py::dict out;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      if (!args[i].starts_with("--") || args[i].size() == 2) {
+        throw std::invalid_argument(fmt::format("'{}' is not a flag (--name)", args[i]));
+      }
+      std::string name = args[i].substr(2), text;
+      const auto eq = name.find('=');
+      const bool inline_value = eq != std::string::npos;
+      if (inline_value) {
+        text = name.substr(eq + 1);
+        name.resize(eq);
+      }
+      std::replace(name.begin(), name.end(), '-', '_');
+      const Option& opt = train::TrainConfig::field(name).option;
+      nlohmann::json v;
+      if (opt.type == Option::Type::kBool && !inline_value) {
+        v = true;
+      } else {
+        if (!inline_value) {
+          if (i + 1 == args.size()) {
+            throw std::invalid_argument(fmt::format("{} needs a value", args[i]));
+          }
+          text = args[++i];
+        }
+        v = parse_option_text(opt, text);
+      }
+      opt.check(v);
+      out[py::str(name)] = to_python(v);
+    }
+    return out;
+  });
   m.def("option_names", [] {
     std::vector<std::string> names;
     for (const auto& f : train::TrainConfig::fields()) names.push_back(f.option.name);

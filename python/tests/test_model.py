@@ -151,3 +151,19 @@ def test_bad_npz_exits_2_and_writes_nothing(cli, tmp_path, case):
     assert r.returncode == 2, r.stderr
     assert str(npz) in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_options_from_flags_parses_as_the_cli_does():
+    flags = ["--lr", "0.1", "--epochs=3", "--augment-flip", "--net", "dense:8:relu,dense:4",
+             "--exclude-classes", "8,9", "--max-norm", "0"]
+    assert dropkit.options_from_flags(flags) == {
+        "lr": 0.1, "epochs": 3, "augment_flip": True, "net": "dense:8:relu,dense:4",
+        "exclude_classes": "8,9", "max_norm": 0.0}
+    with pytest.raises(ValueError, match="no_such"):
+        dropkit.options_from_flags(["--no-such", "1"])
+    with pytest.raises(ValueError, match="lr"):
+        dropkit.options_from_flags(["--lr", "fast"])
+    with pytest.raises(ValueError, match="needs a value"):
+        dropkit.options_from_flags(["--lr"])
+    with pytest.raises(ValueError, match="not a flag"):
+        dropkit.options_from_flags(["lr", "0.1"])

@@ -168,19 +168,22 @@ class Model:
     """A network trained on NumPy arrays and used for prediction: the Python face of ``dropkit
     train`` and ``dropkit predict``, with the same bits.
 
-    ``Model("dense:256:relu,dropout:0.5,dense:10", epochs=10, lr=0.1)`` keeps the spec (the
-    ``net`` option: a spec string or a JSON file) and any of the trainer's options
-    (``option_names()``; without ``net`` the trainer's default net); nothing is checked or
-    built until ``fit``. ``Model.load(run_dir)``
-    opens a run saved by ``dropkit train``, ``dropkit.train`` or ``fit(out=...)``.
+    ``Model("dense:256:relu,dropout:0.5,dense:10", input_shape=(784,), epochs=10, lr=0.1)``
+    keeps the spec (the ``net`` option: a spec string or a JSON file) and any of the trainer's
+    options (``option_names()``; without ``net`` the trainer's default net); nothing is
+    checked or built until ``fit``, where the data decide the input shape (``input_shape``,
+    optional, is checked against them). ``Model.load(run_dir)`` opens a run saved by ``dropkit
+    train``, ``dropkit.train`` or ``fit(out=...)``.
 
     Features are uint8 images (standardized by the training split's statistics, as the IDX
     files are) or real numbers used as given (converted to float32 once), of shape
     (examples, features) or (examples, rows, cols); labels are integers in [0, classes).
     """
 
-    def __init__(self, net=None, **options):
+    def __init__(self, net=None, *, input_shape=None, **options):
         self._options = dict(options) if net is None else dict(options, net=net)
+        # The shape of one example; the data decide it, and fit checks that they agree.
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self._dir = None
         self._tmp = None  # the run directory of a fit without ``out``, removed with the model
         self.history = []
@@ -194,6 +197,7 @@ class Model:
                                     "directory)")
         m = cls.__new__(cls)
         m._options, m._dir, m._tmp, m.history = {}, str(run_dir), None, []
+        m.input_shape = None
         return m
 
     @property
@@ -213,6 +217,12 @@ class Model:
         checkpoint intact.
         """
         arrays = (x, y, x_test, y_test)
+        if self.input_shape is not None:
+            for name, a in (("x", x), ("x_test", x_test)):
+                shape = tuple(_np.shape(a)[1:])
+                if int(_np.prod(shape)) != int(_np.prod(self.input_shape)):
+                    raise ValueError(f"{name} has examples of shape {shape}, but the model was "
+                                     f"declared with input_shape={self.input_shape}")
         if resume:
             if self._dir is None:
                 raise ValueError("resume=True needs a model that was fit or loaded")

@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -222,13 +223,17 @@ class Zip {
   void inflate_into(const Member& m, std::uint64_t at, std::uint8_t* out, std::uint64_t n) const {
     z_stream z{};
     if (inflateInit2(&z, -MAX_WBITS) != Z_OK) fail(path_, "zlib: cannot start inflating");
+    const auto damaged = [&](const char* why) {
+      inflateEnd(&z);
+      fail(path_, "member ", m.name, " is damaged (its deflate stream ", why, ")");
+    };
+    // Reading the whole member, inflate goes on into one spare byte until the stream ends, so
+    // that a stream longer than its recorded size is caught.
+    const bool whole = n == m.size;
     std::vector<std::uint8_t> in(1 << 16);
-    std::uint64_t fed = 0, produced = 0;
-    int rc = Z_OK;
-    // Inflate with room for one byte more than wanted when the whole member is read, so that a
-    // stream longer than its recorded size is caught.
     std::uint8_t spare = 0;
-    while (produced < n || (n == m.size && rc != Z_STREAM_END)) {
+    std::uint64_t fed = 0, produced = 0;
+    for (;;) {
       if (z.avail_in == 0 && fed < m.compressed) {
         const auto k =
             static_cast<std::size_t>(std::min<std::uint64_t>(in.size(), m.compressed - fed));
@@ -238,17 +243,17 @@ class Zip {
         z.avail_in = static_cast<uInt>(k);
       }
       const bool extra = produced == n;
+      if (extra && !whole) break;  // the prefix asked for
       z.next_out = extra ? &spare : out + produced;
       z.avail_out = extra ? 1u : static_cast<uInt>(std::min<std::uint64_t>(n - produced, 1u << 30));
       const uInt before = z.avail_out;
-      rc = inflate(&z, Z_NO_FLUSH);
-      produced += before - z.avail_out;
+      const int rc = inflate(&z, Z_NO_FLUSH);
+      const uInt made = before - z.avail_out;
+      if (extra && made > 0) damaged("is longer than its recorded size");
+      produced += made;
       if (rc == Z_STREAM_END) break;
-      if (rc != Z_OK || (extra && z.avail_out == 0) || (z.avail_in == 0 && fed == m.compressed)) {
-        inflateEnd(&z);
-        fail(path_, "member ", m.name, " is damaged (its deflate stream ",
-             rc == Z_OK ? "does not match its size" : "is corrupt", ")");
-      }
+      if (rc == Z_BUF_ERROR && z.avail_in == 0 && fed == m.compressed) damaged("is cut short");
+      if (rc != Z_OK && rc != Z_BUF_ERROR) damaged("is corrupt");
     }
     inflateEnd(&z);
     if (produced != n) fail(path_, "member ", m.name, " is damaged (its deflate stream is short)");

@@ -66,17 +66,17 @@ void check_model_fits(const model::Model& model, const data::Dataset& d, const c
         model.input_shape().str(), model.input_shape().numel(), what, d.rows, d.cols,
         d.features()));
   }
-  // A model trained on byte images standardizes its inputs (a mean above 0); one trained on
-  // float features takes them as given (mean 0, std 1: compute_normalization). Features of the
-  // other kind would be read on the wrong scale without a word, so they are refused.
+  // A model trained on byte images standardizes its inputs (compute_normalization: a mean
+  // above 0 unless every pixel was 0); one trained on float features takes them as given (mean
+  // 0, std 1). Float features given to a byte model would be read on the wrong scale without a
+  // word, so they are refused. (Bytes given to a mean-0 model pass: an all-black training set
+  // leaves the same normalization as float features.)
   const data::Normalization n = model.normalization();
-  const bool float_model = n.mean == 0.0f && n.std == 1.0f;
-  if (d.count > 0 && d.floats != float_model) {
-    throw std::invalid_argument(fmt::format(
-        "the model was trained on {} but the {} examples are {}; give {}",
-        float_model ? "float features" : "uint8 images", what,
-        d.floats ? "float features" : "uint8 images",
-        float_model ? "float features as in training" : "uint8 images (0-255) as in training"));
+  if (d.count > 0 && d.floats && !(n.mean == 0.0f && n.std == 1.0f)) {
+    throw std::invalid_argument(
+        fmt::format("the model was trained on uint8 images (0-255), but the {} examples are float "
+                    "features; give uint8 images as in training",
+                    what));
   }
   int max_label = -1;
   for (auto l : d.labels) max_label = std::max<int>(max_label, l);

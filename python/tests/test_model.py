@@ -118,6 +118,8 @@ def test_model_bad_input_raises_the_documented_exceptions(tmp_path):
         model.fit(x, y, xt[:, :10], yt, epochs=1)
     with pytest.raises(ValueError, match="lr"):
         model.fit(x, y, xt, yt, epochs=1, lr=-1)
+    with pytest.raises(ValueError, match="`val` = 5000 must be below the 200 training"):
+        dropkit.Model(OPTIONS["net"]).fit(x, y, xt, yt, epochs=1)  # the default val
     with pytest.raises(ValueError, match="input_shape"):
         dropkit.Model(OPTIONS["net"], input_shape=(8, 9)).fit(x, y, xt, yt, epochs=1)
     with pytest.raises(FileNotFoundError):

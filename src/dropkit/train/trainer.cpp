@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "dropkit/core/options.h"
 #include "dropkit/kernels/gemm.h"
 #include "dropkit/model/spec.h"
 #include "dropkit/rng/streams.h"
@@ -176,6 +177,11 @@ Trainer::Trainer(Checkpoint ck, const data::TrainTest& data, parallel::ThreadPoo
 
 void Trainer::select_rows() {
   const auto excluded = data::parse_class_list(config_.exclude_classes, 256);
+  if (config_.val >= data_.train.count) {  // the option's name, for every front end
+    throw std::invalid_argument(
+        fmt::format("{} = {} must be below the {} training examples (0 for no validation split)",
+                    option_ref("val"), config_.val, data_.train.count));
+  }
   split_ = data::split_train_val(data_.train.count, config_.val);
   split_.train = data::rows_without(data_.train, split_.train, excluded);
   split_.val = data::rows_without(data_.train, split_.val, excluded);

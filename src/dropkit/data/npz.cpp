@@ -51,16 +51,15 @@ class Zip {
  public:
   explicit Zip(const fs::path& path) : path_(path) {
     try {
-      fd_ = open_regular_file(path);
+      fd_.fd = open_regular_file(path);
     } catch (const std::runtime_error& e) {
       throw DataError(e.what());
     }
-    const off_t end = ::lseek(fd_, 0, SEEK_END);
+    const off_t end = ::lseek(fd_.fd, 0, SEEK_END);
     if (end < 0) fail_errno();
     size_ = static_cast<std::uint64_t>(end);
     read_directory();
   }
-  ~Zip() { ::close(fd_); }
   Zip(const Zip&) = delete;
   Zip& operator=(const Zip&) = delete;
 
@@ -99,7 +98,7 @@ class Zip {
     if (at > size_ || n > size_ - at) fail(path_, "the archive is cut short");
     while (n > 0) {
       const auto chunk = static_cast<std::size_t>(std::min<std::uint64_t>(n, 1 << 30));
-      const ssize_t got = ::pread(fd_, out, chunk, static_cast<off_t>(at));
+      const ssize_t got = ::pread(fd_.fd, out, chunk, static_cast<off_t>(at));
       if (got < 0 && errno == EINTR) continue;
       if (got < 0) fail_errno();
       if (got == 0) fail(path_, "the archive is cut short");
@@ -259,8 +258,20 @@ class Zip {
     if (produced != n) fail(path_, "member ", m.name, " is damaged (its deflate stream is short)");
   }
 
+  // Closes the file also when the constructor throws (a damaged directory): a member's
+  // destructor runs then, the class's own does not.
+  struct Descriptor {
+    int fd = -1;
+    Descriptor() = default;
+    Descriptor(const Descriptor&) = delete;
+    Descriptor& operator=(const Descriptor&) = delete;
+    ~Descriptor() {
+      if (fd >= 0) ::close(fd);
+    }
+  };
+
   fs::path path_;
-  int fd_ = -1;
+  Descriptor fd_;
   std::uint64_t size_ = 0;
   std::vector<Member> members_;
 };

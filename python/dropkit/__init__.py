@@ -7,6 +7,7 @@ dtypes and copies, exceptions, and the bits guarantee (the same masks as the C++
 """
 
 import os as _os
+import sys as _sys
 import shutil as _shutil
 import tempfile as _tempfile
 
@@ -118,7 +119,7 @@ def options_from_flags(flags):
     return dict(_core.options_from_flags([str(f) for f in flags]))
 
 
-def train(out=None, *, data=None, resume=None, overwrite=False, threads=0, progress=None,
+def train(out=None, *, data=None, resume=None, overwrite=False, threads=0, progress="auto",
           on_epoch=None, **options):
     """Trains as ``dropkit train`` does and returns the history (one dict per epoch).
 
@@ -128,7 +129,8 @@ def train(out=None, *, data=None, resume=None, overwrite=False, threads=0, progr
     ``data``: an MNIST-style directory of IDX files or an .npz file (x_train, y_train, x_test,
     y_test; default: Debian's Fashion-MNIST).
     ``resume``: a run directory to continue (``epochs`` is then the new total; ``out``
-    defaults to it). ``progress(done, total, loss)`` is called after every step,
+    defaults to it). ``progress(done, total, loss)`` is called after every step (the default
+    "auto" draws a progress line when stderr is a terminal; None draws nothing),
     ``on_epoch(record)`` after every epoch. Ctrl-C stops at a step boundary with the last
     epoch's checkpoint intact (KeyboardInterrupt propagates).
     """
@@ -139,9 +141,23 @@ def train(out=None, *, data=None, resume=None, overwrite=False, threads=0, progr
     return _run_epochs(t, progress, on_epoch)
 
 
+def _progress_line(t):
+    """A progress line on stderr, as ``dropkit train`` draws one on a terminal."""
+    def show(done, total, loss):
+        _sys.stderr.write(f"\repoch {t.epochs_done + 1}/{t.epochs}  step {done}/{total}  "
+                          f"loss {loss:.4f}" + ("\n" if done == total else ""))
+        _sys.stderr.flush()
+    return show
+
+
 def _run_epochs(t, progress, on_epoch):
-    """The epoch loop of ``train`` and ``Model.fit``: each epoch written before the callback."""
+    """The epoch loop of ``train`` and ``Model.fit``: each epoch written before the callback.
+    ``progress="auto"`` is a progress line when stderr is a terminal, nothing otherwise."""
     try:
+        if isinstance(progress, str):
+            if progress != "auto":
+                raise ValueError(f"progress must be a function, None or 'auto', got {progress!r}")
+            progress = _progress_line(t) if _sys.stderr.isatty() else None
         while t.epochs_done < t.epochs:
             record = t.run_epoch(progress)
             t.write_epoch()
@@ -206,7 +222,7 @@ class Model:
         return self._dir
 
     def fit(self, x, y, x_test, y_test, *, out=None, resume=False, overwrite=False, threads=0,
-            progress=None, on_epoch=None, **options):
+            progress="auto", on_epoch=None, **options):
         """Trains on (x, y), evaluating (x_test, y_test) after every epoch, and returns the
         history (one dict per epoch, as metrics.jsonl holds it). Keyword options are the
         trainer's (``option_names()``), over those given to the constructor; ``val=N`` holds out

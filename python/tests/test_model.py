@@ -3,7 +3,10 @@ dropkit.train, and dropkit.Model on arrays in memory: the same bits as the CLI o
 data."""
 
 import json
+import os
+import pty
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -169,3 +172,32 @@ def test_options_from_flags_parses_as_the_cli_does():
         dropkit.options_from_flags(["--lr"])
     with pytest.raises(ValueError, match="not a flag"):
         dropkit.options_from_flags(["lr", "0.1"])
+
+
+def test_fit_draws_a_progress_line_only_on_a_terminal(tmp_path):
+    code = ("import numpy as np, dropkit, sys; sys.path.insert(0, %r); from test_model import "
+            "arrays, OPTIONS; x, y, xt, yt = arrays(True); dropkit.Model(**OPTIONS).fit(x, y, xt, "
+            "yt, epochs=2)" % os.path.dirname(__file__))
+    env = dict(os.environ)
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stderr == ""  # not a terminal: nothing
+    leader, follower = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-c", code], stderr=follower, stdout=subprocess.DEVNULL,
+                         env=env)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert p.wait() == 0
+    os.close(leader)
+    assert b"epoch 1/2  step 8/8  loss" in seen and b"epoch 2/2" in seen, seen[-300:]
+    with pytest.raises(ValueError, match="progress"):
+        x, y, xt, yt = arrays(True)
+        dropkit.Model(**OPTIONS).fit(x, y, xt, yt, epochs=1, progress="bar")

@@ -5,6 +5,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -23,6 +24,16 @@ template <typename... Parts>
   out << path.string() << ": ";
   (out << ... << parts);
   throw DataError(out.str());
+}
+
+// zlib's CRC-32 of `size` bytes (fed in pieces: crc32 takes a uInt length).
+inline std::uint32_t crc32_of(const void* data, std::size_t size) {
+  const auto* bytes = static_cast<const Bytef*>(data);
+  uLong c = crc32(0L, Z_NULL, 0);
+  for (std::size_t at = 0; at < size; at += std::size_t{1} << 30) {
+    c = crc32(c, bytes + at, static_cast<uInt>(std::min<std::size_t>(size - at, 1u << 30)));
+  }
+  return static_cast<std::uint32_t>(c);
 }
 
 // A file read either directly or through zlib; which one is decided by content, because

@@ -4,8 +4,6 @@
 // files are read by data/idx_reader.h.
 #include "dropkit/data/idx.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -154,25 +152,15 @@ TrainTest load_mnist_dir(const std::filesystem::path& dir, int num_classes) {
 }
 
 std::string fingerprint(const Dataset& d) {
-  auto crc = [](const void* data, std::size_t size) {
-    const auto* bytes = static_cast<const Bytef*>(data);
-    uLong c = crc32(0L, Z_NULL, 0);
-    // crc32 takes a uInt length: feed it in pieces.
-    for (std::size_t at = 0; at < size; at += 1u << 30) {
-      c = crc32(c, bytes + at, static_cast<uInt>(std::min<std::size_t>(size - at, 1u << 30)));
-    }
-    return static_cast<std::uint32_t>(c);
-  };
+  // Float features by their values' bytes (little-endian float32, as the machines dropkit runs
+  // on), images by theirs.
+  const std::uint32_t features = d.floats
+                                     ? crc32_of(d.values.data(), d.values.size() * sizeof(float))
+                                     : crc32_of(d.images.data(), d.images.size());
   char buf[160];
-  if (d.floats) {  // the values' bytes (little-endian float32, as the machines dropkit runs on)
-    std::snprintf(buf, sizeof buf, "%zux%zux%zu float32 features crc32 %08x, labels crc32 %08x",
-                  d.count, d.rows, d.cols, crc(d.values.data(), d.values.size() * sizeof(float)),
-                  crc(d.labels.data(), d.labels.size()));
-  } else {
-    std::snprintf(buf, sizeof buf, "%zux%zux%zu images crc32 %08x, labels crc32 %08x", d.count,
-                  d.rows, d.cols, crc(d.images.data(), d.images.size()),
-                  crc(d.labels.data(), d.labels.size()));
-  }
+  std::snprintf(buf, sizeof buf, "%zux%zux%zu %s crc32 %08x, labels crc32 %08x", d.count, d.rows,
+                d.cols, d.floats ? "float32 features" : "images", features,
+                crc32_of(d.labels.data(), d.labels.size()));
   return buf;
 }
 

@@ -76,19 +76,16 @@ class Zip {
   // its CRC-32 and that the deflate stream ends exactly there.
   std::vector<std::uint8_t> read(const Member& m, std::uint64_t n) const {
     std::vector<std::uint8_t> out(n);
-    read_into(m, out.data(), n);
-    return out;
-  }
-  void read_into(const Member& m, std::uint8_t* out, std::uint64_t n) const {
     const std::uint64_t at = data_offset(m);
     if (m.method == 0) {
-      read_at(at, out, n);
+      read_at(at, out.data(), n);
     } else {
-      inflate_into(m, at, out, n);
+      inflate_into(m, at, out.data(), n);
     }
-    if (n == m.size && crc_of(out, n) != m.crc) {
+    if (n == m.size && crc32_of(out.data(), n) != m.crc) {
       fail(path_, "member ", m.name, " is damaged (its CRC-32 does not match)");
     }
+    return out;
   }
 
  private:
@@ -106,14 +103,6 @@ class Zip {
       at += static_cast<std::uint64_t>(got);
       n -= static_cast<std::uint64_t>(got);
     }
-  }
-
-  static std::uint32_t crc_of(const std::uint8_t* p, std::uint64_t n) {
-    uLong c = crc32(0L, Z_NULL, 0);
-    for (std::uint64_t at = 0; at < n; at += 1u << 30) {
-      c = crc32(c, p + at, static_cast<uInt>(std::min<std::uint64_t>(n - at, 1u << 30)));
-    }
-    return static_cast<std::uint32_t>(c);
   }
 
   void read_directory() {

@@ -14,7 +14,10 @@ TEST(ShapeTest, RowSizeWithBatchAndExampleForEveryRank) {
   EXPECT_EQ((Shape{7}).row_size(), 1u);
   EXPECT_EQ((Shape{4, 3}).row_size(), 3u);
   EXPECT_EQ((Shape{5, 1, 28, 28}).row_size(), 784u);
-  EXPECT_EQ((Shape{0, 1, 28, 28}).row_size(), 0u);
+  // A batch of no examples still has examples of 784 values (a data-parallel process may hold
+  // no rows of a last batch).
+  EXPECT_EQ((Shape{0, 1, 28, 28}).row_size(), 784u);
+  EXPECT_EQ((Shape{3, 0, 2}).row_size(), 0u);
   EXPECT_EQ((Shape{1, 28, 28}).with_batch(128), (Shape{128, 1, 28, 28}));
   EXPECT_EQ((Shape{128, 1, 28, 28}).example(), (Shape{1, 28, 28}));
   EXPECT_EQ((Shape{3}).example(), Shape{});

@@ -104,7 +104,7 @@ class ProductsAlone {
     for (auto& d : dense_) {
       kernels::linear_forward(
           pool_, b_, d.in, d.out, d.act.data(), d.w.data(), d.y.data(),
-          [](std::int64_t, std::int64_t) {}, precision_);
+          [](std::int64_t, std::int64_t) {}, precision_, nullptr, kernels::RowCalls::kLeaves);
     }
     for (std::size_t l = dense_.size(); l-- > 0;) {
       auto& d = dense_[l];

@@ -7,6 +7,7 @@
 // then rename), so an interrupted run leaves the last complete epoch on disk.
 // Exit codes: 0 done; 2 bad input (one line on stderr, nothing half-written); 3 the loss
 // became NaN or infinite (the last good checkpoint stays).
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,6 +34,7 @@
 #include "dropkit/train/trainer.h"
 #include "flags.h"
 #include "measure.h"
+#include "processes.h"
 #include "progress.h"
 #include "recalibration.h"
 
@@ -67,56 +69,95 @@ std::vector<std::pair<std::string, nlohmann::json>> given_options(CLI::App& app,
   return given;
 }
 
+// Peak resident memory of this process, in MiB.
+double peak_memory_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // KiB on Linux
+}
+
 int run_train(CLI::App& app, TrainOpts& o) {
   const bool resuming = app.count("--resume") > 0;
   if (resuming && o.resume.empty()) throw std::invalid_argument("--resume needs a run directory");
-  // Every check that needs no data is the library's (train/run_dir.h), as for any front end.
-  train::PreparedRun run = train::prepare_run({.given = given_options(app, o),
-                                               .out = o.out,
-                                               .resume = o.resume,
-                                               .data = app.count("--data") > 0 || !resuming
-                                                           ? std::optional<std::string>(o.data)
-                                                           : std::nullopt,
-                                               .overwrite = o.overwrite});
-  const train::TrainConfig& config = run.config;
-  o.out = run.out.string();
-  const fs::path out = run.out;
-  if (config.precision == "bf16" && !kernels::bf16_products_native()) {
-    // Correct but slow: say so rather than let the user wonder.
-    fmt::print(stderr,
-               "dropkit train: note: this CPU has no native bf16 products (oneDNN uses {}); "
-               "--precision bf16 will be slower than f32 here\n",
-               kernels::bf16_products_implementation());
-  }
-  const auto data = data::load_mnist_dir(run.data);
-  const int threads = resolve_threads(o.threads);
+  // Under mpirun, this is one process of a data-parallel run (train/distributed.h): every
+  // process sets up the same run, process 0 alone writes it and speaks.
+  const Processes& procs = processes();
+  parallel::ProcessGroup* group = procs.group();
+  const bool writer = procs.rank() == 0;
+  const int threads = o.threads > 0 ? o.threads : procs.default_threads();
   parallel::ThreadPool pool(threads);
-  const std::unique_ptr<train::Trainer> made = run.make_trainer(data, pool);
+  data::TrainTest data;
+  std::optional<train::PreparedRun> run;
+  std::unique_ptr<train::Trainer> made;
+  std::unique_ptr<train::RunDir> run_dir;
+  // Each step of the setup may fail in some processes only: they stop together after it,
+  // before anything is written (parallel::stop_together).
+  const auto step = [&](const auto& fn) {
+    std::exception_ptr error;
+    try {
+      fn();
+    } catch (...) {
+      if (!group) throw;
+      error = std::current_exception();
+    }
+    if (group) parallel::stop_together(*group, error);
+  };
+  step([&] {
+    // Every check that needs no data is the library's (train/run_dir.h), as for any front end.
+    run.emplace(train::prepare_run({.given = given_options(app, o),
+                                    .out = o.out,
+                                    .resume = o.resume,
+                                    .data = app.count("--data") > 0 || !resuming
+                                                ? std::optional<std::string>(o.data)
+                                                : std::nullopt,
+                                    .overwrite = o.overwrite,
+                                    .group = group}));
+    data = data::load_mnist_dir(run->data);
+    made = run->make_trainer(data, pool);
+  });
+  // Only now, with config, data and checkpoint valid in every process, may --out be created.
+  step([&] { run_dir = run->open_run_dir(*made); });
+  const train::TrainConfig& config = run->config;
+  o.out = run->out.string();
+  const fs::path out = run->out;
   train::Trainer& trainer = *made;
-  // Only now, with config, data and checkpoint all valid, may --out be created.
-  const std::unique_ptr<train::RunDir> run_dir = run.open_run_dir(trainer);
 
   std::FILE* log = o.json ? stderr : stdout;
-  fmt::print(log, "dropkit train: {} | {} train, {} val, {} test | {} threads, {} kernels\n",
-             trainer.model().describe(), trainer.train_examples(), trainer.val_examples(),
-             trainer.test_examples(), threads, kernels::active_kernels().name);
-  std::fflush(log);
+  if (writer) {
+    if (config.precision == "bf16" && !kernels::bf16_products_native()) {
+      // Correct but slow: say so rather than let the user wonder.
+      fmt::print(stderr,
+                 "dropkit train: note: this CPU has no native bf16 products (oneDNN uses {}); "
+                 "--precision bf16 will be slower than f32 here\n",
+                 kernels::bf16_products_implementation());
+    }
+    fmt::print(log, "dropkit train: {} | {} train, {} val, {} test | {}{} threads, {} kernels\n",
+               trainer.model().describe(), trainer.train_examples(), trainer.val_examples(),
+               trainer.test_examples(),
+               group ? fmt::format("{} processes x ", procs.size()) : std::string(), threads,
+               kernels::active_kernels().name);
+    std::fflush(log);
+  }
   try {
     while (trainer.epochs_done() < config.epochs) {
       ProgressBar bar(log, fmt::format("epoch {}/{}", trainer.epochs_done() + 1, config.epochs),
-                      o.json);
+                      o.json || !writer);
       const auto r = trainer.run_epoch(
           [&](std::size_t done, std::size_t total, double loss) { bar(done, total, loss); });
       bar.finish();
-      fmt::print(log,
-                 "epoch {:>3}/{}  train loss {:.4f} acc {:.4f}  val loss {:.4f} acc {:.4f}  "
-                 "test loss {:.4f} acc {:.4f}  {:.1f}s\n",
-                 r.epoch, config.epochs, r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy,
-                 r.test_loss, r.test_accuracy, r.seconds);
-      std::fflush(log);
+      if (writer) {
+        fmt::print(log,
+                   "epoch {:>3}/{}  train loss {:.4f} acc {:.4f}  val loss {:.4f} acc {:.4f}  "
+                   "test loss {:.4f} acc {:.4f}  {:.1f}s\n",
+                   r.epoch, config.epochs, r.train_loss, r.train_accuracy, r.val_loss,
+                   r.val_accuracy, r.test_loss, r.test_accuracy, r.seconds);
+        std::fflush(log);
+      }
       if (run_dir) run_dir->write_epoch();
     }
   } catch (const train::TrainingDiverged& e) {
+    // Every process of a data-parallel run sees the same loss, and stops here with process 0.
+    if (!writer) return 3;
     // Say what is on disk: the last epoch's checkpoint, or nothing at all.
     std::string kept;
     if (out.empty()) {
@@ -133,6 +174,24 @@ int run_train(CLI::App& app, TrainOpts& o) {
     fmt::print(stderr, "dropkit train: error: {}; {}\n", spell_options(e.what(), flag_spelling),
                kept);
     return 3;
+  } catch (const std::exception& e) {
+    if (!group) throw;
+    // One process failed (a file process 0 could not write, a transport error) while the others
+    // wait for it in a collective: it says why, and the whole job ends; the files on disk are
+    // those of the last finished epoch (each is replaced atomically).
+    fmt::print(stderr, "dropkit train: error: process {} of {}: {}\n", procs.rank(), procs.size(),
+               spell_options(e.what(), flag_spelling));
+    std::fflush(stderr);
+    return procs.abort_all(1);
+  }
+  // Memory per process: the largest and smallest peak over the job's processes.
+  const double mib = peak_memory_mib();
+  const auto memory = trainer.data_parallel() ? trainer.data_parallel()->range(mib)
+                                              : train::DataParallel::Range{mib, mib};
+  if (!writer) return 0;
+  if (group) {
+    fmt::print(log, "{} processes, peak memory per process {:.0f}-{:.0f} MiB\n", procs.size(),
+               memory.min, memory.max);
   }
   if (o.json) {
     const auto& h = trainer.history();
@@ -155,6 +214,8 @@ int run_train(CLI::App& app, TrainOpts& o) {
                      {"seed", config.seed},
                      {"net", trainer.model().spec()},
                      {"threads", threads},
+                     {"processes", procs.size()},
+                     {"peak_memory_mib_per_process", {memory.min, memory.max}},
                      {"isa", kernels::active_kernels().name},
                      {"out", o.out}};
     fmt::print("{}\n", j.dump());

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <exception>
 #include <map>
+#include <memory>
 #include <string>
 
 #include <fmt/core.h>
@@ -11,8 +12,19 @@
 #include "dropkit/core/options.h"
 #include "dropkit/version.h"
 #include "help_markdown.h"
+#include "processes.h"
 
 int main(int argc, char** argv) {
+  // Under mpirun: join the job first (MPI may read its own arguments).
+  std::unique_ptr<dropkit::cli::Processes> processes;
+  try {
+    processes = std::make_unique<dropkit::cli::Processes>(argc, argv);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "dropkit: error: {}\n", e.what());
+    return 2;
+  }
+  dropkit::cli::set_processes(processes.get());
+  const bool speaks = processes->rank() == 0;  // every process parses the same arguments
   CLI::App app{"dropkit: dropout (Srivastava et al. 2014), fast and reproducible"};
   app.require_subcommand(1);
   app.set_version_flag("--version", fmt::format("dropkit {}", dropkit::version()));
@@ -38,16 +50,27 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --help-all, --version: print, exit 0
-    return app.exit(e);
+    return speaks ? app.exit(e) : 0;
   } catch (const CLI::ParseError& e) {
     // One line, and exit code 2 for every usage error (CLI11's own codes vary).
-    fmt::print(stderr, "dropkit: error: {}\n", e.what());
+    if (speaks) fmt::print(stderr, "dropkit: error: {}\n", e.what());
     return 2;
   }
   for (auto& [sub, run] : runs) {
     if (!sub->parsed()) continue;
+    if (processes->size() > 1 && sub->get_name() != "train") {
+      if (speaks) {
+        fmt::print(stderr,
+                   "dropkit {}: error: only `train` runs as several processes ({} were started "
+                   "by mpirun); run `dropkit {}` as one process\n",
+                   sub->get_name(), processes->size(), sub->get_name());
+      }
+      return 2;
+    }
     try {
       return run();
+    } catch (const dropkit::parallel::PeerFailed&) {
+      return 2;  // another process of the run failed in its setup, and said why
     } catch (const nlohmann::json::exception& e) {
       // Every file is parsed and checked by the library (core/json_text.h); a JSON exception
       // reaching here is a value it failed to check. Still one line, without the library's tag.

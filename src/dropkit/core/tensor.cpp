@@ -35,8 +35,11 @@ std::string Shape::str() const {
 }
 
 std::size_t Shape::row_size() const {
-  if (dims_.empty()) return 1;
-  return dims_[0] == 0 ? 0 : numel() / static_cast<std::size_t>(dims_[0]);
+  // The product of the later axes, also for a batch of no examples (a data-parallel process
+  // may hold no rows of a last batch).
+  std::size_t n = 1;
+  for (std::size_t i = 1; i < dims_.size(); ++i) n *= static_cast<std::size_t>(dims_[i]);
+  return n;
 }
 
 Shape Shape::with_batch(std::int64_t n) const {

@@ -88,16 +88,23 @@ void DropConnect::backward(const Tensor& dy, Tensor& dx) {
   kernels::linear_backward_weights(*pool_, rows, in_, out_, x_->data(), dz, dwm_.data(), nullptr,
                                    /*accumulate=*/false, precision_);
   apply_keep_mask(*pool_, saved_key_, 0, keep_, train_scale_, dwm_.span(), dwm_.span());
-  // dW += the masked product; db += the column sums of dz (rows in order: the same bits for any
-  // thread count). Threads take whole rows of W and columns of dz.
+  // dW += the masked product; db += the column sums of dz (rows in order within a leaf, the
+  // leaves up the leaf tree, kernels/leaves.h: the same bits for any thread count or split of
+  // the batch). Threads take whole rows of W and columns of dz.
   const auto in = static_cast<std::size_t>(in_), out = static_cast<std::size_t>(out_);
   parallel::parallel_for(*pool_, out, 16, [&](std::size_t j0, std::size_t j1) {
     for (std::size_t i = j0 * in; i < j1 * in; ++i) dw_[i] += dwm_[i];
-    for (std::size_t j = j0; j < j1; ++j) {
-      float sum = 0.0f;
-      for (std::size_t r = 0; r < static_cast<std::size_t>(rows); ++r) sum += dz[r * out + j];
-      db_[j] += sum;
-    }
+    thread_local std::vector<float> sums;
+    sums.resize(j1 - j0);
+    kernels::sum_leaves<float>(static_cast<std::size_t>(rows), j1 - j0, sums.data(),
+                               [&](std::size_t r0, std::size_t r1, float* into) {
+                                 for (std::size_t j = j0; j < j1; ++j) {
+                                   float sum = 0.0f;
+                                   for (std::size_t r = r0; r < r1; ++r) sum += dz[r * out + j];
+                                   into[j - j0] = sum;
+                                 }
+                               });
+    for (std::size_t j = j0; j < j1; ++j) db_[j] += sums[j - j0];
   });
   input_grad(dz, dx, wm_.data());
 }

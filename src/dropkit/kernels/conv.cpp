@@ -15,6 +15,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "dropkit/kernels/gemm.h"
+#include "dropkit/kernels/leaves.h"
 #include "dropkit/kernels/onednn.h"
 
 namespace dropkit::kernels {
@@ -287,16 +288,31 @@ void Conv2d::backward(parallel::ThreadPool& pool, std::int64_t n, const float* x
              {DNNL_ARG_DIFF_SRC, wrap(p.data_pd.diff_src_desc(), dxo)}});
     p.data_diff_src.out(dxo, home);
   });
-  // The blocks' sums added in block order: the same bits for any split of the blocks.
+  // The blocks' sums added in block order within each leaf, and the leaves up the leaf tree
+  // (kernels/leaves.h): the same bits for any split of the blocks between threads, or of the
+  // batch between processes.
+  static_assert(kLeafRows % kExampleBlock == 0);
   const auto wsize = static_cast<std::size_t>(g.weight_size());
+  const auto block = static_cast<std::size_t>(kExampleBlock);
   parallel::parallel_for(pool, per_block, 256, [&](std::size_t e0, std::size_t e1) {
+    thread_local std::vector<float> sums;
+    sums.resize(e1 - e0);
+    sum_leaves<float>(static_cast<std::size_t>(n), e1 - e0, sums.data(),
+                      [&](std::size_t r0, std::size_t r1, float* into) {
+                        const std::size_t b0 = r0 / block, b1 = (r1 + block - 1) / block;
+                        for (std::size_t e = e0; e < e1; ++e) {
+                          float sum = partials[b0 * per_block + e];
+                          for (std::size_t blk = b0 + 1; blk < b1; ++blk) {
+                            sum += partials[blk * per_block + e];
+                          }
+                          into[e - e0] = sum;
+                        }
+                      });
     for (std::size_t e = e0; e < e1; ++e) {
-      float sum = partials[e];
-      for (std::size_t blk = 1; blk < blocks; ++blk) sum += partials[blk * per_block + e];
       if (e < wsize) {
-        dw[e] += sum;
+        dw[e] += sums[e - e0];
       } else {
-        db[e - wsize] += sum;
+        db[e - wsize] += sums[e - e0];
       }
     }
   });

@@ -6,7 +6,8 @@
 // kExampleBlock examples (the last block shorter); a thread runs one primitive per grid block of
 // its range. Forward, backward-data and pooling are per example, so that is all they need. The
 // weight gradient is a sum over examples: each grid block computes its own partial sum, and the
-// partials are added in block order, whatever thread computed them.
+// partials are added in block order within each leaf of kernels/leaves.h, the leaves up the
+// leaf tree, whatever thread (or process) computed them.
 //
 // Precision::kBf16 (`train --precision bf16`, as for the matrix products): the convolution's
 // operands -- x and w forward, dy and w for the input gradient, x and dy for the weight
@@ -83,9 +84,9 @@ class Conv2d {
                const std::function<void(std::int64_t, std::int64_t)>& epilogue = {},
                Precision precision = Precision::kF32, const Bf16* w_rounded = nullptr);
   // For output gradient dy: dw += sum over examples of x (x) dy and db += sum of dy (partial
-  // sums per grid block, added in block order), and, unless dx is null, dx = the gradient of
-  // the input (overwritten; with kBf16, w_rounded as in forward). Both gradients of a block
-  // come from one copy of its dy in the primitives' layout (and one rounding in bf16).
+  // sums per grid block, added as the file's comment says), and, unless dx is null, dx = the
+  // gradient of the input (overwritten; with kBf16, w_rounded as in forward). Both gradients of a
+  // block come from one copy of its dy in the primitives' layout (and one rounding in bf16).
   void backward(parallel::ThreadPool& pool, std::int64_t n, const float* x, const float* dy,
                 const float* w, float* dx, float* dw, float* db,
                 Precision precision = Precision::kF32, const Bf16* w_rounded = nullptr);

@@ -260,21 +260,58 @@ void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int6
   }
 }
 
-void weight_grad_block(std::int64_t rows, std::int64_t in, std::int64_t out, const float* x,
-                       const float* dy, std::int64_t j0, std::int64_t j1, float* dw, float* db,
-                       bool accumulate, const Bf16GradOperands& bf16) {
+namespace {
+
+// One leaf's (or a whole batch of at most kLeafRows rows') weight gradient block: rows [r0, r1)
+// of the batch, whose dy transposed and rounded (with bf16) has leading dimension `rows`.
+void weight_grad_leaf(std::int64_t rows, std::int64_t r0, std::int64_t r1, std::int64_t in,
+                      std::int64_t out, const float* x, const float* dy, std::int64_t j0,
+                      std::int64_t j1, float* dw, float* db, bool accumulate,
+                      const Bf16GradOperands& bf16) {
+  const std::int64_t k = r1 - r0;
   if (bf16.dy_t) {
-    gemm_bf16(false, j1 - j0, in, rows, bf16.dy_t + j0 * rows, rows, bf16.x, in, accumulate, dw,
-              in);
+    gemm_bf16(false, j1 - j0, in, k, bf16.dy_t + j0 * rows + r0, rows, bf16.x + r0 * in, in,
+              accumulate, dw, in);
   } else {
-    sgemm(true, false, j1 - j0, in, rows, 1.0f, dy + j0, out, x, in, accumulate ? 1.0f : 0.0f, dw,
-          in);
+    sgemm(true, false, j1 - j0, in, k, 1.0f, dy + r0 * out + j0, out, x + r0 * in, in,
+          accumulate ? 1.0f : 0.0f, dw, in);
   }
   if (db == nullptr) return;
   if (!accumulate) std::fill(db, db + (j1 - j0), 0.0f);
-  for (std::int64_t r = 0; r < rows; ++r) {
+  for (std::int64_t r = r0; r < r1; ++r) {
     const float* row = dy + r * out + j0;
     for (std::int64_t j = 0; j < j1 - j0; ++j) db[j] += row[j];
+  }
+}
+
+}  // namespace
+
+void weight_grad_block(std::int64_t rows, std::int64_t in, std::int64_t out, const float* x,
+                       const float* dy, std::int64_t j0, std::int64_t j1, float* dw, float* db,
+                       bool accumulate, const Bf16GradOperands& bf16) {
+  if (rows <= kLeafRows) {
+    weight_grad_leaf(rows, 0, rows, in, out, x, dy, j0, j1, dw, db, accumulate, bf16);
+    return;
+  }
+  // Leaf by leaf, added up the leaf tree (kernels/leaves.h), then into dw and db.
+  const auto w = static_cast<std::size_t>((j1 - j0) * in);
+  const std::size_t size = w + (db ? static_cast<std::size_t>(j1 - j0) : 0);
+  thread_local std::vector<float> sum;
+  sum.resize(size);
+  sum_leaves<float>(static_cast<std::size_t>(rows), size, sum.data(),
+                    [&](std::size_t r0, std::size_t r1, float* into) {
+                      weight_grad_leaf(rows, static_cast<std::int64_t>(r0),
+                                       static_cast<std::int64_t>(r1), in, out, x, dy, j0, j1, into,
+                                       db ? into + w : nullptr, false, bf16);
+                    });
+  if (accumulate) {
+    for (std::size_t i = 0; i < w; ++i) dw[i] += sum[i];
+    if (db) {
+      for (std::int64_t j = 0; j < j1 - j0; ++j) db[j] += sum[w + static_cast<std::size_t>(j)];
+    }
+  } else {
+    std::copy(sum.begin(), sum.begin() + static_cast<std::ptrdiff_t>(w), dw);
+    if (db) std::copy(sum.begin() + static_cast<std::ptrdiff_t>(w), sum.end(), db);
   }
 }
 
@@ -308,11 +345,15 @@ void linear_backward_input(parallel::ThreadPool& pool, std::int64_t rows, std::i
   parallel::parallel_for(
       pool, static_cast<std::size_t>(in), kBlock, [&](std::size_t b, std::size_t e) {
         for_grid_blocks(b, e, [&](std::int64_t i0, std::int64_t i1) {
-          if (dyb) {
-            gemm_bf16(false, rows, i1 - i0, out, dyb, out, wb + i0, in, false, dx + i0, in);
-            return;
-          }
-          sgemm(false, false, rows, i1 - i0, out, 1.0f, dy, out, w + i0, in, 0.0f, dx + i0, in);
+          for_row_calls(rows, RowCalls::kLeaves, [&](std::int64_t r0, std::int64_t r1) {
+            if (dyb) {
+              gemm_bf16(false, r1 - r0, i1 - i0, out, dyb + r0 * out, out, wb + i0, in, false,
+                        dx + r0 * in + i0, in);
+              return;
+            }
+            sgemm(false, false, r1 - r0, i1 - i0, out, 1.0f, dy + r0 * out, out, w + i0, in, 0.0f,
+                  dx + r0 * in + i0, in);
+          });
         });
       });
 }

@@ -9,6 +9,8 @@
 // (oneDNN picks kernels and blockings by shape), so no call's shape may depend on how many
 // threads share the work. Every product is cut on one fixed grid of kBlock columns (rows of W
 // or dW) that depends only on the problem; a thread runs one sgemm per grid block of its range.
+// Same bits for any split of the batch between processes: the rows are cut on the leaves of
+// kernels/leaves.h, one call per leaf, and sums over rows go up the leaf tree.
 //
 // Precision::kBf16 (opt-in, `train --precision bf16`): the same products with both operands
 // rounded to bfloat16 (round to nearest even) and fp32 accumulation and output, through
@@ -24,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "dropkit/kernels/leaves.h"
 #include "dropkit/kernels/precision.h"
 #include "dropkit/parallel/thread_pool.h"
 
@@ -118,7 +121,18 @@ void for_grid_blocks(std::size_t b, std::size_t e, Fn&& fn) {
   }
 }
 
+// Calls fn(r0, r1) for the row ranges [r0, r1) of `rows` rows, one range per call.
+template <class Fn>
+void for_row_calls(std::int64_t rows, RowCalls calls, Fn&& fn) {
+  if (calls == RowCalls::kWhole) {
+    fn(std::int64_t{0}, rows);
+    return;
+  }
+  for (std::int64_t r0 = 0; r0 < rows; r0 += kLeafRows) fn(r0, std::min(rows, r0 + kLeafRows));
+}
+
 // Shapes: x [rows, in], w [out, in], y [rows, out].
+// `calls`: RowCalls::kLeaves in training (see RowCalls).
 // With Precision::kBf16, w_rounded (if given) is w already rounded (round_to_bf16), so a layer
 // that needs it for the input gradient too rounds it once per step.
 // y = x w^T, threads split the columns of y (the rows of w) on the grid; then
@@ -126,37 +140,43 @@ void for_grid_blocks(std::size_t b, std::size_t e, Fn&& fn) {
 template <class Epilogue>
 void linear_forward(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                     std::int64_t out, const float* x, const float* w, float* y, Epilogue&& epilogue,
-                    Precision precision = Precision::kF32, const Bf16* w_rounded = nullptr) {
+                    Precision precision = Precision::kF32, const Bf16* w_rounded = nullptr,
+                    RowCalls calls = RowCalls::kWhole) {
   const Bf16 *xb = nullptr, *wb = nullptr;
   if (precision == Precision::kBf16) {
     xb = round_operand(pool, 0, x, rows * in);
     wb = w_rounded ? w_rounded : round_operand(pool, 1, w, out * in);
   }
-  parallel::parallel_for(
-      pool, static_cast<std::size_t>(out), kBlock, [&](std::size_t b, std::size_t e) {
-        for_grid_blocks(b, e, [&](std::int64_t j0, std::int64_t j1) {
-          if (xb) {
-            gemm_bf16(true, rows, j1 - j0, in, xb, in, wb + j0 * in, in, false, y + j0, out);
-          } else {
-            sgemm(false, true, rows, j1 - j0, in, 1.0f, x, in, w + j0 * in, in, 0.0f, y + j0, out);
-          }
-        });
-        epilogue(static_cast<std::int64_t>(b), static_cast<std::int64_t>(e));
-      });
+  parallel::parallel_for(pool, static_cast<std::size_t>(out), kBlock,
+                         [&](std::size_t b, std::size_t e) {
+                           for_grid_blocks(b, e, [&](std::int64_t j0, std::int64_t j1) {
+                             for_row_calls(rows, calls, [&](std::int64_t r0, std::int64_t r1) {
+                               if (xb) {
+                                 gemm_bf16(true, r1 - r0, j1 - j0, in, xb + r0 * in, in,
+                                           wb + j0 * in, in, false, y + r0 * out + j0, out);
+                               } else {
+                                 sgemm(false, true, r1 - r0, j1 - j0, in, 1.0f, x + r0 * in, in,
+                                       w + j0 * in, in, 0.0f, y + r0 * out + j0, out);
+                               }
+                             });
+                           });
+                           epilogue(static_cast<std::int64_t>(b), static_cast<std::int64_t>(e));
+                         });
 }
 
 // One block of a linear layer's weight gradient, on the calling thread: rows [j0, j1) of
 // dy^T x into dw (leading dimension in), and when db is not null the same columns' sums of dy
-// (rows summed in order) into db. accumulate: dw += ..., db += ...; otherwise dw = ..., db = ....
-// Each element is one sgemm dot product over the batch, so the bits do not depend on [j0, j1).
-// With bf16 operands given (Precision::kBf16), the product runs on them; db stays an fp32 sum.
+// (rows summed in order within a leaf) into db. accumulate: dw += ..., db += ...; otherwise dw =
+// ..., db = .... Each element is one sgemm dot product over each leaf of the batch, the leaves
+// added up the leaf tree (kernels/leaves.h), so the bits do not depend on [j0, j1). With bf16
+// operands given (Precision::kBf16), the product runs on them; db stays an fp32 sum.
 void weight_grad_block(std::int64_t rows, std::int64_t in, std::int64_t out, const float* x,
                        const float* dy, std::int64_t j0, std::int64_t j1, float* dw, float* db,
                        bool accumulate, const Bf16GradOperands& bf16 = {});
 
-// dw [out, in] += dy^T x, threads split the rows of dw; db [out] += column sums of dy (rows
-// summed in order, so the result does not depend on the split either). With accumulate false,
-// dw = ... and db = ... instead.
+// dw [out, in] += dy^T x, threads split the rows of dw; db [out] += column sums of dy (summed
+// as weight_grad_block does, so the result does not depend on the split either). With accumulate
+// false, dw = ... and db = ... instead.
 void linear_backward_weights(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                              std::int64_t out, const float* x, const float* dy, float* dw,
                              float* db, bool accumulate = true,
@@ -199,7 +219,8 @@ void linear_weight_grads(parallel::ThreadPool& pool, std::int64_t rows, std::int
       });
 }
 
-// dx [rows, in] = dy w, threads split the columns of dx (the columns of w).
+// dx [rows, in] = dy w, threads split the columns of dx (the columns of w); one call per leaf of
+// rows (a backward is training: RowCalls::kLeaves).
 void linear_backward_input(parallel::ThreadPool& pool, std::int64_t rows, std::int64_t in,
                            std::int64_t out, const float* dy, const float* w, float* dx,
                            Precision precision = Precision::kF32, const Bf16* w_rounded = nullptr);

@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "dropkit/kernels/leaves.h"
+
 namespace dropkit::nn {
 namespace {
 
@@ -186,8 +188,8 @@ Shape BatchNorm::output_shape(const Shape& in) const {
 
 std::vector<ParamSpec> BatchNorm::param_specs() const {
   const Shape c{channels_};
-  return {{"weight", c, ParamRole::kTrainable, kNoFlags},
-          {"bias", c, ParamRole::kTrainable, kNoFlags},
+  return {{"weight", c, ParamRole::kTrainable, kSummedOverBatch},
+          {"bias", c, ParamRole::kTrainable, kSummedOverBatch},
           {"running_mean", c, ParamRole::kBuffer, kNoFlags},
           {"running_var", c, ParamRole::kBuffer, kNoFlags}};
 }
@@ -216,9 +218,10 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const Context& ctx) {
   }
   if (&y != &x) y.resize(output_shape(x.shape()));
   const Layout l = layout_of(x.shape());
-  const std::size_t m = l.n * l.s;
   const bool recalibrate = ctx.mode == Mode::kEval && ctx.recalibrate;
   const bool train = ctx.mode == Mode::kTrain || recalibrate;
+  // Values per channel in the whole batch (a data-parallel process holds only some of them).
+  const std::size_t m = (train ? ctx.batch_rows(l.n) : l.n) * l.s;
   // The weight of this batch in the running statistics: the cumulative average when
   // recalibrating.
   const double momentum =
@@ -234,13 +237,33 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const Context& ctx) {
   const float* xs = x.data();
   float* ys = y.data();
   const Runs runs = l.runs();
+  if (train) {
+    // The statistics over the whole batch: each channel's sums leaf by leaf, up the leaf tree
+    // (kernels/leaves.h), then across processes; the deviations from the mean the same way.
+    const auto per_channel = [&](std::vector<double>& out, auto&& sum) {
+      out.resize(l.c);
+      parallel::parallel_for(pool, l.c, 1, [&](std::size_t c0, std::size_t c1) {
+        for (std::size_t c = c0; c < c1; ++c) {
+          kernels::sum_leaves<double>(
+              l.n, 1, &out[c], [&](std::size_t r0, std::size_t r1, double* into) {
+                *into = sum(xs + c * l.s + r0 * runs.stride, Runs{r1 - r0, runs.stride, runs.s}, c);
+              });
+        }
+      });
+      ctx.sum_over_batch(out);
+    };
+    per_channel(sums_, [](const float* xc, Runs r, std::size_t) { return sum_of(xc, r); });
+    for (double& v : sums_) v /= static_cast<double>(m);  // the means
+    per_channel(squares_, [&](const float* xc, Runs r, std::size_t c) {
+      return squared_deviations(xc, r, sums_[c]);
+    });
+  }
   parallel::parallel_for(pool, l.c, 1, [&](std::size_t c0, std::size_t c1) {
     for (std::size_t c = c0; c < c1; ++c) {
-      const float* xc = xs + c * l.s;
       double mean, var;
       if (train) {
-        mean = sum_of(xc, runs) / static_cast<double>(m);
-        var = squared_deviations(xc, runs, mean) / static_cast<double>(m);
+        mean = sums_[c];
+        var = squares_[c] / static_cast<double>(m);
         mean_[c] = static_cast<float>((1 - momentum) * mean_[c] + momentum * mean);
         var_[c] =
             static_cast<float>((1 - momentum) * var_[c] + momentum * var * static_cast<double>(m) /
@@ -254,13 +277,15 @@ void BatchNorm::forward(const Tensor& x, Tensor& y, const Context& ctx) {
       inv_std_[c] = static_cast<float>(inv);
       const auto scale = static_cast<float>(gamma_[c] * inv);
       const auto shift = static_cast<float>(beta_[c] - gamma_[c] * inv * mean);
-      affine(xc, ys + c * l.s, runs, scale, shift);
+      affine(xs + c * l.s, ys + c * l.s, runs, scale, shift);
     }
   });
   if (ctx.mode == Mode::kTrain) {
     x_ = &x;
     shape_ = x.shape();
     pool_ = &pool;
+    peers_ = ctx.peers;
+    values_ = m;
   }
 }
 
@@ -268,22 +293,36 @@ void BatchNorm::backward(const Tensor& dy, Tensor& dx) {
   check_backward(*this, x_ ? &shape_ : nullptr, dy.shape());
   if (&dx == &dy) throw std::invalid_argument(name() + ": cannot run backward in place");
   const Layout l = layout_of(shape_);
-  const double m = static_cast<double>(l.n * l.s);
+  const auto m = static_cast<double>(values_);
   if (needs_input_grad_) dx.resize(shape_);
   const float* xs = x_->data();
   const float* g = dy.data();
   const Runs runs = l.runs();
+  // sum dy and sum dy x_hat per channel over the whole batch, as forward's statistics.
+  sums_.resize(2 * l.c);
   parallel::parallel_for(*pool_, l.c, 1, [&](std::size_t c0, std::size_t c1) {
     for (std::size_t c = c0; c < c1; ++c) {
       const double mean = batch_mean_[c], inv = inv_std_[c];
-      const float* gc = g + c * l.s;
-      const float* xc = xs + c * l.s;
-      const GradSums sums = grad_sums(gc, xc, runs, mean, inv);
-      dgamma_[c] += static_cast<float>(sums.dy_xhat);
-      dbeta_[c] += static_cast<float>(sums.dy);
+      const std::size_t at = c * l.s;
+      kernels::sum_leaves<
+          double>(l.n, 2, &sums_[2 * c], [&](std::size_t r0, std::size_t r1, double* into) {
+        const std::size_t o = at + r0 * runs.stride;
+        const GradSums s = grad_sums(g + o, xs + o, Runs{r1 - r0, runs.stride, runs.s}, mean, inv);
+        into[0] = s.dy;
+        into[1] = s.dy_xhat;
+      });
+    }
+  });
+  if (peers_) peers_->sum(sums_);
+  parallel::parallel_for(*pool_, l.c, 1, [&](std::size_t c0, std::size_t c1) {
+    for (std::size_t c = c0; c < c1; ++c) {
+      const double mean = batch_mean_[c], inv = inv_std_[c];
+      const double sum_dy = sums_[2 * c], sum_dy_xhat = sums_[2 * c + 1];
+      dgamma_[c] += static_cast<float>(sum_dy_xhat);
+      dbeta_[c] += static_cast<float>(sum_dy);
       if (!needs_input_grad_) continue;
-      input_grad(gc, xc, dx.data() + c * l.s, runs,
-                 {mean, inv, gamma_[c] * inv / m, m, sums.dy, sums.dy_xhat});
+      input_grad(g + c * l.s, xs + c * l.s, dx.data() + c * l.s, runs,
+                 {mean, inv, gamma_[c] * inv / m, m, sum_dy, sum_dy_xhat});
     }
   });
 }

@@ -23,7 +23,10 @@
 // max-norm; buffers running_mean [C] = 0 and running_var [C] = 1, saved with the model and
 // never touched by the optimizer. Training needs m >= 2 (PyTorch's rule too): one value per
 // channel has no variance. Channels are split across threads, each channel's sums taken in
-// index order: the same bits for any thread count.
+// index order within each leaf of kernels/leaves.h and the leaves up the leaf tree; in a
+// data-parallel run the processes' sums are added through Context::peers (so gamma's and
+// beta's gradients are the whole batch's already: kSummedOverBatch). The same bits for any
+// thread count and any process count.
 #pragma once
 
 #include <vector>
@@ -70,6 +73,9 @@ class BatchNorm : public Layer {
   std::vector<float> batch_mean_, inv_std_;
   std::uint64_t recalibrated_batches_ = 0;
   parallel::ThreadPool* pool_ = nullptr;
+  const BatchPeers* peers_ = nullptr;
+  std::size_t values_ = 0;              // per channel, in the whole batch
+  std::vector<double> sums_, squares_;  // per channel: the batch's sums (scratch)
 };
 
 }  // namespace dropkit::nn

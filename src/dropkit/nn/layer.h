@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,23 @@ namespace dropkit::nn {
 // (rng::sample_stream), keyed by the sample index in `step`; every other layer (BatchNorm
 // included) behaves as in Eval. No backward.
 enum class Mode { kTrain, kEval, kSample };
+
+// The other processes of a data-parallel run (train/distributed.h), for a layer whose forward
+// or backward needs a sum over the whole batch and not only over this process's rows (batch
+// norm's statistics).
+class BatchPeers {
+ public:
+  // Examples in this step's whole batch, every process's rows.
+  virtual std::size_t batch_rows() const = 0;
+  // `sums` holds this process's node of the leaf tree (kernels/leaves.h) of sums.size()
+  // quantities (ignored when this process holds no rows this step); replaced by the sums over
+  // the whole batch, the same bits in every process. A collective: every process calls it, in
+  // the same order, with the same sums.size().
+  virtual void sum(std::span<double> sums) const = 0;
+
+ protected:
+  ~BatchPeers() = default;
+};
 
 struct Context {
   Mode mode = Mode::kEval;
@@ -66,6 +84,10 @@ struct Context {
   // The matrix products' input format (kernels/gemm.h); layers without products ignore it.
   kernels::Precision precision = kernels::Precision::kF32;
   parallel::ThreadPool* pool = nullptr;  // nullptr: parallel::default_pool()
+  // Mode::kTrain in a data-parallel run: the processes that hold the rest of the batch (this
+  // one's rows start at row_offset, a multiple of kernels::kLeafRows). nullptr: the rows are
+  // the whole batch.
+  const BatchPeers* peers = nullptr;
 
   parallel::ThreadPool& threads() const { return pool ? *pool : parallel::default_pool(); }
   // Blocks of stacked rows (1 unless sampling).
@@ -74,6 +96,12 @@ struct Context {
   // stream in Train, the sampling domain in Sample (rng/streams.h).
   rng::StreamKey noise_key(std::uint32_t stream, std::uint64_t block = 0) const {
     return {seed, mode == Mode::kSample ? rng::sample_stream(stream) : stream, step + block};
+  }
+  // Examples in the whole batch, of which this call holds `rows`.
+  std::size_t batch_rows(std::size_t rows) const { return peers ? peers->batch_rows() : rows; }
+  // sums (this call's node of the leaf tree) replaced by the whole batch's: see BatchPeers.
+  void sum_over_batch(std::span<double> sums) const {
+    if (peers) peers->sum(sums);
   }
   // rows / blocks(); std::invalid_argument naming `who` unless blocks() divides rows evenly.
   std::int64_t block_rows(std::int64_t rows, const std::string& who) const;
@@ -91,6 +119,10 @@ enum ParamFlag : unsigned {
   // applies to them when the units are hidden (the arena drops this flag on the output layer,
   // nn/params.h).
   kMaxNormRows = 1u << 1,
+  // The layer's backward sums this gradient over the whole batch itself, through
+  // Context::peers (batch norm's, whose sums its input gradient needs anyway): a data-parallel
+  // run does not add it up across processes again.
+  kSummedOverBatch = 1u << 2,
 };
 
 // One tensor a layer asks the arena for.

@@ -59,7 +59,8 @@ void Linear::run_forward(const Tensor& x, Tensor& y, const Context& ctx, const f
   if (ctx.precision == kernels::Precision::kBf16 && train && needs_input_grad_) {
     w_rounded = kernels::round_into(pool, w, static_cast<std::size_t>(in_ * out_), w_rounded_);
   }
-  product(pool, x.shape()[0], x.data(), w, y.data(), activate, ctx.precision, w_rounded);
+  product(pool, x.shape()[0], x.data(), w, y.data(), activate, ctx.precision, w_rounded,
+          train ? kernels::RowCalls::kLeaves : kernels::RowCalls::kWhole);
   x_ = train ? &x : nullptr;
   y_ = train ? &y : nullptr;
   pool_ = &pool;
@@ -69,7 +70,7 @@ void Linear::run_forward(const Tensor& x, Tensor& y, const Context& ctx, const f
 
 void Linear::product(parallel::ThreadPool& pool, std::int64_t rows, const float* x, const float* w,
                      float* y, bool activate, kernels::Precision precision,
-                     const kernels::Bf16* w_rounded) const {
+                     const kernels::Bf16* w_rounded, kernels::RowCalls calls) const {
   kernels::linear_forward(
       pool, rows, in_, out_, x, w, y,
       [&](std::int64_t j0, std::int64_t j1) {
@@ -80,7 +81,7 @@ void Linear::product(parallel::ThreadPool& pool, std::int64_t rows, const float*
             activation_forward(f_, row + j0, row + j0, static_cast<std::size_t>(j1 - j0));
         }
       },
-      precision, w_rounded);
+      precision, w_rounded, calls);
 }
 
 const float* Linear::output_grad(const Tensor& dy, const Tensor& dx) {

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "dropkit/kernels/leaves.h"
 #include "dropkit/nn/activation.h"
 #include "dropkit/nn/layer.h"
 #include "dropkit/nn/layer_kind.h"
@@ -69,7 +70,8 @@ class Linear : public Layer {
   void product(parallel::ThreadPool& pool, std::int64_t rows, const float* x, const float* w,
                float* y, bool activate = true,
                kernels::Precision precision = kernels::Precision::kF32,
-               const kernels::Bf16* w_rounded = nullptr) const;
+               const kernels::Bf16* w_rounded = nullptr,
+               kernels::RowCalls calls = kernels::RowCalls::kWhole) const;
   // Checks, then returns dz = dy * f'(y) (dy itself for the identity).
   const float* output_grad(const Tensor& dy, const Tensor& dx);
   // dx = dz w (nothing when the input gradient is not needed).

@@ -166,7 +166,8 @@ PreparedRun prepare_run(RunRequest request) {
       }
     }
     // Locked before the checkpoint is read: no other process may write the run meanwhile.
-    if (fs::is_directory(request.resume)) run.resume_lock.emplace(request.resume);
+    run.group = request.group;
+    if (fs::is_directory(request.resume) && run.writer()) run.resume_lock.emplace(request.resume);
     run.resumed = read_checkpoint(request.resume / kCheckpointFile);
     config = run.resumed->config;
     // The run's data, as config.json remembers them, unless the request names others (the
@@ -189,6 +190,7 @@ PreparedRun prepare_run(RunRequest request) {
     }
     TrainConfig::check_given(names, net);
   }
+  run.group = request.group;
   run.data = request.data.value_or(data::default_data_dir().string());
   for (const auto& [name, value] : request.given) config.set(name, value);
   config.validate(/*resolve_net=*/!run.resumed);  // a resumed run's model is in its checkpoint
@@ -216,15 +218,15 @@ PreparedRun prepare_run(RunRequest request) {
 
 std::unique_ptr<Trainer> PreparedRun::make_trainer(const data::TrainTest& data,
                                                    parallel::ThreadPool& pool) {
-  if (!resumed) return std::make_unique<Trainer>(config, data, pool);
+  if (!resumed) return std::make_unique<Trainer>(config, data, pool, group);
   resumed->config = config;
-  auto trainer = std::make_unique<Trainer>(std::move(*resumed), data, pool);
+  auto trainer = std::make_unique<Trainer>(std::move(*resumed), data, pool, group);
   resumed.reset();
   return trainer;
 }
 
 std::unique_ptr<RunDir> PreparedRun::open_run_dir(const Trainer& trainer) {
-  if (out.empty()) return nullptr;
+  if (out.empty() || !writer()) return nullptr;
   // Where the data are, for a resume that names none (still checked by their fingerprints).
   const std::string data_dir =
       data.empty() ? std::string() : fs::weakly_canonical(fs::absolute(data)).string();

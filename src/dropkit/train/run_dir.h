@@ -102,6 +102,9 @@ struct RunRequest {
   // arrays), and config.json records none.
   std::optional<std::string> data;
   bool overwrite = false;  // a fresh `out` may hold another run (RunDirOptions::overwrite)
+  // A data-parallel run (train/distributed.h): every process of the group makes the same
+  // request; process 0 alone locks and writes the run directory, the others only read.
+  parallel::ProcessGroup* group = nullptr;
 };
 
 // A request checked and resolved: the config (the resumed checkpoint's, with the options that
@@ -115,12 +118,16 @@ struct PreparedRun {
   bool fresh_out = true;  // out starts without run files (not the resumed run's own directory)
   bool overwrite = false;
   std::optional<DirectoryLock> resume_lock;  // held from before the checkpoint was read
+  parallel::ProcessGroup* group = nullptr;   // RunRequest::group
+  // Whether this process writes the run directory: process 0 of a group, or the only one.
+  bool writer() const { return group == nullptr || group->rank() == 0; }
 
   // The trainer: a new one for config, or the checkpoint's continued (the checkpoint is
   // moved out, so once only).
   std::unique_ptr<Trainer> make_trainer(const data::TrainTest& data, parallel::ThreadPool& pool);
-  // The run directory for `trainer` (nullptr without `out`), handed the resume lock when the
-  // run continues in its own directory. Call only once config, data and checkpoint are valid.
+  // The run directory for `trainer` (nullptr without `out`, and in every process of a group
+  // but process 0), handed the resume lock when the run continues in its own directory. Call
+  // only once config, data and checkpoint are valid.
   std::unique_ptr<RunDir> open_run_dir(const Trainer& trainer);
 };
 

@@ -1,6 +1,7 @@
 #include "dropkit/train/trainer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -28,18 +29,35 @@ bool finite(std::span<const float> values) {
 
 EvalResult evaluate(model::Model& model, const data::Dataset& d,
                     std::span<const std::uint32_t> rows, parallel::ThreadPool& pool, Tensor& x,
-                    std::vector<std::uint8_t>& labels) {
+                    std::vector<std::uint8_t>& labels, const DataParallel* dp) {
   parallel::ScopedFlushDenormals flush;
-  EvalResult out;
-  double loss = 0;
-  std::size_t correct = 0;
-  for (std::size_t b = 0; b < rows.size(); b += kEvalChunk) {
-    const auto chunk = rows.subspan(b, std::min(kEvalChunk, rows.size() - b));
+  const std::size_t chunks = (rows.size() + kEvalChunk - 1) / kEvalChunk;
+  const std::size_t ranks = dp ? static_cast<std::size_t>(dp->size()) : 1;
+  const std::size_t rank = dp ? static_cast<std::size_t>(dp->rank()) : 0;
+  // Per chunk: the loss summed over its rows and the rows right (this process's chunks only).
+  std::vector<double> sums(2 * chunks, 0.0);
+  for (std::size_t c = rank; c < chunks; c += ranks) {
+    const auto chunk =
+        rows.subspan(c * kEvalChunk, std::min(kEvalChunk, rows.size() - c * kEvalChunk));
     data::make_batch(d, chunk, model.normalization(), x, labels);
     const Tensor& logits = model.forward(x, {.mode = nn::Mode::kEval, .pool = &pool});
     const LossResult r = softmax_cross_entropy(logits, labels, nullptr);
-    loss += r.loss * static_cast<double>(chunk.size());
-    correct += r.correct;
+    sums[2 * c] = r.loss * static_cast<double>(chunk.size());
+    sums[2 * c + 1] = static_cast<double>(r.correct);
+  }
+  if (dp) {  // each chunk's figures from the process that evaluated it
+    const std::vector<double> all = dp->gather(sums);
+    for (std::size_t c = 0; c < chunks; ++c) {
+      for (std::size_t k = 0; k < 2; ++k)
+        sums[2 * c + k] = all[(c % ranks) * 2 * chunks + 2 * c + k];
+    }
+  }
+  EvalResult out;
+  double loss = 0;
+  std::size_t correct = 0;
+  for (std::size_t c = 0; c < chunks; ++c) {  // in chunk order, whoever evaluated them
+    loss += sums[2 * c];
+    correct += static_cast<std::size_t>(sums[2 * c + 1]);
   }
   out.count = rows.size();
   if (out.count) {
@@ -98,20 +116,78 @@ TrainingDiverged::TrainingDiverged(std::uint64_t step, double loss)
           loss, step)),
       step_(step) {}
 
+namespace {
+
+// A GradientSink that keeps what it is given: each row block written into the arena's gradient
+// buffer (which backward_to leaves alone for the parameters it gives the sink), and which
+// parameters it covered. A data-parallel step adds the processes' gradients before any update.
+class KeepGradients final : public nn::GradientSink {
+ public:
+  explicit KeepGradients(nn::ParamArena& arena) : arena_(arena), covered_(arena.entries().size()) {}
+  void consume(float* param, std::size_t row_begin, std::size_t row_end,
+               const float* grad) override {
+    const auto& entries = arena_.entries();
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      const auto& e = entries[i];
+      if (arena_.values().data() + e.offset != param) continue;
+      const std::size_t per_row = e.numel() / e.rows();
+      std::copy(grad, grad + (row_end - row_begin) * per_row,
+                arena_.grads().data() + e.offset + row_begin * per_row);
+      covered_[i].store(true, std::memory_order_relaxed);
+      return;
+    }
+    throw std::logic_error("KeepGradients: a gradient for a parameter outside the arena");
+  }
+  bool covered(std::size_t entry) const { return covered_[entry].load(std::memory_order_relaxed); }
+
+ private:
+  nn::ParamArena& arena_;
+  std::vector<std::atomic<bool>> covered_;  // per entry (its row blocks come from any thread)
+};
+
+}  // namespace
+
 LossResult train_step(model::Sequential& net, Optimizer& optimizer, int epoch, const Tensor& x,
-                      std::span<const std::uint8_t> labels, const nn::Context& ctx,
-                      Tensor& dlogits) {
+                      std::span<const std::uint8_t> labels, const nn::Context& ctx, Tensor& dlogits,
+                      DataParallel* dp) {
   const Tensor& logits = net.forward(x, ctx);
-  const LossResult r = softmax_cross_entropy(logits, labels, &dlogits);
+  const std::size_t batch_rows = ctx.batch_rows(labels.size());
+  LossResult r = softmax_cross_entropy(logits, labels, &dlogits, batch_rows);
+  if (ctx.peers) {  // the whole batch's loss, the same on every process
+    ctx.sum_over_batch(std::span(&r.total, 1));
+    r.loss = r.total / static_cast<double>(batch_rows);
+  }
   if (!std::isfinite(r.loss)) throw TrainingDiverged(ctx.step, r.loss);
-  // The update runs inside backward, block by block (train/optimizer.h).
-  optimizer.begin_step(net.params(), epoch);
-  net.backward(dlogits, &optimizer);
+  if (dp == nullptr) {
+    // The update runs inside backward, block by block (train/optimizer.h).
+    optimizer.begin_step(net.params(), epoch);
+    net.backward(dlogits, &optimizer);
+    optimizer.finish_step(ctx.threads());
+    return r;
+  }
+  // Data-parallel: this process's gradients kept, added across processes, then the update the
+  // fused path makes (the sink's parameters through consume, the rest from the arena).
+  nn::ParamArena& arena = net.params();
+  KeepGradients kept(arena);
+  net.backward(dlogits, &kept);
+  dp->sum_gradients(arena, arena.grads(), ctx.threads());
+  optimizer.begin_step(arena, epoch);
+  const auto& entries = arena.entries();
+  parallel::parallel_for(ctx.threads(), entries.size(), 1, [&](std::size_t b, std::size_t e) {
+    for (std::size_t i = b; i < e; ++i) {
+      if (!kept.covered(i)) continue;
+      const auto& en = entries[i];
+      float* g = arena.grads().data() + en.offset;
+      optimizer.consume(arena.values().data() + en.offset, 0, en.rows(), g);
+      std::fill(g, g + en.numel(), 0.0f);  // as the fused path leaves it
+    }
+  });
   optimizer.finish_step(ctx.threads());
   return r;
 }
 
-Trainer::Trainer(TrainConfig config, const data::TrainTest& data, parallel::ThreadPool& pool)
+Trainer::Trainer(TrainConfig config, const data::TrainTest& data, parallel::ThreadPool& pool,
+                 parallel::ProcessGroup* group)
     : config_(std::move(config)), data_(data), pool_(pool) {
   config_.validate();
   if (config_.net.empty()) {
@@ -128,13 +204,14 @@ Trainer::Trainer(TrainConfig config, const data::TrainTest& data, parallel::Thre
                                           Shape{1, static_cast<std::int64_t>(data.train.rows),
                                                 static_cast<std::int64_t>(data.train.cols)},
                                           data::compute_normalization(data.train, split_.train));
-  prepare();
+  prepare(group);
   model_->init_params(config_.seed);
   state_.train_data = data::fingerprint(data.train);
   state_.test_data = data::fingerprint(data.test);
 }
 
-Trainer::Trainer(Checkpoint ck, const data::TrainTest& data, parallel::ThreadPool& pool)
+Trainer::Trainer(Checkpoint ck, const data::TrainTest& data, parallel::ThreadPool& pool,
+                 parallel::ProcessGroup* group)
     : config_(std::move(ck.config)), data_(data), pool_(pool), state_(std::move(ck.state)) {
   config_.validate(/*resolve_net=*/false);  // the model comes from the checkpoint
   if (config_.epochs < state_.epoch) {
@@ -171,7 +248,7 @@ Trainer::Trainer(Checkpoint ck, const data::TrainTest& data, parallel::ThreadPoo
     }
   }
   model_ = std::move(ck.model);
-  prepare();
+  prepare(group);
   restore_optimizer(ck, model_->params(), *optimizer_);
 }
 
@@ -203,7 +280,7 @@ void Trainer::select_rows() {
   }
 }
 
-void Trainer::prepare() {
+void Trainer::prepare(parallel::ProcessGroup* group) {
   check_model_fits(*model_, data_.train, "training");
   check_model_fits(*model_, data_.test, "test");
   // Before any buffer is allocated: a step keeps every layer's output and gradient for the
@@ -229,6 +306,9 @@ void Trainer::prepare() {
     }
   }
   kernels::check_precision_available(kernels::parse_precision(config_.precision));
+  if (group != nullptr && group->size() > 1) {
+    dp_ = std::make_unique<DataParallel>(*group, batch);
+  }
   optimizer_ = std::make_unique<Optimizer>(config_.optimizer, model_->params().size());
 }
 
@@ -246,7 +326,13 @@ EpochRecord Trainer::run_epoch(const Progress& progress) {
   const kernels::Precision precision = kernels::parse_precision(config_.precision);
   for (std::size_t s = 0; s < steps; ++s) {
     const std::size_t b = s * batch, e = std::min(order.size(), b + batch);
-    const auto rows = std::span(order).subspan(b, e - b);
+    auto rows = std::span(order).subspan(b, e - b);
+    std::uint64_t row_offset = 0;
+    if (dp_) {  // this process's leaves of the batch
+      const DataParallel::Share share = dp_->begin_step(e - b);
+      rows = rows.subspan(share.begin, share.end - share.begin);
+      row_offset = share.begin;
+    }
     data::make_batch(data_.train, rows, model_->normalization(), x_, labels_);
     if (augmentation.any()) {
       data::augment_batch(
@@ -257,10 +343,12 @@ EpochRecord Trainer::run_epoch(const Progress& progress) {
     const nn::Context ctx{.mode = nn::Mode::kTrain,
                           .seed = config_.seed,
                           .step = state_.step,
+                          .row_offset = row_offset,
                           .precision = precision,
-                          .pool = &pool_};
+                          .pool = &pool_,
+                          .peers = dp_.get()};
     const LossResult r = train_step(model_->net(), *optimizer_, state_.epoch,
-                                    model_->shaped_input(x_), labels_, ctx, dlogits_);
+                                    model_->shaped_input(x_), labels_, ctx, dlogits_, dp_.get());
     ++state_.step;
     loss_sum += r.loss * static_cast<double>(e - b);
     step_sum += r.loss;
@@ -302,13 +390,19 @@ EpochRecord Trainer::run_epoch(const Progress& progress) {
   if (!finite(model_->params().values())) {
     throw TrainingDiverged(state_.step, std::numeric_limits<double>::quiet_NaN());
   }
+  // Every process applied the same updates, so they hold the same model; a cheap check that
+  // nothing (a fault, a bug) made them part.
+  if (dp_) {
+    dp_->check_same(model_->params().values(), "weights");
+    dp_->check_same(model_->params().buffers(), "buffers (batch norm's running statistics)");
+  }
   ++state_.epoch;
   state_.history.push_back(rec);
   return rec;
 }
 
 EvalResult Trainer::evaluate(const data::Dataset& d, std::span<const std::uint32_t> rows) {
-  return train::evaluate(*model_, d, rows, pool_, x_, labels_);
+  return train::evaluate(*model_, d, rows, pool_, x_, labels_, dp_.get());
 }
 
 EvalResult Trainer::evaluate_test() {

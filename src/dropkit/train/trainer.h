@@ -22,6 +22,7 @@
 #include "dropkit/model/model.h"
 #include "dropkit/train/checkpoint.h"
 #include "dropkit/train/config.h"
+#include "dropkit/train/distributed.h"
 #include "dropkit/train/loss.h"
 #include "dropkit/train/optimizer.h"
 
@@ -35,9 +36,11 @@ struct EvalResult {
 
 // Loss and accuracy of `model` in eval mode on the examples `rows` of `d`, in chunks of 1000;
 // x and labels are the caller's buffers, reused (a fresh tensor per call would page-fault anew).
+// With `dp`, the processes share the chunks (chunk i on process i mod P) and every process
+// returns the same result, bit for bit the one process's.
 EvalResult evaluate(model::Model& model, const data::Dataset& d,
                     std::span<const std::uint32_t> rows, parallel::ThreadPool& pool, Tensor& x,
-                    std::vector<std::uint8_t>& labels);
+                    std::vector<std::uint8_t>& labels, const DataParallel* dp = nullptr);
 
 // Throws std::invalid_argument unless `model` takes examples of d's image size and has an
 // output per class for every label of d (`what` names the split in the message).
@@ -60,11 +63,14 @@ class TrainingDiverged : public std::runtime_error {
 };
 
 // One optimisation step of a network (Model::net()): forward in Train mode, loss, backward,
-// update (and max-norm).
+// update (and max-norm). With `dp` (whose begin_step gave this process's rows, and which is
+// ctx.peers), x holds this process's rows of the batch and the step is data-parallel: the loss
+// is the whole batch's, and the gradients are added across processes before the update, the
+// same on every process.
 // Throws TrainingDiverged, before any update, if the loss is not finite.
 LossResult train_step(model::Sequential& net, Optimizer& optimizer, int epoch, const Tensor& x,
-                      std::span<const std::uint8_t> labels, const nn::Context& ctx,
-                      Tensor& dlogits);
+                      std::span<const std::uint8_t> labels, const nn::Context& ctx, Tensor& dlogits,
+                      DataParallel* dp = nullptr);
 
 class Trainer {
  public:
@@ -72,9 +78,14 @@ class Trainer {
   // the training split, parameters from the seed. data.train holds training and validation
   // examples (split by config.val). Everything is checked before anything runs:
   // std::invalid_argument naming the problem.
-  Trainer(TrainConfig config, const data::TrainTest& data, parallel::ThreadPool& pool);
+  // With a group of more than one process, each process of the group constructs its Trainer
+  // with the same arguments and they train one model data-parallel (train/distributed.h): the
+  // same bits as one process, every process holding the same model after every step.
+  Trainer(TrainConfig config, const data::TrainTest& data, parallel::ThreadPool& pool,
+          parallel::ProcessGroup* group = nullptr);
   // The run saved in `ck`, continued (ck.config.epochs is the new total).
-  Trainer(Checkpoint ck, const data::TrainTest& data, parallel::ThreadPool& pool);
+  Trainer(Checkpoint ck, const data::TrainTest& data, parallel::ThreadPool& pool,
+          parallel::ProcessGroup* group = nullptr);
 
   // Called after every step with (steps done in this epoch, steps in the epoch, running loss).
   using Progress = std::function<void(std::size_t, std::size_t, double)>;
@@ -97,8 +108,11 @@ class Trainer {
   // The model, optimizer state, config and training state, written atomically.
   void save_checkpoint(const std::filesystem::path& file) const;
 
+  // The data-parallel share of this process, or nullptr when it trains alone.
+  const DataParallel* data_parallel() const { return dp_.get(); }
+
  private:
-  void prepare();      // the checks and buffers both constructors share
+  void prepare(parallel::ProcessGroup* group);  // the checks and buffers both constructors share
   void select_rows();  // split_ and test_rows_, without config_.exclude_classes
 
   TrainConfig config_;
@@ -109,6 +123,7 @@ class Trainer {
   std::unique_ptr<model::Model> model_;
   std::unique_ptr<Optimizer> optimizer_;
   TrainState state_;
+  std::unique_ptr<DataParallel> dp_;
   Tensor x_, dlogits_;
   std::vector<std::uint8_t> labels_;
 };

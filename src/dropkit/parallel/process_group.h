@@ -1,0 +1,46 @@
+// ProcessGroup: the processes that train one model together, data-parallel
+// (train/distributed.h), seen through the one collective the library needs. An MPI
+// communicator is one (dropkit/mpi/mpi_group.h, built when MPI is found); the tests also use
+// threads of one process.
+//
+// The library never asks a group for a floating-point reduction: it gathers every process's
+// bytes and adds them itself, in one fixed order (kernels/leaves.h), so the bits do not depend
+// on the transport, its algorithms or the process count.
+#pragma once
+
+#include <cstddef>
+#include <exception>
+#include <stdexcept>
+
+namespace dropkit::parallel {
+
+class ProcessGroup {
+ public:
+  virtual ~ProcessGroup() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // Every process's `bytes` bytes at `mine`, in rank order, into `all` (size() * bytes bytes).
+  // A collective: every process calls it, in the same order, with the same `bytes`. Throws
+  // std::runtime_error when the transport fails.
+  virtual void all_gather(const void* mine, std::size_t bytes, void* all) = 0;
+};
+
+// Thrown by stop_together in the processes whose own setup went well, when another's failed:
+// that one reports the error; these should exit with the same status and say nothing more.
+class PeerFailed : public std::runtime_error {
+ public:
+  explicit PeerFailed(int rank);
+  int rank() const { return rank_; }
+
+ private:
+  int rank_;
+};
+
+// A collective for the end of a run's setup, so that its processes stop together, with one
+// message, on an error only some of them saw (a directory one of them could not lock, a file
+// one could not read): every process passes the exception its setup threw, or none. Returns when
+// no process failed; otherwise the first failing process rethrows its own exception and the
+// others throw PeerFailed.
+void stop_together(ProcessGroup& group, std::exception_ptr error);
+
+}  // namespace dropkit::parallel

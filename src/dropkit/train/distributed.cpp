@@ -1,0 +1,112 @@
+#include "dropkit/train/distributed.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "dropkit/core/options.h"
+#include "dropkit/kernels/leaves.h"
+
+namespace dropkit::train {
+namespace {
+
+// 64-bit hash of the values' bytes, 8 at a time (a mix of multiply and xor-shift).
+std::uint64_t hash_of(std::span<const float> values) {
+  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ values.size();
+  const auto* bytes = reinterpret_cast<const unsigned char*>(values.data());
+  const std::size_t n = values.size_bytes();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, bytes + i, 8);
+    h = (h ^ w) * 0xFF51AFD7ED558CCDull;
+    h ^= h >> 32;
+  }
+  for (; i < n; ++i) h = (h ^ bytes[i]) * 0x100000001B3ull;
+  return h;
+}
+
+}  // namespace
+
+std::string valid_process_counts(std::size_t batch) {
+  std::string out;
+  for (std::size_t p = 1; p <= kernels::leaf_count(batch); ++p) {
+    if (kernels::leaf_split_valid(batch, p)) out += (out.empty() ? "" : ", ") + std::to_string(p);
+  }
+  return out;
+}
+
+DataParallel::DataParallel(parallel::ProcessGroup& group, std::size_t batch) : group_(group) {
+  const auto p = static_cast<std::size_t>(group.size());
+  if (!kernels::leaf_split_valid(batch, p)) {
+    throw std::invalid_argument(fmt::format(
+        "{} processes cannot share batches of {} examples: a batch is cut into leaves of {} "
+        "examples ({} here), and every process must hold the same power-of-two number of them. "
+        "Valid process counts for {} {}: {}; {} processes need {} {}, {}, {}, ...",
+        p, batch, kernels::kLeafRows, kernels::leaf_count(batch), option_ref("batch"), batch,
+        valid_process_counts(batch), p, option_ref("batch"), p * kernels::kLeafRows,
+        2 * p * kernels::kLeafRows, 4 * p * kernels::kLeafRows));
+  }
+  leaves_per_rank_ = kernels::leaf_count(batch) / p;
+}
+
+DataParallel::Share DataParallel::begin_step(std::size_t rows) {
+  const std::size_t per_rank = leaves_per_rank_ * static_cast<std::size_t>(kernels::kLeafRows);
+  rows_ = rows;
+  nodes_ = (rows + per_rank - 1) / per_rank;
+  const std::size_t r = static_cast<std::size_t>(rank());
+  return {std::min(rows, r * per_rank), std::min(rows, (r + 1) * per_rank)};
+}
+
+void DataParallel::sum(std::span<double> sums) const {
+  const std::size_t n = sums.size();
+  gathered_.resize(n * static_cast<std::size_t>(size()));
+  group_.all_gather(sums.data(), n * sizeof(double), gathered_.data());
+  kernels::fold_nodes(gathered_.data(), nodes_, n, n, sums.data());
+}
+
+void DataParallel::sum_gradients(const nn::ParamArena& arena, std::span<float> grads,
+                                 parallel::ThreadPool& pool) {
+  const std::size_t n = grads.size();
+  all_grads_.resize(n * static_cast<std::size_t>(size()));
+  group_.all_gather(grads.data(), n * sizeof(float), all_grads_.data());
+  for (const auto& e : arena.entries()) {
+    if (e.spec.has(nn::kSummedOverBatch)) continue;  // already the whole batch's
+    parallel::parallel_for(pool, e.numel(), 4096, [&](std::size_t b, std::size_t end) {
+      kernels::fold_nodes(all_grads_.data() + e.offset + b, nodes_, n, end - b,
+                          grads.data() + e.offset + b);
+    });
+  }
+}
+
+void DataParallel::check_same(std::span<const float> values, const char* what) const {
+  const std::uint64_t mine = hash_of(values);
+  std::vector<std::uint64_t> all(static_cast<std::size_t>(size()));
+  group_.all_gather(&mine, sizeof mine, all.data());
+  std::string differ;
+  for (std::size_t r = 0; r < all.size(); ++r) {
+    if (all[r] != all[0]) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
+  }
+  if (!differ.empty()) {
+    throw std::runtime_error(fmt::format(
+        "the processes' {} differ (processes {} against process 0): the data-parallel run is no "
+        "longer one model; it stops here, the last checkpoint intact",
+        what, differ));
+  }
+}
+
+std::vector<double> DataParallel::gather(std::span<const double> values) const {
+  std::vector<double> all(values.size() * static_cast<std::size_t>(size()));
+  group_.all_gather(values.data(), values.size_bytes(), all.data());
+  return all;
+}
+
+DataParallel::Range DataParallel::range(double value) const {
+  const std::vector<double> all = gather(std::span(&value, 1));
+  const auto [lo, hi] = std::minmax_element(all.begin(), all.end());
+  return {*lo, *hi};
+}
+
+}  // namespace dropkit::train

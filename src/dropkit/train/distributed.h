@@ -1,0 +1,84 @@
+// Data-parallel training over a ProcessGroup (an MPI job, parallel/process_group.h), with the
+// bits of one process.
+//
+// Each step's batch is cut into leaves of kernels::kLeafRows examples (kernels/leaves.h);
+// process r of P holds the k = leaves / P leaves [r k, r k + k) of a full batch (the last batch
+// of an epoch may leave later processes fewer or none). Everything a step computes per example
+// -- products, activations, masks (keyed by the example's place in the whole batch,
+// nn::Context::row_offset) -- is the same as in one process; everything summed over the batch
+// is each process's node of the leaf tree, added across processes up the same tree:
+//   - the gradients, once per step (sum_gradients: every process gathers every node and adds
+//     them in rank order, so every process applies the same update);
+//   - batch norm's statistics and the loss, through nn::BatchPeers (sum()).
+// Never MPI's own floating-point reduction: its order is MPI's to choose. Valid process counts
+// are those for which k is a power of two (leaf_split_valid): 1, 2 and 4 for a batch of 512.
+// Evaluation is shared by chunks (evaluate in train/trainer.h), each chunk evaluated whole by
+// one process as one process would.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dropkit/nn/layer.h"
+#include "dropkit/nn/params.h"
+#include "dropkit/parallel/process_group.h"
+#include "dropkit/parallel/thread_pool.h"
+
+namespace dropkit::train {
+
+class DataParallel final : public nn::BatchPeers {
+ public:
+  // Throws std::invalid_argument, naming the valid process counts for this batch, unless the
+  // group's processes can share batches of `batch` examples on leaf boundaries.
+  DataParallel(parallel::ProcessGroup& group, std::size_t batch);
+
+  int rank() const { return group_.rank(); }
+  int size() const { return group_.size(); }
+  parallel::ProcessGroup& group() const { return group_; }
+
+  // This process's rows [begin, end) of a batch of `rows` examples (at most the configured
+  // batch), and the start of that step: batch_rows() and sum() refer to it from now on.
+  struct Share {
+    std::size_t begin = 0, end = 0;
+  };
+  Share begin_step(std::size_t rows);
+
+  std::size_t batch_rows() const override { return rows_; }
+  void sum(std::span<double> sums) const override;
+
+  // grads (the arena's layout) holds this process's node of every trainable parameter's
+  // gradient; replaced by the whole batch's, added up the leaf tree across processes.
+  // Parameters flagged nn::kSummedOverBatch are the whole batch's already and are left as
+  // they are. Bytes exchanged per process: (size() - 1) * grads.size() * 4 received.
+  void sum_gradients(const nn::ParamArena& arena, std::span<float> grads,
+                     parallel::ThreadPool& pool);
+
+  // Throws std::runtime_error, naming `what` and the processes that differ, unless every
+  // process holds the same bytes (compared by a 64-bit hash).
+  void check_same(std::span<const float> values, const char* what) const;
+
+  // Every process's values gathered, in rank order (size() * values.size()).
+  std::vector<double> gather(std::span<const double> values) const;
+
+  // The smallest and largest figure over the processes (memory per process, say).
+  struct Range {
+    double min = 0, max = 0;
+  };
+  Range range(double value) const;
+
+ private:
+  parallel::ProcessGroup& group_;
+  std::size_t leaves_per_rank_;
+  std::size_t rows_ = 0;   // this step's batch
+  std::size_t nodes_ = 0;  // processes holding rows this step (the first nodes_)
+  mutable std::vector<double> gathered_;
+  std::vector<float> all_grads_;
+};
+
+// The valid process counts for batches of `batch` examples, for messages: "1, 2, 4".
+std::string valid_process_counts(std::size_t batch);
+
+}  // namespace dropkit::train

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -28,10 +29,10 @@ struct Result {
   std::string out;  // stdout and stderr together
 };
 
-Result run(const std::string& args) {
+Result run(const std::string& args, const std::string& env = "") {
   // Debian's interpreter where there is one: the python3 first on PATH may lack matplotlib.
   const std::string python = fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-  const std::string cmd = "DROPKIT_BIN=" + std::string(DROPKIT_CLI) + " " + python + " " +
+  const std::string cmd = env + " DROPKIT_BIN=" + std::string(DROPKIT_CLI) + " " + python + " " +
                           std::string(DROPKIT_SOURCE_DIR) + "/scripts/experiments " + args +
                           " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
@@ -149,6 +150,61 @@ TEST(Experiments, TinyModeRunsEveryExperimentResumesAndReports) {
                               " --data " + (root / "data").string());
   EXPECT_NE(not_done.code, 0);
   EXPECT_THAT(not_done.out, HasSubstr("not finished"));
+}
+
+}  // namespace
+}  // namespace dropkit
+
+namespace dropkit {
+namespace {
+
+// The runs a plan lists, one per line.
+std::vector<std::string> plan_lines(const std::string& out) {
+  std::vector<std::string> lines;
+  for (std::size_t at = 0, end; (end = out.find('\n', at)) != std::string::npos; at = end + 1) {
+    if (out.compare(at, 8, "{\"run\": ") == 0) lines.push_back(out.substr(at, end - at));
+  }
+  return lines;
+}
+
+TEST(Experiments, ShardsSplitASweepAndTheLastToFinishWritesTheReport) {
+  if (!python_package_built()) GTEST_SKIP() << "the Python package is not built";
+  const test::TempDir tmp("dropkit_experiments_shards");
+  const fs::path root = tmp.path();
+  test::write_mnist_dir(
+      root / "data", {test::synthetic_dataset(200, 8, 4, 1), test::synthetic_dataset(50, 8, 4, 2)});
+  const std::string args = "--mode tiny --threads 1 --data " + (root / "data").string() +
+                           " --out " + (root / "runs").string() + " --report-dir " +
+                           (root / "report").string();
+  // Every run in exactly one shard, for several shard counts; the environment of an MPI job
+  // names the shard as --shard does.
+  const auto all = plan_lines(run(args + " --plan").out);
+  ASSERT_GT(all.size(), 20u);
+  for (int n : {2, 3, 5}) {
+    std::multiset<std::string> seen;
+    for (int i = 0; i < n; ++i) {
+      const std::string shard = std::to_string(i) + "/" + std::to_string(n);
+      const auto mine = plan_lines(run(args + " --plan --shard " + shard).out);
+      EXPECT_EQ(mine,
+                plan_lines(run(args + " --plan", "OMPI_COMM_WORLD_RANK=" + std::to_string(i) +
+                                                     " OMPI_COMM_WORLD_SIZE=" + std::to_string(n))
+                               .out))
+          << shard;
+      seen.insert(mine.begin(), mine.end());
+    }
+    EXPECT_EQ(seen, std::multiset<std::string>(all.begin(), all.end())) << n << " shards";
+  }
+  // Two shards of one experiment: the first trains its half and writes no report, the second
+  // trains the rest and, finding every run finished, writes it.
+  const Result first = run(args + " --only lr --shard 0/2");
+  ASSERT_EQ(first.code, 0) << first.out;
+  EXPECT_THAT(first.out, HasSubstr("no report"));
+  EXPECT_FALSE(fs::exists(root / "report" / "experiments.md"));
+  const Result second = run(args + " --only lr --shard 1/2");
+  ASSERT_EQ(second.code, 0) << second.out;
+  EXPECT_THAT(second.out, HasSubstr("0 finished before"));  // nothing trained twice
+  EXPECT_TRUE(fs::exists(root / "report" / "experiments.md"));
+  EXPECT_EQ(run(args + " --shard 2/2").code, 1);
 }
 
 }  // namespace

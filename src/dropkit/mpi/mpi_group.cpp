@@ -64,9 +64,11 @@ void MpiGroup::all_gather(const void* mine, std::size_t bytes, void* all) {
   // MPI counts are ints: larger messages go in pieces, each gathered into a buffer and moved to
   // its place in every process's block.
   const std::size_t piece = static_cast<std::size_t>(INT_MAX) / static_cast<std::size_t>(size_);
+  const bool in_place =
+      mine == static_cast<const char*>(all) + static_cast<std::size_t>(rank_) * bytes;
   if (bytes <= piece) {
-    check(MPI_Allgather(mine, static_cast<int>(bytes), MPI_BYTE, all, static_cast<int>(bytes),
-                        MPI_BYTE, comm_),
+    check(MPI_Allgather(in_place ? MPI_IN_PLACE : mine, static_cast<int>(bytes), MPI_BYTE, all,
+                        static_cast<int>(bytes), MPI_BYTE, comm_),
           "MPI_Allgather");
     return;
   }

@@ -14,10 +14,10 @@
 // filter's C k k incoming weights when hidden), bias [filters]. Initialisation as dense with
 // fan_in = C k k, fan_out = filters k k (nn::init_weights).
 // Backward: dz = dy f'(from y); dW += the sum over examples (per grid block of examples, added in
-// block order: the same bits at any thread count), db += the sums of dz; dx = the transposed
-// convolution of dz.
-// Precision: ctx.precision of the forward (kernels/conv.h); with bf16 the forward rounds W once
-// and the backward uses that rounding and the forward's precision.
+// block order within each leaf, kernels/leaves.h: the same bits at any thread count), db += the
+// sums of dz; dx = the transposed convolution of dz. Precision: ctx.precision of the forward
+// (kernels/conv.h); with bf16 the forward rounds W once and the backward uses that rounding and the
+// forward's precision.
 #pragma once
 
 #include <memory>

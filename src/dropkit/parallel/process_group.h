@@ -19,9 +19,10 @@ class ProcessGroup {
   virtual ~ProcessGroup() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  // Every process's `bytes` bytes at `mine`, in rank order, into `all` (size() * bytes bytes).
-  // A collective: every process calls it, in the same order, with the same `bytes`. Throws
-  // std::runtime_error when the transport fails.
+  // Every process's `bytes` bytes at `mine`, in rank order, into `all` (size() * bytes bytes);
+  // `mine` may be this process's own place in `all` (all + rank() * bytes). A collective: every
+  // process calls it, in the same order, with the same `bytes`. Throws std::runtime_error when the
+  // transport fails.
   virtual void all_gather(const void* mine, std::size_t bytes, void* all) = 0;
 };
 

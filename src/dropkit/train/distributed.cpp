@@ -67,18 +67,20 @@ void DataParallel::sum(std::span<double> sums) const {
   kernels::fold_nodes(gathered_.data(), nodes_, n, n, sums.data());
 }
 
-void DataParallel::sum_gradients(const nn::ParamArena& arena, std::span<float> grads,
-                                 parallel::ThreadPool& pool) {
-  const std::size_t n = grads.size();
+float* DataParallel::gradient_slot(std::size_t n) {
+  grad_count_ = n;
   all_grads_.resize(n * static_cast<std::size_t>(size()));
-  group_.all_gather(grads.data(), n * sizeof(float), all_grads_.data());
-  for (const auto& e : arena.entries()) {
-    if (e.spec.has(nn::kSummedOverBatch)) continue;  // already the whole batch's
-    parallel::parallel_for(pool, e.numel(), 4096, [&](std::size_t b, std::size_t end) {
-      kernels::fold_nodes(all_grads_.data() + e.offset + b, nodes_, n, end - b,
-                          grads.data() + e.offset + b);
-    });
-  }
+  return all_grads_.data() + static_cast<std::size_t>(rank()) * n;
+}
+
+void DataParallel::exchange() {
+  const std::size_t n = grad_count_;
+  group_.all_gather(all_grads_.data() + static_cast<std::size_t>(rank()) * n, n * sizeof(float),
+                    all_grads_.data());
+}
+
+void DataParallel::fold(std::size_t offset, std::size_t count, float* out) const {
+  kernels::fold_nodes(all_grads_.data() + offset, nodes_, grad_count_, count, out);
 }
 
 void DataParallel::check_same(std::span<const float> values, const char* what) const {

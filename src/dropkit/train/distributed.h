@@ -49,12 +49,18 @@ class DataParallel final : public nn::BatchPeers {
   std::size_t batch_rows() const override { return rows_; }
   void sum(std::span<double> sums) const override;
 
-  // grads (the arena's layout) holds this process's node of every trainable parameter's
-  // gradient; replaced by the whole batch's, added up the leaf tree across processes.
-  // Parameters flagged nn::kSummedOverBatch are the whole batch's already and are left as
-  // they are. Bytes exchanged per process: (size() - 1) * grads.size() * 4 received.
-  void sum_gradients(const nn::ParamArena& arena, std::span<float> grads,
-                     parallel::ThreadPool& pool);
+  // The gradients, added across processes in three parts, so that the sum of each block of
+  // rows can go straight to the optimizer (train_step):
+  //   gradient_slot(n)    where this process puts its node of the leaf tree for each of n
+  //                       gradient values (the arena's layout);
+  //   exchange()          every process's slot gathered (in place: nothing is copied twice);
+  //                       bytes received per process: (size() - 1) * n * 4;
+  //   fold(offset, count, out)  the whole batch's sum of values [offset, offset + count),
+  //                       the nodes added up the leaf tree in rank order: the same bits in
+  //                       every process, and those of one process.
+  float* gradient_slot(std::size_t n);
+  void exchange();
+  void fold(std::size_t offset, std::size_t count, float* out) const;
 
   // Throws std::runtime_error, naming `what` and the processes that differ, unless every
   // process holds the same bytes (compared by a 64-bit hash).
@@ -75,7 +81,8 @@ class DataParallel final : public nn::BatchPeers {
   std::size_t rows_ = 0;   // this step's batch
   std::size_t nodes_ = 0;  // processes holding rows this step (the first nodes_)
   mutable std::vector<double> gathered_;
-  std::vector<float> all_grads_;
+  std::vector<float> all_grads_;  // every process's gradient node, in rank order
+  std::size_t grad_count_ = 0;
 };
 
 // The valid process counts for batches of `batch` examples, for messages: "1, 2, 4".

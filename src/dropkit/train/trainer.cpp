@@ -118,12 +118,12 @@ TrainingDiverged::TrainingDiverged(std::uint64_t step, double loss)
 
 namespace {
 
-// A GradientSink that keeps what it is given: each row block written into the arena's gradient
-// buffer (which backward_to leaves alone for the parameters it gives the sink), and which
-// parameters it covered. A data-parallel step adds the processes' gradients before any update.
+// A GradientSink that keeps what it is given, in `slot` (the arena's layout), and which
+// parameters it covered: a data-parallel step adds the processes' gradients before any update.
 class KeepGradients final : public nn::GradientSink {
  public:
-  explicit KeepGradients(nn::ParamArena& arena) : arena_(arena), covered_(arena.entries().size()) {}
+  KeepGradients(const nn::ParamArena& arena, float* slot)
+      : arena_(arena), slot_(slot), covered_(arena.entries().size()) {}
   void consume(float* param, std::size_t row_begin, std::size_t row_end,
                const float* grad) override {
     const auto& entries = arena_.entries();
@@ -132,7 +132,7 @@ class KeepGradients final : public nn::GradientSink {
       if (arena_.values().data() + e.offset != param) continue;
       const std::size_t per_row = e.numel() / e.rows();
       std::copy(grad, grad + (row_end - row_begin) * per_row,
-                arena_.grads().data() + e.offset + row_begin * per_row);
+                slot_ + e.offset + row_begin * per_row);
       covered_[i].store(true, std::memory_order_relaxed);
       return;
     }
@@ -141,9 +141,53 @@ class KeepGradients final : public nn::GradientSink {
   bool covered(std::size_t entry) const { return covered_[entry].load(std::memory_order_relaxed); }
 
  private:
-  nn::ParamArena& arena_;
+  const nn::ParamArena& arena_;
+  float* slot_;
   std::vector<std::atomic<bool>> covered_;  // per entry (its row blocks come from any thread)
 };
+
+// The data-parallel update: this process's gradients kept, every process's gathered, then each
+// block of rows added up the leaf tree and handed to the optimizer as the fused path hands it
+// (the sink's parameters through consume, the rest through the arena and finish_step).
+void data_parallel_update(model::Sequential& net, Optimizer& optimizer, int epoch,
+                          const Tensor& dlogits, DataParallel& dp, parallel::ThreadPool& pool) {
+  nn::ParamArena& arena = net.params();
+  const auto& entries = arena.entries();
+  float* slot = dp.gradient_slot(arena.size());
+  KeepGradients kept(arena, slot);
+  net.backward(dlogits, &kept);
+  for (std::size_t i = 0; i < entries.size(); ++i) {  // the arena's own (batch norm's, say)
+    const auto& e = entries[i];
+    if (kept.covered(i)) continue;
+    const float* g = arena.grads().data() + e.offset;
+    std::copy(g, g + e.numel(), slot + e.offset);
+  }
+  dp.exchange();
+  optimizer.begin_step(arena, epoch);
+  constexpr std::size_t kBlockValues = 16384;  // 64 KiB of sums at a time, in cache
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const auto& e = entries[i];
+    if (e.spec.has(nn::kSummedOverBatch)) continue;  // the arena holds the whole batch's
+    const std::size_t per_row = e.numel() / e.rows();
+    const std::size_t rows_per_block = std::max<std::size_t>(1, kBlockValues / per_row);
+    float* arena_grad = arena.grads().data() + e.offset;
+    parallel::parallel_for(pool, e.rows(), rows_per_block, [&](std::size_t r0, std::size_t r1) {
+      thread_local std::vector<float> sum;
+      for (std::size_t b = r0; b < r1; b += rows_per_block) {
+        const std::size_t b1 = std::min(r1, b + rows_per_block);
+        const std::size_t n = (b1 - b) * per_row;
+        if (!kept.covered(i)) {
+          dp.fold(e.offset + b * per_row, n, arena_grad + b * per_row);
+          continue;
+        }
+        sum.resize(n);
+        dp.fold(e.offset + b * per_row, n, sum.data());
+        optimizer.consume(arena.values().data() + e.offset, b, b1, sum.data());
+      }
+    });
+  }
+  optimizer.finish_step(pool);
+}
 
 }  // namespace
 
@@ -165,24 +209,7 @@ LossResult train_step(model::Sequential& net, Optimizer& optimizer, int epoch, c
     optimizer.finish_step(ctx.threads());
     return r;
   }
-  // Data-parallel: this process's gradients kept, added across processes, then the update the
-  // fused path makes (the sink's parameters through consume, the rest from the arena).
-  nn::ParamArena& arena = net.params();
-  KeepGradients kept(arena);
-  net.backward(dlogits, &kept);
-  dp->sum_gradients(arena, arena.grads(), ctx.threads());
-  optimizer.begin_step(arena, epoch);
-  const auto& entries = arena.entries();
-  parallel::parallel_for(ctx.threads(), entries.size(), 1, [&](std::size_t b, std::size_t e) {
-    for (std::size_t i = b; i < e; ++i) {
-      if (!kept.covered(i)) continue;
-      const auto& en = entries[i];
-      float* g = arena.grads().data() + en.offset;
-      optimizer.consume(arena.values().data() + en.offset, 0, en.rows(), g);
-      std::fill(g, g + en.numel(), 0.0f);  // as the fused path leaves it
-    }
-  });
-  optimizer.finish_step(ctx.threads());
+  data_parallel_update(net, optimizer, epoch, dlogits, *dp, ctx.threads());
   return r;
 }
 

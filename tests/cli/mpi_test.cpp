@@ -126,6 +126,19 @@ TEST_F(Mpi, AProcessCountTheBatchCannotBeSharedByIsRefusedBeforeAnythingIsWritte
   EXPECT_FALSE(fs::exists(d));
 }
 
+TEST_F(Mpi, ARunThatDivergesStopsEveryProcessWithOneMessageAndStatus3) {
+  const fs::path d = root_ / "diverged";
+  const Result r =
+      under_mpirun(2, "train --data " + (root_ / "data").string() +
+                          " --net dense:64:relu,dense:4 --val 50 --batch 512 --lr 1e30 "
+                          "--max-norm 0 --epochs 3 --threads 1 --out " +
+                          d.string());
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("training diverged"));
+  EXPECT_EQ(said_by_dropkit(r.err), 1) << r.err;
+  EXPECT_FALSE(fs::exists(d / "checkpoint.safetensors"));
+}
+
 TEST_F(Mpi, OnlyTrainRunsAsSeveralProcesses) {
   const Result r = under_mpirun(2, "eval --model " + (root_ / "none").string());
   EXPECT_EQ(r.code, 2);

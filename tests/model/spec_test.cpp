@@ -88,7 +88,7 @@ TEST(Options, CompleteFillsDefaultsAndRejectsUnknownKeys) {
               HasSubstr("layer 2: unknown option 'c' (valid: a, b)"));
 }
 
-TEST(Spec, TheIssuesExampleIsTheDefaultNetOfArch) {
+TEST(Spec, TheReadmesExampleIsTheDefaultNetOfArch) {
   const json from_text = parse_net_text(
       "dropout:0.2,dense:1024,relu,dropout:0.5,dense:1024,relu,dropout:0.5,dense:10");
   const json from_arch = mlp_layers({784, 1024, 1024, 10}, "relu", 0.2, 0.5, "inverted");

@@ -14,6 +14,7 @@
 
 #include "dropkit/kernels/leaves.h"
 #include "dropkit/train/trainer.h"
+#include "support/bf16.h"
 #include "support/idx_files.h"
 #include "support/temp_dir.h"
 #include "support/thread_group.h"
@@ -124,6 +125,25 @@ INSTANTIATE_TEST_SUITE_P(
                 "conv2d:4:3:padding=1,batchnorm,relu,max_pool2d:2,flatten,dropout:0.5,dense:4"},
         NetCase{"DropConnectAlpha", "alpha_dropout:0.1,dropconnect:64:0.5:relu,dense:4"}),
     [](const auto& info) { return std::string(info.param.name); });
+
+TEST(DataParallel, AdamWithWeightDecayAndNesterovSgdEndWithTheBytesOfOneProcess) {
+  TrainConfig adam = config_for("dense:96:relu,dropout:0.5,dense:96:relu,dense:4", 512);
+  adam.optimizer.kind = "adam";
+  adam.optimizer.lr = 0.002;
+  adam.optimizer.weight_decay = 1e-3;
+  EXPECT_TRUE(train_bytes(adam, 2, 1) == train_bytes(adam, 0, 2));
+  TrainConfig nesterov = config_for("dense:96:relu,dropout:0.5,dense:4", 512);
+  nesterov.optimizer.nesterov = true;
+  nesterov.optimizer.max_norm = 0.5;  // acts: the rows are longer than that after a few steps
+  EXPECT_TRUE(train_bytes(nesterov, 4, 1) == train_bytes(nesterov, 0, 2));
+}
+
+TEST(DataParallel, Bf16ProductsEndWithTheBytesOfOneProcess) {
+  DROPKIT_REQUIRE_BF16();
+  TrainConfig c = config_for("dense:96,batchnorm,relu,dropout:0.5,dense:4", 512);
+  c.precision = "bf16";
+  EXPECT_TRUE(train_bytes(c, 2, 1) == train_bytes(c, 0, 2));
+}
 
 TEST(DataParallel, ThreeProcessesShareBatchesOfThreeLeaves) {
   const TrainConfig c = config_for("dense:96:relu,dropout:0.5,dense:4", 384);

@@ -209,3 +209,48 @@ TEST(Experiments, ShardsSplitASweepAndTheLastToFinishWritesTheReport) {
 
 }  // namespace
 }  // namespace dropkit
+
+namespace dropkit {
+namespace {
+
+TEST(Experiments, ThePaperProtocolChoosesItsRatesOnValidationAndNeverRepeatsAKeptRun) {
+  if (!python_package_built()) GTEST_SKIP() << "the Python package is not built";
+  const test::TempDir tmp("dropkit_experiments_paper");
+  const fs::path root = tmp.path();
+  test::write_mnist_dir(
+      root / "data", {test::synthetic_dataset(200, 8, 4, 1), test::synthetic_dataset(50, 8, 4, 2)});
+  const std::string common = "--mode tiny-paper --threads 1 --data " + (root / "data").string() +
+                             " --store " + (root / "store").string();
+  // Before the learning rates are chosen, the plan holds only the runs that choose them.
+  const Result plan = run(common + " --out " + (root / "a").string() + " --plan");
+  ASSERT_EQ(plan.code, 0) << plan.out;
+  EXPECT_THAT(plan.out, HasSubstr("\"lr/lr0.01-none\""));
+  EXPECT_THAT(plan.out, Not(HasSubstr("droprate/")));
+  const Result first = run(common + " --out " + (root / "a").string() + " --report-dir " +
+                           (root / "report-a").string());
+  ASSERT_EQ(first.code, 0) << first.out;
+  EXPECT_THAT(first.out, HasSubstr("learning rates chosen on validation"));
+  const std::string md = read(root / "report-a" / "experiments.md");
+  for (const char* name : {"droprate", "scaled", "sizes", "regularizers", "lr"}) {
+    EXPECT_THAT(md, HasSubstr(std::string("<a id=\"") + name + "\"></a>")) << name;
+  }
+  EXPECT_THAT(md, Not(HasSubstr("<a id=\"bn\"></a>")));  // not part of this protocol
+  // The paper's recipe, at the chosen rate, in every later run.
+  const Result later = run(common + " --out " + (root / "a").string() + " --plan --only droprate");
+  EXPECT_THAT(later.out, HasSubstr("\"--momentum-ramp-epochs\", \"30\""));
+  EXPECT_THAT(later.out, Not(HasSubstr("adam")));
+  // A new machine (a fresh run directory) with the kept results trains nothing and reports the
+  // same verdicts.
+  const Result again = run(common + " --out " + (root / "b").string() + " --report-dir " +
+                           (root / "report-b").string());
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_THAT(again.out, Not(HasSubstr("(new,")));
+  const std::string md_b = read(root / "report-b" / "experiments.md");
+  for (const char* verdict : {"held", "did not hold", "inconclusive"}) {
+    EXPECT_EQ(md.find(verdict) == std::string::npos, md_b.find(verdict) == std::string::npos);
+  }
+  EXPECT_FALSE(fs::exists(root / "b" / "lr" / "lr0.01-none"));  // nothing trained there
+}
+
+}  // namespace
+}  // namespace dropkit

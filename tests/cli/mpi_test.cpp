@@ -15,6 +15,8 @@
 #include <string>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "support/cli.h"
 
 namespace dropkit {
@@ -100,6 +102,24 @@ TEST_F(Mpi, TwoAndFourProcessesWriteTheCheckpointOfOneForEveryKindOfNet) {
                   bytes_of(one / "checkpoint.safetensors"))
           << p << " processes";
     }
+  }
+}
+
+TEST_F(Mpi, TheJsonSaysHowManyBytesEachProcessReceivedPerStep) {
+  // 64 inputs -> 128 -> 4: 8836 parameters, 35,344 bytes of gradient per process and step.
+  const double gradient = 4.0 * (64 * 128 + 128 + 128 * 4 + 4);
+  for (int p : {2, 4}) {
+    const fs::path d = root_ / ("json" + std::to_string(p));
+    const Result r = under_mpirun(p, args("dense:128:relu,dropout:0.5,dense:4",
+                                          "--epochs 2 --threads 1 --json --out " + d.string()));
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j.at("processes"), p);
+    const double received = j.at("bytes_received_per_step").get<double>();
+    // The gradients of every other process, plus the loss, evaluation and weight checks.
+    EXPECT_GE(received, (p - 1) * gradient);
+    EXPECT_LE(received, (p - 1) * gradient * 1.05) << received;
+    EXPECT_EQ(j.at("peak_memory_mib_per_process").size(), 2u);
   }
 }
 

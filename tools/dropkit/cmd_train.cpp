@@ -216,6 +216,11 @@ int run_train(CLI::App& app, TrainOpts& o) {
                      {"threads", threads},
                      {"processes", procs.size()},
                      {"peak_memory_mib_per_process", {memory.min, memory.max}},
+                     {"bytes_received_per_step",  // by each process, from the others
+                      trainer.data_parallel() && trainer.data_parallel()->steps() > 0
+                          ? static_cast<double>(trainer.data_parallel()->bytes_received()) /
+                                static_cast<double>(trainer.data_parallel()->steps())
+                          : 0.0},
                      {"isa", kernels::active_kernels().name},
                      {"out", o.out}};
     fmt::print("{}\n", j.dump());

@@ -20,7 +20,7 @@
 //
 // A batch of at most kLeafRows examples is one leaf: its sums are taken as they were before
 // leaves existed. 128 rows keep the products as fast as whole-batch calls (oneDNN's sgemm on
-// the default network's shapes: 32-row leaves cost 1.7 times, 64-row leaves 1.2-1.5 times, for
+// the default network's shapes: 32-row leaves cost 1.7-2.6 times, 64-row leaves 1.2-1.5 times, for
 // the weight gradient; docs/design.md).
 #pragma once
 

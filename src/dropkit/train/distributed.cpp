@@ -52,8 +52,14 @@ DataParallel::DataParallel(parallel::ProcessGroup& group, std::size_t batch) : g
   leaves_per_rank_ = kernels::leaf_count(batch) / p;
 }
 
+void DataParallel::gather_bytes(const void* mine, std::size_t bytes, void* all) const {
+  group_.all_gather(mine, bytes, all);
+  bytes_received_ += static_cast<std::uint64_t>(size() - 1) * bytes;
+}
+
 DataParallel::Share DataParallel::begin_step(std::size_t rows) {
   const std::size_t per_rank = leaves_per_rank_ * static_cast<std::size_t>(kernels::kLeafRows);
+  ++steps_;
   rows_ = rows;
   nodes_ = (rows + per_rank - 1) / per_rank;
   const std::size_t r = static_cast<std::size_t>(rank());
@@ -63,7 +69,7 @@ DataParallel::Share DataParallel::begin_step(std::size_t rows) {
 void DataParallel::sum(std::span<double> sums) const {
   const std::size_t n = sums.size();
   gathered_.resize(n * static_cast<std::size_t>(size()));
-  group_.all_gather(sums.data(), n * sizeof(double), gathered_.data());
+  gather_bytes(sums.data(), n * sizeof(double), gathered_.data());
   kernels::fold_nodes(gathered_.data(), nodes_, n, n, sums.data());
 }
 
@@ -75,8 +81,8 @@ float* DataParallel::gradient_slot(std::size_t n) {
 
 void DataParallel::exchange() {
   const std::size_t n = grad_count_;
-  group_.all_gather(all_grads_.data() + static_cast<std::size_t>(rank()) * n, n * sizeof(float),
-                    all_grads_.data());
+  gather_bytes(all_grads_.data() + static_cast<std::size_t>(rank()) * n, n * sizeof(float),
+               all_grads_.data());
 }
 
 void DataParallel::fold(std::size_t offset, std::size_t count, float* out) const {
@@ -86,7 +92,7 @@ void DataParallel::fold(std::size_t offset, std::size_t count, float* out) const
 void DataParallel::check_same(std::span<const float> values, const char* what) const {
   const std::uint64_t mine = hash_of(values);
   std::vector<std::uint64_t> all(static_cast<std::size_t>(size()));
-  group_.all_gather(&mine, sizeof mine, all.data());
+  gather_bytes(&mine, sizeof mine, all.data());
   std::string differ;
   for (std::size_t r = 0; r < all.size(); ++r) {
     if (all[r] != all[0]) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
@@ -101,7 +107,7 @@ void DataParallel::check_same(std::span<const float> values, const char* what) c
 
 std::vector<double> DataParallel::gather(std::span<const double> values) const {
   std::vector<double> all(values.size() * static_cast<std::size_t>(size()));
-  group_.all_gather(values.data(), values.size_bytes(), all.data());
+  gather_bytes(values.data(), values.size_bytes(), all.data());
   return all;
 }
 

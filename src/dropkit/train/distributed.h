@@ -1,5 +1,5 @@
 // Data-parallel training over a ProcessGroup (an MPI job, parallel/process_group.h), with the
-// bits of one process.
+// bits of one process (docs/spec.md section 2).
 //
 // Each step's batch is cut into leaves of kernels::kLeafRows examples (kernels/leaves.h);
 // process r of P holds the k = leaves / P leaves [r k, r k + k) of a full batch (the last batch
@@ -69,6 +69,11 @@ class DataParallel final : public nn::BatchPeers {
   // Every process's values gathered, in rank order (size() * values.size()).
   std::vector<double> gather(std::span<const double> values) const;
 
+  // Bytes this process has received from the others so far (every collective counted:
+  // evaluation's and the weight checks' too), and the steps begun so far.
+  std::uint64_t bytes_received() const { return bytes_received_; }
+  std::uint64_t steps() const { return steps_; }
+
   // The smallest and largest figure over the processes (memory per process, say).
   struct Range {
     double min = 0, max = 0;
@@ -83,6 +88,10 @@ class DataParallel final : public nn::BatchPeers {
   mutable std::vector<double> gathered_;
   std::vector<float> all_grads_;  // every process's gradient node, in rank order
   std::size_t grad_count_ = 0;
+  mutable std::uint64_t bytes_received_ = 0;
+  std::uint64_t steps_ = 0;
+  // all_gather through the group, counting what arrives from the others.
+  void gather_bytes(const void* mine, std::size_t bytes, void* all) const;
 };
 
 // The valid process counts for batches of `batch` examples, for messages: "1, 2, 4".

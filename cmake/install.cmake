@@ -2,8 +2,10 @@
 #
 #   bin/dropkit                               the CLI
 #   lib/libdropkit.a                          the library (static, position-independent)
+#   lib/libdropkit_mpi.a                      its MPI process group (DROPKIT_WITH_MPI)
 #   include/dropkit/...                       every header under src/dropkit, and version.h
-#   lib/cmake/dropkit/                        dropkitConfig.cmake: target dropkit::dropkit
+#   lib/cmake/dropkit/                        dropkitConfig.cmake: targets dropkit::dropkit and
+#                                             dropkit::dropkit_mpi
 #   lib/pkgconfig/dropkit.pc                  pkg-config --cflags --libs dropkit
 #   lib/python3/dist-packages/dropkit/        the Python package (DROPKIT_BUILD_PYTHON)
 #
@@ -14,6 +16,10 @@ set(dropkit_summary "dropout with reproducible masks: C++ library, CLI and Pytho
 # --- Files ------------------------------------------------------------------------------------
 install(TARGETS dropkit_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS dropkit EXPORT dropkitTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+if(DROPKIT_WITH_MPI)
+  install(TARGETS dropkit_mpi EXPORT dropkitTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+endif()
+set(DROPKIT_CONFIG_WITH_MPI ${DROPKIT_WITH_MPI})  # for dropkitConfig.cmake.in
 # All headers: the public ones include most of the others.
 install(DIRECTORY src/dropkit DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.h")
 install(FILES ${CMAKE_BINARY_DIR}/include/dropkit/version.h
@@ -63,6 +69,9 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION science)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(dropkit_deb_depends libdnnl-dev zlib1g-dev libfmt-dev nlohmann-json3-dev)
+if(DROPKIT_WITH_MPI)
+  list(APPEND dropkit_deb_depends libopenmpi-dev openmpi-bin)
+endif()
 if(DROPKIT_BUILD_PYTHON)
   # The module is built for one CPython (e.g. _core.cpython-311-x86_64-linux-gnu.so).
   math(EXPR dropkit_python_next "${Python_VERSION_MINOR} + 1")

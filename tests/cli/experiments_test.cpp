@@ -59,12 +59,17 @@ bool python_package_built() {
   return false;
 }
 
+// 200 training and 50 test examples of 8x8 pixels in 4 classes: seconds per tiny mode.
+void write_tiny_data(const fs::path& dir) {
+  test::write_mnist_dir(
+      dir, {test::synthetic_dataset(200, 8, 4, 1), test::synthetic_dataset(50, 8, 4, 2)});
+}
+
 TEST(Experiments, TinyModeRunsEveryExperimentResumesAndReports) {
   if (!python_package_built()) GTEST_SKIP() << "the Python package is not built";
   const test::TempDir tmp("dropkit_experiments_test");
   const fs::path root = tmp.path();
-  test::write_mnist_dir(
-      root / "data", {test::synthetic_dataset(200, 8, 4, 1), test::synthetic_dataset(50, 8, 4, 2)});
+  write_tiny_data(root / "data");
   const std::string args = "--mode tiny --threads 2 --data " + (root / "data").string() +
                            " --out " + (root / "runs").string() + " --report-dir " +
                            (root / "report").string();
@@ -171,8 +176,7 @@ TEST(Experiments, ShardsSplitASweepAndTheLastToFinishWritesTheReport) {
   if (!python_package_built()) GTEST_SKIP() << "the Python package is not built";
   const test::TempDir tmp("dropkit_experiments_shards");
   const fs::path root = tmp.path();
-  test::write_mnist_dir(
-      root / "data", {test::synthetic_dataset(200, 8, 4, 1), test::synthetic_dataset(50, 8, 4, 2)});
+  write_tiny_data(root / "data");
   const std::string args = "--mode tiny --threads 1 --data " + (root / "data").string() +
                            " --out " + (root / "runs").string() + " --report-dir " +
                            (root / "report").string();
@@ -217,8 +221,7 @@ TEST(Experiments, ThePaperProtocolChoosesItsRatesOnValidationAndNeverRepeatsAKep
   if (!python_package_built()) GTEST_SKIP() << "the Python package is not built";
   const test::TempDir tmp("dropkit_experiments_paper");
   const fs::path root = tmp.path();
-  test::write_mnist_dir(
-      root / "data", {test::synthetic_dataset(200, 8, 4, 1), test::synthetic_dataset(50, 8, 4, 2)});
+  write_tiny_data(root / "data");
   const std::string common = "--mode tiny-paper --threads 1 --data " + (root / "data").string() +
                              " --store " + (root / "store").string();
   // Before the learning rates are chosen, the plan holds only the runs that choose them.

@@ -41,7 +41,8 @@ EvalResult evaluate(model::Model& model, const data::Dataset& d,
         rows.subspan(c * kEvalChunk, std::min(kEvalChunk, rows.size() - c * kEvalChunk));
     data::make_batch(d, chunk, model.normalization(), x, labels);
     const Tensor& logits = model.forward(x, {.mode = nn::Mode::kEval, .pool = &pool});
-    const LossResult r = softmax_cross_entropy(logits, labels, nullptr);
+    const LossResult r =
+        softmax_cross_entropy(logits, labels, nullptr, 0, kernels::RowCalls::kWhole);
     sums[2 * c] = r.loss * static_cast<double>(chunk.size());
     sums[2 * c + 1] = static_cast<double>(r.correct);
   }

@@ -66,6 +66,16 @@ class ThreadGroup {
       }
       g_.wait();
     }
+    void send_recv(int partner, const void* send, std::size_t send_bytes, void* recv,
+                   std::size_t recv_bytes) override {
+      g_.slots_[static_cast<std::size_t>(rank_)].assign(
+          static_cast<const char*>(send), static_cast<const char*>(send) + send_bytes);
+      g_.wait();
+      const auto& from = g_.slots_[static_cast<std::size_t>(partner)];
+      if (from.size() != recv_bytes) throw std::logic_error("send_recv: sizes do not match");
+      std::memcpy(recv, from.data(), recv_bytes);
+      g_.wait();
+    }
 
    private:
     ThreadGroup& g_;

@@ -1,6 +1,7 @@
 // Data-parallel training (train/distributed.h) ends with the bytes of one process: the same
-// checkpoint for P = 1, 2, 3, 4 "processes" (threads of this test, tests/support/thread_group.h;
-// tests/cli/mpi_test.sh runs real MPI processes), for nets with dropout, Gaussian dropout,
+// checkpoint for P = 1, 2, 3, 4, 8 "processes" (recursive halving for 4 and 8, the gather for
+// 2 and 3; threads of this test, tests/support/thread_group.h, as processes;
+// tests/cli/mpi_test.cpp runs real MPI processes), for nets with dropout, Gaussian dropout,
 // batch norm, convolutions and DropConnect, for last batches that leave processes without rows,
 // and for a run resumed from a distributed checkpoint.
 #include "dropkit/train/distributed.h"
@@ -143,6 +144,13 @@ TEST(DataParallel, Bf16ProductsEndWithTheBytesOfOneProcess) {
   TrainConfig c = config_for("dense:96,batchnorm,relu,dropout:0.5,dense:4", 512);
   c.precision = "bf16";
   EXPECT_TRUE(train_bytes(c, 2, 1) == train_bytes(c, 0, 2));
+}
+
+TEST(DataParallel, EightProcessesHalveTheirGradientsEvenWithMostOfThemIdle) {
+  // Batches of 1024 and 176: in the last, processes 2-7 hold nothing, so whole subtrees of the
+  // halving are empty at every level.
+  const TrainConfig c = config_for("dense:96,batchnorm,relu,dropout:0.5,dense:4", 1024);
+  EXPECT_TRUE(train_bytes(c, 8, 1) == train_bytes(c, 0, 2));
 }
 
 TEST(DataParallel, ThreeProcessesShareBatchesOfThreeLeaves) {

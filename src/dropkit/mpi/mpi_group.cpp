@@ -85,6 +85,20 @@ void MpiGroup::all_gather(const void* mine, std::size_t bytes, void* all) {
   }
 }
 
+void MpiGroup::send_recv(int partner, const void* send, std::size_t send_bytes, void* recv,
+                         std::size_t recv_bytes) {
+  // In pieces of at most INT_MAX bytes, the same on both sides.
+  constexpr std::size_t kPiece = INT_MAX;
+  for (std::size_t at = 0; at < std::max(send_bytes, recv_bytes); at += kPiece) {
+    const std::size_t s = at < send_bytes ? std::min(kPiece, send_bytes - at) : 0;
+    const std::size_t r = at < recv_bytes ? std::min(kPiece, recv_bytes - at) : 0;
+    check(MPI_Sendrecv(static_cast<const char*>(send) + (s ? at : 0), static_cast<int>(s), MPI_BYTE,
+                       partner, 0, static_cast<char*>(recv) + (r ? at : 0), static_cast<int>(r),
+                       MPI_BYTE, partner, 0, comm_, MPI_STATUS_IGNORE),
+          "MPI_Sendrecv");
+  }
+}
+
 void MpiGroup::abort(int code) const {
   MPI_Abort(comm_, code);
   std::_Exit(code);  // MPI_Abort does not return; should it, end this process at least

@@ -44,6 +44,8 @@ class MpiGroup final : public parallel::ProcessGroup {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   void all_gather(const void* mine, std::size_t bytes, void* all) override;
+  void send_recv(int partner, const void* send, std::size_t send_bytes, void* recv,
+                 std::size_t recv_bytes) override;
   // Ends every process of the job with `code` (MPI_Abort): for an error in one process while
   // the others wait in a collective.
   [[noreturn]] void abort(int code) const;

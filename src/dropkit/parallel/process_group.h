@@ -1,11 +1,11 @@
 // ProcessGroup: the processes that train one model together, data-parallel
-// (train/distributed.h), seen through the one collective the library needs. An MPI
+// (train/distributed.h), seen through the two exchanges of bytes the library needs. An MPI
 // communicator is one (dropkit/mpi/mpi_group.h, built when MPI is found); the tests also use
 // threads of one process.
 //
-// The library never asks a group for a floating-point reduction: it gathers every process's
-// bytes and adds them itself, in one fixed order (kernels/leaves.h), so the bits do not depend
-// on the transport, its algorithms or the process count.
+// The library never asks a group for a floating-point reduction: it moves bytes and adds them
+// itself, in one fixed order (kernels/leaves.h), so the bits do not depend on the transport, its
+// algorithms or the process count.
 #pragma once
 
 #include <cstddef>
@@ -24,6 +24,11 @@ class ProcessGroup {
   // process calls it, in the same order, with the same `bytes`. Throws std::runtime_error when the
   // transport fails.
   virtual void all_gather(const void* mine, std::size_t bytes, void* all) = 0;
+  // Sends `send_bytes` bytes to process `partner` and receives `recv_bytes` bytes from it, at
+  // once. Every process of the group calls it together (each with its own partner, pairs
+  // matched: a's partner is b exactly when b's is a), so it is a collective too.
+  virtual void send_recv(int partner, const void* send, std::size_t send_bytes, void* recv,
+                         std::size_t recv_bytes) = 0;
 };
 
 // Thrown by stop_together in the processes whose own setup went well, when another's failed:

@@ -1,8 +1,10 @@
 #include "dropkit/train/distributed.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -50,6 +52,10 @@ DataParallel::DataParallel(parallel::ProcessGroup& group, std::size_t batch) : g
         2 * p * kernels::kLeafRows, 4 * p * kernels::kLeafRows));
   }
   leaves_per_rank_ = kernels::leaf_count(batch) / p;
+  // Two processes receive the same bytes either way, and the gather is one exchange and no
+  // copies (2 processes x 1 thread over 1 x 2 threads, batch 256, Zen 5: gather 1.08-1.12,
+  // halving 1.19-1.21); from 4 on, halving receives 2 (P - 1) / P of the gradient, not P - 1.
+  halving_ = p >= 4 && std::has_single_bit(p);
 }
 
 void DataParallel::gather_bytes(const void* mine, std::size_t bytes, void* all) const {
@@ -73,19 +79,92 @@ void DataParallel::sum(std::span<double> sums) const {
   kernels::fold_nodes(gathered_.data(), nodes_, n, n, sums.data());
 }
 
+namespace {
+
+// The values [lo, hi) of n that process r holds the sums of after `levels` levels of recursive
+// halving: at level j the half its bit j names (0 the lower).
+std::pair<std::size_t, std::size_t> halving_segment(std::size_t r, std::size_t levels,
+                                                    std::size_t n) {
+  std::size_t lo = 0, hi = n;
+  for (std::size_t j = 0; j < levels; ++j) {
+    const std::size_t mid = lo + (hi - lo) / 2;
+    ((r >> j) & 1 ? lo : hi) = mid;
+  }
+  return {lo, hi};
+}
+
+}  // namespace
+
 float* DataParallel::gradient_slot(std::size_t n) {
   grad_count_ = n;
+  if (halving_) {
+    work_.resize(n);
+    return work_.data();
+  }
   all_grads_.resize(n * static_cast<std::size_t>(size()));
   return all_grads_.data() + static_cast<std::size_t>(rank()) * n;
 }
 
 void DataParallel::exchange() {
   const std::size_t n = grad_count_;
+  if (halving_) {
+    halve();
+    return;
+  }
   gather_bytes(all_grads_.data() + static_cast<std::size_t>(rank()) * n, n * sizeof(float),
                all_grads_.data());
 }
 
+void DataParallel::halve() {
+  const std::size_t n = grad_count_, p = static_cast<std::size_t>(size());
+  const auto r = static_cast<std::size_t>(rank());
+  const auto levels = static_cast<std::size_t>(std::countr_zero(p));
+  std::size_t lo = 0, hi = n;
+  for (std::size_t j = 0; j < levels; ++j) {
+    // The partner holds the same [lo, hi) and keeps the other half; my sums so far are the
+    // node of the 2^j processes that share my bits from j up, the partner's of its 2^j: the
+    // tree's level-j pair (a + b = b + a, so both add it with the same bits).
+    const std::size_t bit = std::size_t{1} << j, partner = r ^ bit;
+    const std::size_t mid = lo + (hi - lo) / 2;
+    const bool upper = (r & bit) != 0;
+    const std::size_t keep_lo = upper ? mid : lo, keep_hi = upper ? hi : mid;
+    const std::size_t send_lo = upper ? lo : mid, send_hi = upper ? mid : hi;
+    received_.resize(keep_hi - keep_lo);
+    group_.send_recv(static_cast<int>(partner), work_.data() + send_lo,
+                     (send_hi - send_lo) * sizeof(float), received_.data(),
+                     received_.size() * sizeof(float));
+    bytes_received_ += received_.size() * sizeof(float);
+    // A block of processes that hold no rows this step (the last batch) is "nothing".
+    const bool mine = ((r >> j) << j) < nodes_, theirs = ((partner >> j) << j) < nodes_;
+    float* keep = work_.data() + keep_lo;
+    if (mine && theirs) {
+      for (std::size_t i = 0; i < received_.size(); ++i) keep[i] += received_[i];
+    } else if (theirs) {
+      std::copy(received_.begin(), received_.end(), keep);
+    }
+    lo = keep_lo;
+    hi = keep_hi;
+  }
+  // Every process's sums, gathered into place (slots of the largest segment's size).
+  const std::size_t slot = (n + p - 1) / p;
+  segments_.assign(slot * (p + 1), 0.0f);
+  std::copy(work_.begin() + static_cast<std::ptrdiff_t>(lo),
+            work_.begin() + static_cast<std::ptrdiff_t>(hi), segments_.begin());
+  float* all = segments_.data() + slot;
+  gather_bytes(segments_.data(), slot * sizeof(float), all);
+  for (std::size_t q = 0; q < p; ++q) {
+    const auto [qlo, qhi] = halving_segment(q, levels, n);
+    std::copy(all + q * slot, all + q * slot + (qhi - qlo),
+              work_.begin() + static_cast<std::ptrdiff_t>(qlo));
+  }
+}
+
 void DataParallel::fold(std::size_t offset, std::size_t count, float* out) const {
+  if (halving_) {  // the sums are there already
+    std::copy(work_.begin() + static_cast<std::ptrdiff_t>(offset),
+              work_.begin() + static_cast<std::ptrdiff_t>(offset + count), out);
+    return;
+  }
   kernels::fold_nodes(all_grads_.data() + offset, nodes_, grad_count_, count, out);
 }
 

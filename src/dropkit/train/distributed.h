@@ -7,8 +7,11 @@
 // -- products, activations, masks (keyed by the example's place in the whole batch,
 // nn::Context::row_offset) -- is the same as in one process; everything summed over the batch
 // is each process's node of the leaf tree, added across processes up the same tree:
-//   - the gradients, once per step (sum_gradients: every process gathers every node and adds
-//     them in rank order, so every process applies the same update);
+//   - the gradients, once per step (exchange): with P a power of two from 4 on by recursive halving
+//   --
+//     process r adds its half with that of partner r XOR 2^j at level j, exactly the tree's
+//     level-j nodes -- then a gather of the sums; otherwise every process gathers every node
+//     and adds them up the tree itself. Either way every process applies the same update;
 //   - batch norm's statistics and the loss, through nn::BatchPeers (sum()).
 // Never MPI's own floating-point reduction: its order is MPI's to choose. Valid process counts
 // are those for which k is a power of two (leaf_split_valid): 1, 2 and 4 for a batch of 512.
@@ -53,11 +56,12 @@ class DataParallel final : public nn::BatchPeers {
   // rows can go straight to the optimizer (train_step):
   //   gradient_slot(n)    where this process puts its node of the leaf tree for each of n
   //                       gradient values (the arena's layout);
-  //   exchange()          every process's slot gathered (in place: nothing is copied twice);
-  //                       bytes received per process: (size() - 1) * n * 4;
+  //   exchange()          the nodes added up the leaf tree across processes. P a power of
+  //                       two, 4 or more: recursive halving (each process adds 1 / P of the values)
+  //                       and a gather of the sums, about 2 n 4 (P - 1) / P bytes received per
+  //                       process; otherwise every slot gathered, (P - 1) n 4 bytes;
   //   fold(offset, count, out)  the whole batch's sum of values [offset, offset + count),
-  //                       the nodes added up the leaf tree in rank order: the same bits in
-  //                       every process, and those of one process.
+  //                       the same bits in every process, and those of one process.
   float* gradient_slot(std::size_t n);
   void exchange();
   void fold(std::size_t offset, std::size_t count, float* out) const;
@@ -86,8 +90,12 @@ class DataParallel final : public nn::BatchPeers {
   std::size_t rows_ = 0;   // this step's batch
   std::size_t nodes_ = 0;  // processes holding rows this step (the first nodes_)
   mutable std::vector<double> gathered_;
-  std::vector<float> all_grads_;  // every process's gradient node, in rank order
+  std::vector<float> all_grads_;  // gather: every process's gradient node, in rank order
   std::size_t grad_count_ = 0;
+  bool halving_ = false;  // P is a power of two, 4 or more: recursive halving
+  // Halving: this process's node, then (exchange) the whole batch's sums; a partner's half.
+  std::vector<float> work_, received_, segments_;
+  void halve();
   mutable std::uint64_t bytes_received_ = 0;
   std::uint64_t steps_ = 0;
   // all_gather through the group, counting what arrives from the others.

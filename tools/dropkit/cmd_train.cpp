@@ -91,18 +91,8 @@ int run_train(CLI::App& app, TrainOpts& o) {
   std::unique_ptr<train::Trainer> made;
   std::unique_ptr<train::RunDir> run_dir;
   // Each step of the setup may fail in some processes only: they stop together after it,
-  // before anything is written (parallel::stop_together).
-  const auto step = [&](const auto& fn) {
-    std::exception_ptr error;
-    try {
-      fn();
-    } catch (...) {
-      if (!group) throw;
-      error = std::current_exception();
-    }
-    if (group) parallel::stop_together(*group, error);
-  };
-  step([&] {
+  // before anything is written.
+  parallel::run_together(group, [&] {
     // Every check that needs no data is the library's (train/run_dir.h), as for any front end.
     run.emplace(train::prepare_run({.given = given_options(app, o),
                                     .out = o.out,
@@ -116,7 +106,7 @@ int run_train(CLI::App& app, TrainOpts& o) {
     made = run->make_trainer(data, pool);
   });
   // Only now, with config, data and checkpoint valid in every process, may --out be created.
-  step([&] { run_dir = run->open_run_dir(*made); });
+  parallel::run_together(group, [&] { run_dir = run->open_run_dir(*made); });
   const train::TrainConfig& config = run->config;
   o.out = run->out.string();
   const fs::path out = run->out;

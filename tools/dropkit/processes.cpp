@@ -1,10 +1,10 @@
 #include "processes.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
-#include <thread>
+
+#include "measure.h"
 
 #ifdef DROPKIT_WITH_MPI
 #include "dropkit/mpi/mpi_group.h"
@@ -22,23 +22,21 @@ struct Processes::Impl {
 
 Processes::Processes([[maybe_unused]] int& argc, [[maybe_unused]] char**& argv)
     : impl_(std::make_unique<Impl>()) {
+  const parallel::Launch launch = parallel::launch_from_environment();
 #ifdef DROPKIT_WITH_MPI
-  if (!mpi::launched_by_mpi()) return;
+  if (!launch.launched) return;
   impl_->session = std::make_unique<mpi::Session>(argc, argv);
   auto group = std::make_unique<mpi::MpiGroup>(MPI_COMM_WORLD);
   if (group->size() > 1) {
     impl_->group = std::move(group);
-    impl_->local = mpi::local_processes();
+    impl_->local = launch.local;
   }
 #else
-  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
-    const char* v = std::getenv(name);
-    if (v != nullptr && std::atoi(v) > 1) {
-      throw std::runtime_error(
-          "started by an MPI launcher as one of " + std::string(v) +
-          " processes, but this dropkit was built without MPI (install libopenmpi-dev and "
-          "rebuild; docs/distributed.md); each process would train on its own");
-    }
+  if (launch.size > 1) {
+    throw std::runtime_error(
+        "started by an MPI launcher as one of " + std::to_string(launch.size) +
+        " processes, but this dropkit was built without MPI (install libopenmpi-dev and "
+        "rebuild; docs/distributed.md); each process would train on its own");
   }
 #endif
 }
@@ -54,8 +52,7 @@ parallel::ProcessGroup* Processes::group() const {
 }
 
 int Processes::default_threads() const {
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::max(1, cores / std::max(1, impl_->local));
+  return std::max(1, resolve_threads(0) / std::max(1, impl_->local));
 }
 
 int Processes::abort_all(int code) const {

@@ -131,7 +131,8 @@ void fold_nodes(const T* all, std::size_t nodes, std::size_t stride, std::size_t
     for (std::size_t j = 0; j < size; ++j) out[j] = all[j] + all[stride + j];
     return;
   }
-  TreeSum<T> tree(size);
+  thread_local TreeSum<T> tree;  // its arrays reused from call to call (a step calls it often)
+  tree.reset(size);
   for (std::size_t i = 0; i < nodes; ++i) {
     std::copy(all + i * stride, all + i * stride + size, tree.next());
     tree.push();

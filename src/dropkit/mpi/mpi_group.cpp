@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -19,26 +18,7 @@ void check(int status, const char* what) {
   throw std::runtime_error(std::string("MPI: ") + what + " failed: " + std::string(text, length));
 }
 
-int env_int(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? std::atoi(v) : 0;
-}
-
 }  // namespace
-
-bool launched_by_mpi() {
-  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"}) {
-    if (std::getenv(name) != nullptr) return true;
-  }
-  return false;
-}
-
-int local_processes() {
-  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"}) {
-    if (const int n = env_int(name); n > 0) return n;
-  }
-  return 1;
-}
 
 Session::Session(int& argc, char**& argv) {
   int provided = 0;

@@ -15,15 +15,9 @@
 
 namespace dropkit::mpi {
 
-// Whether this process was started by an MPI launcher (mpirun, mpiexec, srun with PMI): its
-// environment names a world size. Read before MPI_Init, so a plain run never initialises MPI.
-bool launched_by_mpi();
-// The number of the job's processes on this machine, from the launcher's environment (1 when
-// it does not say), to share the machine's cores between them.
-int local_processes();
-
 // MPI_Init_thread (MPI_THREAD_FUNNELED: only the thread that made it calls MPI) on
-// construction, MPI_Finalize on destruction.
+// construction, MPI_Finalize on destruction. Whether to make one at all:
+// parallel::launch_from_environment().
 class Session {
  public:
   Session(int& argc, char**& argv);

@@ -49,4 +49,30 @@ class PeerFailed : public std::runtime_error {
 // others throw PeerFailed.
 void stop_together(ProcessGroup& group, std::exception_ptr error);
 
+// One step of a run's setup: fn(), then, with a group, stop_together with what fn threw (every
+// process calls it). Without a group, fn's exception propagates as it is.
+template <class Fn>
+void run_together(ProcessGroup* group, Fn&& fn) {
+  if (group == nullptr) {
+    fn();
+    return;
+  }
+  std::exception_ptr error;
+  try {
+    fn();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  stop_together(*group, error);
+}
+
+// What an MPI launcher (mpirun, mpiexec, srun with PMI) tells a process in its environment, read
+// before MPI is initialised, so that a plain run never initialises it.
+struct Launch {
+  bool launched = false;  // an MPI launcher started this process
+  int size = 0;           // the job's processes, where the launcher says (0: it does not)
+  int local = 1;          // the job's processes on this machine (1 where it does not say)
+};
+Launch launch_from_environment();
+
 }  // namespace dropkit::parallel

@@ -53,7 +53,7 @@ DataParallel::DataParallel(parallel::ProcessGroup& group, std::size_t batch) : g
   }
   leaves_per_rank_ = kernels::leaf_count(batch) / p;
   // Two processes receive the same bytes either way, and the gather is one exchange and no
-  // copies (2 processes x 1 thread over 1 x 2 threads, batch 256, Zen 5: gather 1.08-1.12,
+  // copies (2 processes x 1 thread over 1 x 2 threads, batch 256, Zen 5: gather 1.08-1.16,
   // halving 1.19-1.21); from 4 on, halving receives 2 (P - 1) / P of the gradient, not P - 1.
   halving_ = p >= 4 && std::has_single_bit(p);
 }
@@ -145,17 +145,19 @@ void DataParallel::halve() {
     lo = keep_lo;
     hi = keep_hi;
   }
-  // Every process's sums, gathered into place (slots of the largest segment's size).
+  // Every process's sums, gathered in place (slots of the largest segment's size), then moved
+  // to where they belong (this process's are there already).
   const std::size_t slot = (n + p - 1) / p;
-  segments_.assign(slot * (p + 1), 0.0f);
+  segments_.resize(slot * p);
+  float* mine = segments_.data() + r * slot;
   std::copy(work_.begin() + static_cast<std::ptrdiff_t>(lo),
-            work_.begin() + static_cast<std::ptrdiff_t>(hi), segments_.begin());
-  float* all = segments_.data() + slot;
-  gather_bytes(segments_.data(), slot * sizeof(float), all);
+            work_.begin() + static_cast<std::ptrdiff_t>(hi), mine);
+  gather_bytes(mine, slot * sizeof(float), segments_.data());
   for (std::size_t q = 0; q < p; ++q) {
+    if (q == r) continue;
     const auto [qlo, qhi] = halving_segment(q, levels, n);
-    std::copy(all + q * slot, all + q * slot + (qhi - qlo),
-              work_.begin() + static_cast<std::ptrdiff_t>(qlo));
+    const float* theirs = segments_.data() + q * slot;
+    std::copy(theirs, theirs + (qhi - qlo), work_.begin() + static_cast<std::ptrdiff_t>(qlo));
   }
 }
 

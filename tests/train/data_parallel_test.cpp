@@ -124,7 +124,11 @@ INSTANTIATE_TEST_SUITE_P(
         NetCase{"BatchNorm", "dense:96,batchnorm,relu,dropout:0.3,dense:4"},
         NetCase{"ConvBatchNorm",
                 "conv2d:4:3:padding=1,batchnorm,relu,max_pool2d:2,flatten,dropout:0.5,dense:4"},
-        NetCase{"DropConnectAlpha", "alpha_dropout:0.1,dropconnect:64:0.5:relu,dense:4"}),
+        NetCase{"DropConnectAlpha", "alpha_dropout:0.1,dropconnect:64:0.5:relu,dense:4"},
+        // Its regularizer's gradient joins once, after the processes' sums (a large length
+        // scale, so that the weight term moves the weights).
+        NetCase{"ConcreteDropout",
+                "concrete_dropout:0.2,dense:96:relu,concrete_dropout:0.3:length_scale=30,dense:4"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(DataParallel, AdamWithWeightDecayAndNesterovSgdEndWithTheBytesOfOneProcess) {

@@ -69,6 +69,13 @@ std::vector<std::pair<std::string, nlohmann::json>> given_options(CLI::App& app,
   return given;
 }
 
+// "  drop rates 0.21 0.13" for the concrete_dropout layers' learned rates ("" without).
+std::string learned_rates_text(const std::vector<double>& rates) {
+  std::string s;
+  for (double p : rates) s += fmt::format(" {:.3f}", p);
+  return s.empty() ? s : "  drop rates" + s;
+}
+
 // Peak resident memory of this process, in MiB.
 double peak_memory_mib() {
   rusage u{};
@@ -138,9 +145,10 @@ int run_train(CLI::App& app, TrainOpts& o) {
       if (writer) {
         fmt::print(log,
                    "epoch {:>3}/{}  train loss {:.4f} acc {:.4f}  val loss {:.4f} acc {:.4f}  "
-                   "test loss {:.4f} acc {:.4f}  {:.1f}s\n",
+                   "test loss {:.4f} acc {:.4f}  {:.1f}s{}\n",
                    r.epoch, config.epochs, r.train_loss, r.train_accuracy, r.val_loss,
-                   r.val_accuracy, r.test_loss, r.test_accuracy, r.seconds);
+                   r.val_accuracy, r.test_loss, r.test_accuracy, r.seconds,
+                   learned_rates_text(r.drop_rates));
         std::fflush(log);
       }
       if (run_dir) run_dir->write_epoch();
@@ -213,6 +221,7 @@ int run_train(CLI::App& app, TrainOpts& o) {
                           : 0.0},
                      {"isa", kernels::active_kernels().name},
                      {"out", o.out}};
+    if (!last.drop_rates.empty()) j["drop_rates"] = last.drop_rates;
     fmt::print("{}\n", j.dump());
   }
   return 0;

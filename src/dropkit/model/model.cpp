@@ -1,5 +1,7 @@
 #include "dropkit/model/model.h"
 
+#include "dropkit/dropout/concrete_dropout.h"
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -143,6 +145,16 @@ Shape Model::layer_input_shape(std::size_t i, std::int64_t n) const {
   Shape shape = input_.with_batch(n);
   for (std::size_t k = 0; k < i; ++k) shape = net_->layer(k).output_shape(shape);
   return shape;
+}
+
+std::vector<double> Model::learned_drop_probs() const {
+  std::vector<double> rates;
+  for (std::size_t i = 0; i < net_->size(); ++i) {
+    if (const auto* c = dynamic_cast<const dropout::ConcreteDropout*>(&net_->layer(i))) {
+      rates.push_back(c->drop_prob());
+    }
+  }
+  return rates;
 }
 
 }  // namespace dropkit::model

@@ -61,6 +61,8 @@ class Model {
   const nn::ParamArena& params() const { return net_->params(); }
   void init_params(std::uint64_t seed) { net_->init_params(seed); }
   std::size_t size() const { return net_->size(); }
+  // The drop rates training learns (concrete_dropout layers), in layer order; empty without.
+  std::vector<double> learned_drop_probs() const;
   nn::Layer& layer(std::size_t i) { return net_->layer(i); }
   const nn::Layer& layer(std::size_t i) const { return net_->layer(i); }
   // Values (floats) per example of the input and of every layer's output: what one forward pass

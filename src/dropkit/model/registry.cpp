@@ -6,6 +6,7 @@
 
 #include "dropkit/core/json_text.h"
 #include "dropkit/dropout/alpha_dropout.h"
+#include "dropkit/dropout/concrete_dropout.h"
 #include "dropkit/dropout/dropconnect.h"
 #include "dropkit/dropout/dropout.h"
 #include "dropkit/dropout/gaussian_dropout.h"
@@ -30,6 +31,7 @@ std::vector<LayerKind> make_kinds() {
           dropout::GaussianNoise::registration(),
           dropout::AlphaDropout::registration(),
           dropout::DropConnect::registration(),
+          dropout::ConcreteDropout::registration(),
           nn::ActivationLayer::registration(),
           nn::BatchNorm::registration(),
           nn::Conv2d::registration(),

@@ -30,8 +30,19 @@ void Sequential::build(const std::vector<std::string>& prefixes) {
   if (first_param_layer_ < layers_.size()) {
     layers_[first_param_layer_]->set_needs_input_grad(false);
   }
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->bind_next(i + 1 < layers_.size() ? layers_[i + 1].get() : nullptr);
+  }
   outputs_.resize(layers_.size());
   grads_.resize(2);
+}
+
+double Sequential::penalty(std::size_t examples, parallel::ThreadPool& pool,
+                           std::vector<nn::PenaltyGradient>& out) const {
+  out.clear();
+  double value = 0;
+  for (const auto& l : layers_) value += l->penalty(examples, pool, out);
+  return value;
 }
 
 nn::ParamArena& Sequential::params() {

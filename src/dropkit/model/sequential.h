@@ -42,6 +42,10 @@ class Sequential {
   // With a sink, each layer runs backward_to(sink) (nn/layer.h): the gradients of layers that
   // support it go to the sink instead of the arena.
   void backward(const Tensor& dy, nn::GradientSink* sink = nullptr);
+  // Every layer's loss terms on parameters alone (nn::Layer::penalty), for a training set of
+  // `examples` examples: their gradients appended to `out` (cleared first), their value returned.
+  double penalty(std::size_t examples, parallel::ThreadPool& pool,
+                 std::vector<nn::PenaltyGradient>& out) const;
 
   std::size_t size() const { return layers_.size(); }
   nn::Layer& layer(std::size_t i) { return *layers_.at(i); }

@@ -64,6 +64,11 @@ std::vector<ParamSpec> Conv2d::param_specs() const {
           {"bias", Shape{g_.out_channels}, ParamRole::kTrainable, kNoFlags}};
 }
 
+std::span<const float> Conv2d::weight() const {
+  const std::int64_t k = g_.window.size;
+  return {w_, w_ ? static_cast<std::size_t>(g_.out_channels * g_.channels * k * k) : 0};
+}
+
 void Conv2d::bind_params(std::vector<float*> values, std::vector<float*> grads) {
   w_ = values.at(0);
   b_ = values.at(1);

@@ -48,6 +48,7 @@ class Conv2d : public Layer {
   void bind_params(std::vector<float*> values, std::vector<float*> grads) override;
   void init_params(std::uint64_t seed, std::uint32_t stream) override;
 
+  std::span<const float> weight() const override;
   const kernels::ConvGeometry& geometry() const { return g_; }
   // oneDNN's implementations for this layer (for benchmarks).
   std::string implementations(kernels::Precision precision = kernels::Precision::kF32) const {

@@ -88,6 +88,10 @@ struct Context {
   // one's rows start at row_offset, a multiple of kernels::kLeafRows). nullptr: the rows are
   // the whole batch.
   const BatchPeers* peers = nullptr;
+  // Mode::kTrain: examples in the training set, which scales the loss terms on parameters alone
+  // (Layer::penalty; concrete dropout's regularizer). 0: unknown, and a model with such terms
+  // refuses to train.
+  std::size_t train_examples = 0;
 
   parallel::ThreadPool& threads() const { return pool ? *pool : parallel::default_pool(); }
   // Blocks of stacked rows (1 unless sampling).
@@ -135,6 +139,16 @@ struct ParamSpec {
 };
 
 class Layer;
+
+// The gradient of a loss term on parameters alone (a regularizer such as concrete dropout's,
+// Layer::penalty) for one parameter of the arena: g += decay * w + shift, element-wise. The
+// optimizer adds it to the whole batch's gradient just before the update (train/optimizer.h),
+// so a data-parallel run adds it once, not once per process.
+struct PenaltyGradient {
+  const float* param;  // the first value of an arena parameter
+  float decay = 0.0f;
+  float shift = 0.0f;
+};
 
 // Receives parameter gradients from Layer::backward_to. A parameter of shape [r, ...] is seen as
 // r rows (a bias of shape [r] has rows of one element). consume() gets the complete gradient of
@@ -192,6 +206,21 @@ class Layer {
   virtual void bind_params(std::vector<float*> /*values*/, std::vector<float*> /*grads*/) {}
   // Fills the parameters from the counter RNG (reproducible from the seed); no-op by default.
   virtual void init_params(std::uint64_t /*seed*/, std::uint32_t /*stream*/) {}
+  // The weight this layer multiplies its input by (dense, dropconnect, conv2d), or nothing: what
+  // a concrete dropout layer before it regularizes.
+  virtual std::span<const float> weight() const { return {}; }
+  // Sequential::build gives every layer the layer after it (nullptr for the last), once the
+  // parameters are bound: a layer whose loss terms involve the weights it feeds (concrete
+  // dropout) keeps them, or throws std::invalid_argument when there are none.
+  virtual void bind_next(const Layer* /*next*/) {}
+  // Loss terms on the parameters alone, for a training set of `examples` examples: appends their
+  // gradients to `out` and returns their value (0 and nothing by default). Read before the
+  // step's update, with the parameters the step's forward uses; the
+  // same bits for any pool.
+  virtual double penalty(std::size_t /*examples*/, parallel::ThreadPool& /*pool*/,
+                         std::vector<PenaltyGradient>& /*out*/) const {
+    return 0.0;
+  }
   // When false, backward may leave dx untouched (the first layer of a model: nobody needs it).
   void set_needs_input_grad(bool needed) { needs_input_grad_ = needed; }
   bool needs_input_grad() const { return needs_input_grad_; }

@@ -57,7 +57,9 @@ class Linear : public Layer {
   std::int64_t in() const { return in_; }
   std::int64_t out() const { return out_; }
   Activation activation() const { return f_; }
-  const float* weight() const { return w_; }
+  std::span<const float> weight() const override {
+    return {w_, w_ ? static_cast<std::size_t>(in_ * out_) : 0};
+  }
   float* weight() { return w_; }
   float* bias() { return b_; }
 

@@ -181,6 +181,7 @@ json EpochRecord::to_json(bool with_seconds) const {
          {"test_accuracy", test_accuracy},
          {"lr", lr},
          {"momentum", momentum}};
+  if (!drop_rates.empty()) j["drop_rates"] = drop_rates;
   if (with_seconds) j["epoch_seconds"] = seconds;
   return j;
 }
@@ -195,8 +196,22 @@ EpochRecord EpochRecord::from_json(const json& j, const std::string& owner) {
       throw std::invalid_argument(fmt::format("{}{} is missing", owner, o.name));
     }
   }
-  const json c = complete_options(epoch_record_fields(), j, owner);
   EpochRecord r;
+  json fields = j;
+  if (const auto it = fields.find("drop_rates"); it != fields.end()) {
+    if (!it->is_array() || it->size() > 100000) {
+      throw std::invalid_argument(fmt::format("{}drop_rates is not a list of rates", owner));
+    }
+    for (const json& p : *it) {
+      if (!p.is_number() || !(p.get<double>() >= 0.0 && p.get<double>() <= 1.0)) {
+        throw std::invalid_argument(
+            fmt::format("{}drop_rates holds {}, not a rate in [0, 1]", owner, p.dump()));
+      }
+      r.drop_rates.push_back(p.get<double>());
+    }
+    fields.erase(it);
+  }
+  const json c = complete_options(epoch_record_fields(), fields, owner);
   r.epoch = c["epoch"].get<int>();
   r.step = c["step"].get<std::uint64_t>();
   r.train_loss = c["train_loss"].get<double>();

@@ -53,6 +53,9 @@ struct EpochRecord {
   double test_loss = 0, test_accuracy = 0;
   double seconds = 0;  // training time of the epoch (without the evaluations)
   double lr = 0, momentum = 0;
+  // The drop rates of the model's concrete_dropout layers after the epoch, in layer order
+  // ("drop_rates", written only when there are some).
+  std::vector<double> drop_rates;
   nlohmann::json to_json(bool with_seconds = true) const;
   // Every field checked against its range (epoch_record_fields in checkpoint.cpp: accuracies in
   // [0, 1], losses and times finite and >= 0, ...), unknown keys refused, every field required

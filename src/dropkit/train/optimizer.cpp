@@ -68,17 +68,50 @@ void Optimizer::begin_step(nn::ParamArena& arena, int epoch) {
     covered_ = std::vector<std::atomic<std::size_t>>(arena.entries().size());
   }
   for (auto& c : covered_) c.store(0, std::memory_order_relaxed);
+  penalty_decay_.assign(arena.entries().size(), 0.0f);
+  penalty_shift_.assign(arena.entries().size(), 0.0f);
   arena_ = &arena;
 }
 
-void Optimizer::update_rows(const nn::ParamArena::Entry& e, std::size_t r0, std::size_t r1,
-                            const float* g) {
+std::size_t Optimizer::entry_at(const float* param) const {
+  const auto& entries = arena_->entries();
+  const std::span<float> values = arena_->values();
+  if (std::less<>{}(param, values.data()) || !std::less<>{}(param, values.data() + values.size())) {
+    throw std::invalid_argument("optimizer: a pointer outside the parameters");
+  }
+  const auto offset = static_cast<std::size_t>(param - values.data());
+  const auto it = std::partition_point(entries.begin(), entries.end(),
+                                       [&](const auto& e) { return e.offset < offset; });
+  if (it == entries.end() || it->offset != offset) {
+    throw std::invalid_argument("optimizer: a pointer that starts no parameter");
+  }
+  return static_cast<std::size_t>(it - entries.begin());
+}
+
+void Optimizer::add_penalties(std::span<const nn::PenaltyGradient> penalties) {
+  if (arena_ == nullptr) throw std::logic_error("optimizer: add_penalties() outside a step");
+  for (const auto& p : penalties) {
+    const std::size_t i = entry_at(p.param);
+    penalty_decay_[i] += p.decay;
+    penalty_shift_[i] += p.shift;
+  }
+}
+
+void Optimizer::update_rows(std::size_t entry, std::size_t r0, std::size_t r1, const float* g) {
+  const nn::ParamArena::Entry& e = arena_->entries()[entry];
   const std::size_t cols = e.numel() / e.rows();
   const std::size_t off = e.offset + r0 * cols, n = (r1 - r0) * cols;
   float* w = arena_->values().data() + off;
   float* s0 = slots_[0].data() + off;
   const float decay =
-      e.spec.has(nn::kWeightDecay) ? static_cast<float>(config_.weight_decay) : 0.0f;
+      (e.spec.has(nn::kWeightDecay) ? static_cast<float>(config_.weight_decay) : 0.0f) +
+      penalty_decay_[entry];
+  if (penalty_shift_[entry] != 0.0f) {  // g + shift, into a copy (g is only read)
+    thread_local std::vector<float> shifted;
+    shifted.resize(n);
+    for (std::size_t i = 0; i < n; ++i) shifted[i] = g[i] + penalty_shift_[entry];
+    g = shifted.data();
+  }
   const auto& k = kernels::active_kernels();
   // Returns the squared norm of the updated w[b, b + len).
   auto update = [&](std::size_t b, std::size_t len) {
@@ -106,25 +139,14 @@ void Optimizer::update_rows(const nn::ParamArena::Entry& e, std::size_t r0, std:
 void Optimizer::consume(float* param, std::size_t row_begin, std::size_t row_end,
                         const float* grad) {
   if (arena_ == nullptr) throw std::logic_error("optimizer: consume() outside a step");
-  const auto& entries = arena_->entries();
-  const std::span<float> values = arena_->values();
-  if (std::less<>{}(param, values.data()) || !std::less<>{}(param, values.data() + values.size())) {
-    throw std::invalid_argument("optimizer: consume() was given a pointer outside the parameters");
-  }
-  const auto offset = static_cast<std::size_t>(param - values.data());
-  const auto it = std::partition_point(entries.begin(), entries.end(),
-                                       [&](const auto& e) { return e.offset < offset; });
-  if (it == entries.end() || it->offset != offset) {
-    throw std::invalid_argument(
-        "optimizer: consume() was given a pointer that starts no parameter");
-  }
-  if (row_begin >= row_end || row_end > it->rows()) {
+  const std::size_t i = entry_at(param);
+  const auto& e = arena_->entries()[i];
+  if (row_begin >= row_end || row_end > e.rows()) {
     throw std::invalid_argument(fmt::format("optimizer: rows [{}, {}) of {} are outside [0, {})",
-                                            row_begin, row_end, it->name, it->rows()));
+                                            row_begin, row_end, e.name, e.rows()));
   }
-  update_rows(*it, row_begin, row_end, grad);
-  covered_[static_cast<std::size_t>(it - entries.begin())].fetch_add(row_end - row_begin,
-                                                                     std::memory_order_relaxed);
+  update_rows(i, row_begin, row_end, grad);
+  covered_[i].fetch_add(row_end - row_begin, std::memory_order_relaxed);
 }
 
 void Optimizer::finish_step(parallel::ThreadPool& pool) {
@@ -143,7 +165,7 @@ void Optimizer::finish_step(parallel::ThreadPool& pool) {
     float* g = arena_->grads().data() + e.offset;
     parallel::parallel_for(pool, rows, std::max<std::size_t>(1, kChunk / cols),
                            [&](std::size_t r0, std::size_t r1) {
-                             update_rows(e, r0, r1, g + r0 * cols);
+                             update_rows(i, r0, r1, g + r0 * cols);
                              std::fill(g + r0 * cols, g + r1 * cols, 0.0f);
                            });
   }

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,11 @@ class Optimizer final : public nn::GradientSink {
 
   // epoch is 0-based. A begin_step during an unfinished step abandons that step.
   void begin_step(nn::ParamArena& arena, int epoch);
+  // Adds the gradients of the loss's terms on parameters alone (nn::PenaltyGradient, from
+  // Sequential::penalty) to this step's: each parameter's update uses g + decay w + shift, where
+  // g is the gradient consume() or the arena gives it. Call after begin_step, before the first
+  // consume(). std::invalid_argument for a pointer that starts no parameter.
+  void add_penalties(std::span<const nn::PenaltyGradient> penalties);
   // Thread-safe for disjoint rows. Throws std::invalid_argument if `param` does not start a
   // parameter of the arena or the rows are out of its range, std::logic_error outside a step.
   void consume(float* param, std::size_t row_begin, std::size_t row_end,
@@ -79,8 +85,11 @@ class Optimizer final : public nn::GradientSink {
   const OptimizerConfig& config() const { return config_; }
 
  private:
-  // Rows [r0, r1) of entry e from their gradient g, then max-norm on them.
-  void update_rows(const nn::ParamArena::Entry& e, std::size_t r0, std::size_t r1, const float* g);
+  // Rows [r0, r1) of arena entry `entry` from their gradient g (plus the penalties), then
+  // max-norm on them.
+  void update_rows(std::size_t entry, std::size_t r0, std::size_t r1, const float* g);
+  // The index of the arena entry whose values start at `param`; std::invalid_argument otherwise.
+  std::size_t entry_at(const float* param) const;
 
   OptimizerConfig config_;
   bool adam_;  // config_.kind == "adam", decided once
@@ -91,6 +100,8 @@ class Optimizer final : public nn::GradientSink {
   kernels::SgdUpdate sgd_{};
   kernels::AdamUpdate adam_params_{};
   std::vector<std::atomic<std::size_t>> covered_;  // rows consumed, per arena entry
+  // This step's penalty gradients, per arena entry (add_penalties).
+  std::vector<float> penalty_decay_, penalty_shift_;
 };
 
 // Scales every row of each max_norm_rows parameter to norm <= c. Returns how many rows it

@@ -151,7 +151,8 @@ class KeepGradients final : public nn::GradientSink {
 // block of rows added up the leaf tree and handed to the optimizer as the fused path hands it
 // (the sink's parameters through consume, the rest through the arena and finish_step).
 void data_parallel_update(model::Sequential& net, Optimizer& optimizer, int epoch,
-                          const Tensor& dlogits, DataParallel& dp, parallel::ThreadPool& pool) {
+                          const Tensor& dlogits, std::span<const nn::PenaltyGradient> penalties,
+                          DataParallel& dp, parallel::ThreadPool& pool) {
   nn::ParamArena& arena = net.params();
   const auto& entries = arena.entries();
   float* slot = dp.gradient_slot(arena.size());
@@ -165,6 +166,7 @@ void data_parallel_update(model::Sequential& net, Optimizer& optimizer, int epoc
   }
   dp.exchange();
   optimizer.begin_step(arena, epoch);
+  optimizer.add_penalties(penalties);
   constexpr std::size_t kBlockValues = 16384;  // 64 KiB of sums at a time, in cache
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const auto& e = entries[i];
@@ -195,6 +197,10 @@ void data_parallel_update(model::Sequential& net, Optimizer& optimizer, int epoc
 LossResult train_step(model::Sequential& net, Optimizer& optimizer, int epoch, const Tensor& x,
                       std::span<const std::uint8_t> labels, const nn::Context& ctx, Tensor& dlogits,
                       DataParallel* dp) {
+  // The loss terms on parameters alone, read before anything changes them; their gradients
+  // join the whole batch's just before the update.
+  thread_local std::vector<nn::PenaltyGradient> penalties;
+  net.penalty(ctx.train_examples, ctx.threads(), penalties);
   const Tensor& logits = net.forward(x, ctx);
   const std::size_t batch_rows = ctx.batch_rows(labels.size());
   LossResult r = softmax_cross_entropy(logits, labels, &dlogits, batch_rows);
@@ -206,11 +212,12 @@ LossResult train_step(model::Sequential& net, Optimizer& optimizer, int epoch, c
   if (dp == nullptr) {
     // The update runs inside backward, block by block (train/optimizer.h).
     optimizer.begin_step(net.params(), epoch);
+    optimizer.add_penalties(penalties);
     net.backward(dlogits, &optimizer);
     optimizer.finish_step(ctx.threads());
     return r;
   }
-  data_parallel_update(net, optimizer, epoch, dlogits, *dp, ctx.threads());
+  data_parallel_update(net, optimizer, epoch, dlogits, penalties, *dp, ctx.threads());
   return r;
 }
 
@@ -374,7 +381,8 @@ EpochRecord Trainer::run_epoch(const Progress& progress) {
                           .row_offset = row_offset,
                           .precision = precision,
                           .pool = &pool_,
-                          .peers = dp_.get()};
+                          .peers = dp_.get(),
+                          .train_examples = split_.train.size()};
     const LossResult r = train_step(model_->net(), *optimizer_, state_.epoch,
                                     model_->shaped_input(x_), labels_, ctx, dlogits_, dp_.get());
     ++state_.step;
@@ -396,6 +404,7 @@ EpochRecord Trainer::run_epoch(const Progress& progress) {
   }
   rec.lr = optimizer_->lr_at(state_.epoch);
   rec.momentum = optimizer_->momentum_at(state_.epoch);
+  rec.drop_rates = model_->learned_drop_probs();
   const auto train_rows =
       std::span(split_.train).first(std::min(config_.train_eval, split_.train.size()));
   const EvalResult tr = evaluate(data_.train, train_rows);

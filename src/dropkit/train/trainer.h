@@ -67,6 +67,7 @@ class TrainingDiverged : public std::runtime_error {
 // ctx.peers), x holds this process's rows of the batch and the step is data-parallel: the loss
 // is the whole batch's, and the gradients are added across processes before the update, the
 // same on every process.
+// The loss terms on parameters alone (nn::Layer::penalty) need ctx.train_examples.
 // Throws TrainingDiverged, before any update, if the loss is not finite.
 LossResult train_step(model::Sequential& net, Optimizer& optimizer, int epoch, const Tensor& x,
                       std::span<const std::uint8_t> labels, const nn::Context& ctx, Tensor& dlogits,

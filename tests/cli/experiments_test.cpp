@@ -75,15 +75,24 @@ TEST(Experiments, TinyModeRunsEveryExperimentResumesAndReports) {
                            (root / "report").string();
   const Result first = run(args);
   ASSERT_EQ(first.code, 0) << first.out;
-  // 42 planned, of which 4 are the same training twice (the drop-rate sweep's p = 0 net is the
-  // regularizers' "none", its p = 0.5 net the (1 - p) n sweep's p = 0.5): trained once each.
-  EXPECT_THAT(first.out, HasSubstr("38 to do"));
+  // 48 planned, of which 6 are the same training twice (the drop-rate sweep's p = 0 net is the
+  // regularizers' "none", its p = 0.5 net the (1 - p) n sweep's p = 0.5, the regularizers'
+  // dropout + max-norm concrete dropout's hand-set net): trained once each, and measured for
+  // every experiment that reads them.
+  EXPECT_THAT(first.out, HasSubstr("42 to do"));
   EXPECT_TRUE(fs::exists(root / "runs" / "droprate" / "p0-s1" / "result.json"));
   EXPECT_FALSE(fs::exists(root / "runs" / "regularizers" / "none-s1"));
+  EXPECT_FALSE(fs::exists(root / "runs" / "concrete" / "handset-s1"));
+  const auto shared = nlohmann::json::parse(
+      read(root / "runs" / "regularizers" / "dropout-max-norm-s1" / "result.json"));
+  EXPECT_TRUE(shared.at("post").at("predict").at("mc").contains("nll"));
+  const auto learned =
+      nlohmann::json::parse(read(root / "runs" / "concrete" / "learned-s1" / "result.json"));
+  EXPECT_EQ(learned.at("drop_rates").size(), 3u);  // the rates learned, as the run ended
   const std::string md = read(root / "report" / "experiments.md");
   const std::string page = read(root / "report" / "experiments.html");
   for (const char* name : {"droprate", "scaled", "sizes", "regularizers", "lr", "sparsity", "mc",
-                           "bn", "smoothness"}) {
+                           "bn", "smoothness", "concrete"}) {
     EXPECT_TRUE(fs::exists(root / "runs" / name / "summary.json")) << name;
     EXPECT_THAT(md, HasSubstr(std::string("<a id=\"") + name + "\"></a>"));
     EXPECT_THAT(page, HasSubstr(std::string("<h2 id=\"") + name + "\">"));
@@ -113,7 +122,21 @@ TEST(Experiments, TinyModeRunsEveryExperimentResumesAndReports) {
   // Nothing is trained again.
   const Result again = run(args);
   ASSERT_EQ(again.code, 0) << again.out;
-  EXPECT_THAT(again.out, HasSubstr("38 runs, 38 finished before, 0 to do"));
+  EXPECT_THAT(again.out, HasSubstr("42 runs, 42 finished before, 0 to do"));
+
+  // A run trained before an experiment asked to measure it (no "post" in its result) is
+  // measured from its checkpoint, not trained again.
+  {
+    const fs::path f = root / "runs" / "regularizers" / "dropout-max-norm-s2" / "result.json";
+    auto j = nlohmann::json::parse(read(f));
+    j.erase("post");
+    std::ofstream(f) << j.dump();
+    const Result measured = run(args);
+    ASSERT_EQ(measured.code, 0) << measured.out;
+    EXPECT_THAT(measured.out, HasSubstr("dropout-max-norm-s2 (trained; measuring predict)"));
+    EXPECT_THAT(measured.out, Not(HasSubstr("(new,")));
+    EXPECT_TRUE(nlohmann::json::parse(read(f)).contains("post"));
+  }
 
   // A run interrupted after its first epoch (made here from the script's own plan) resumes from
   // its checkpoint and ends with the uninterrupted run's bits.
@@ -159,6 +182,13 @@ TEST(Experiments, TinyModeRunsEveryExperimentResumesAndReports) {
                               " --data " + (root / "data").string());
   EXPECT_NE(not_done.code, 0);
   EXPECT_THAT(not_done.out, HasSubstr("not finished"));
+  // --partial reports what is finished (nothing here) and trains nothing.
+  const Result partial = run("--mode tiny --report-only --partial --out " +
+                             (root / "fresh").string() + " --data " + (root / "data").string() +
+                             " --report-dir " + (root / "partial").string());
+  EXPECT_EQ(partial.code, 0) << partial.out;
+  EXPECT_THAT(partial.out, HasSubstr("not in the report (runs not finished): droprate"));
+  EXPECT_FALSE(fs::exists(root / "fresh" / "droprate"));
 }
 
 }  // namespace
@@ -238,7 +268,7 @@ TEST(Experiments, ThePaperProtocolChoosesItsRatesOnValidationAndNeverRepeatsAKep
   ASSERT_EQ(first.code, 0) << first.out;
   EXPECT_THAT(first.out, HasSubstr("learning rates chosen on validation"));
   const std::string md = read(root / "report-a" / "experiments.md");
-  for (const char* name : {"droprate", "scaled", "sizes", "regularizers", "lr"}) {
+  for (const char* name : {"droprate", "scaled", "sizes", "regularizers", "lr", "concrete"}) {
     EXPECT_THAT(md, HasSubstr(std::string("<a id=\"") + name + "\"></a>")) << name;
   }
   EXPECT_THAT(md, Not(HasSubstr("<a id=\"bn\"></a>")));  // not part of this protocol

@@ -269,6 +269,10 @@ class MasksAlone {
   std::vector<Layer> layers_;
 };
 
+// The training set the epoch estimate is for (Fashion-MNIST's, validation held out), which
+// also scales the loss terms on parameters alone (concrete dropout's regularizer).
+constexpr std::size_t kEpochExamples = 55000;
+
 // What one run measured: every figure the report prints.
 struct Result {
   std::string net;
@@ -277,7 +281,8 @@ struct Result {
   std::size_t dense_layers, conv_layers;
   double parts() const { return (products + update + masks) / products; }
   double epoch_estimate(std::int64_t batch) const {
-    return std::ceil(55000.0 / static_cast<double>(batch)) * step_dropout;
+    return std::ceil(static_cast<double>(kEpochExamples) / static_cast<double>(batch)) *
+           step_dropout;
   }
 };
 
@@ -368,8 +373,12 @@ int run_bench_train(const BenchTrainOptions& o, int threads_flag, bool json) {
     labels[i] = static_cast<std::uint8_t>(i % std::min<std::size_t>(classes, 256));
   std::uint64_t step = 0;
   auto run_step = [&](Variant& v) {
-    const nn::Context ctx{
-        .mode = nn::Mode::kTrain, .seed = 1, .step = step++, .precision = precision, .pool = &pool};
+    const nn::Context ctx{.mode = nn::Mode::kTrain,
+                          .seed = 1,
+                          .step = step++,
+                          .precision = precision,
+                          .pool = &pool,
+                          .train_examples = kEpochExamples};
     train::train_step(v.net->net(), *v.opt, 0, x, labels, ctx, v.dlogits);
   };
   ProductsAlone products(*with.net, b, precision, pool);

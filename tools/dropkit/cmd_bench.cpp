@@ -23,11 +23,13 @@
 #include "commands.h"
 #include "dropkit/core/memory.h"
 #include "dropkit/dropout/alpha_dropout.h"
+#include "dropkit/dropout/concrete_dropout.h"
 #include "dropkit/dropout/dropout.h"
 #include "dropkit/dropout/gaussian_dropout.h"
 #include "dropkit/dropout/gaussian_noise.h"
 #include "dropkit/dropout/mask.h"
 #include "dropkit/kernels/table.h"
+#include "dropkit/nn/params.h"
 #include "flags.h"
 #include "measure.h"
 #include "progress.h"
@@ -148,6 +150,18 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale, int t
         dropout::Dropout spatial(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kBits, 1,
                                  {2, 3});
         measure("dropout_forward_spatial", b8, [&] { spatial.forward(xs, ys, ctx); });
+        xs.reshape(flat);
+      }
+      // Concrete dropout on [n / 1024, 1024]: the relaxed mask (a k-th power per element, k = 10)
+      // in forward and again in backward, which also reads x for the rate's gradient.
+      if (n % 1024 == 0) {
+        const Shape flat = xs.shape();
+        xs.reshape(Shape{static_cast<std::int64_t>(n / 1024), 1024});
+        dropout::ConcreteDropout concrete(1024, 0.5, 0.1, 1e-4, 1);
+        nn::ParamArena arena({&concrete});
+        concrete.init_params(0, 0);
+        measure("concrete_dropout_forward", b8, [&] { concrete.forward(xs, ys, ctx); });
+        measure("concrete_dropout_backward", 1.5 * b8, [&] { concrete.backward(ys, dxs); });
         xs.reshape(flat);
       }
       const rng::StreamKey s{7, 1, 1};

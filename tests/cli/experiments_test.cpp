@@ -183,9 +183,9 @@ TEST(Experiments, TinyModeRunsEveryExperimentResumesAndReports) {
   EXPECT_NE(not_done.code, 0);
   EXPECT_THAT(not_done.out, HasSubstr("not finished"));
   // --partial reports what is finished (nothing here) and trains nothing.
-  const Result partial = run("--mode tiny --report-only --partial --out " +
-                             (root / "fresh").string() + " --data " + (root / "data").string() +
-                             " --report-dir " + (root / "partial").string());
+  const Result partial =
+      run("--mode tiny --report-only --partial --out " + (root / "fresh").string() + " --data " +
+          (root / "data").string() + " --report-dir " + (root / "partial").string());
   EXPECT_EQ(partial.code, 0) << partial.out;
   EXPECT_THAT(partial.out, HasSubstr("not in the report (runs not finished): droprate"));
   EXPECT_FALSE(fs::exists(root / "fresh" / "droprate"));

@@ -63,7 +63,7 @@ TEST(KillNine, ARunKilledAtRandomMomentsAndResumedEndsAsOneThatNeverStopped) {
       data, {test::synthetic_dataset(800, 8, 4, 1), test::synthetic_dataset(100, 8, 4, 2)});
   const std::string base = "train --data " + data.string() +
                            " --net dropout:0.1,dense:192:relu,dropout:0.5,dense:192:relu,dense:4 "
-                           "--lr 0.05 --val 40 --batch 16 --epochs 10 --threads 2 --out ";
+                           "--lr 0.05 --val 40 --batch 16 --epochs 25 --threads 2 --out ";
   const fs::path straight = tmp.path() / "straight", killed = tmp.path() / "killed";
   ASSERT_EQ(wait_for(spawn(base + straight.string())), 0);
 

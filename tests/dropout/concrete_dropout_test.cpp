@@ -16,6 +16,7 @@
 #include "dropkit/model/spec.h"
 #include "dropkit/nn/linear.h"
 #include "dropkit/rng/philox.h"
+#include "dropkit/train/optimizer.h"
 #include "dropkit/train/trainer.h"
 #include "support/idx_files.h"
 #include "support/stats.h"
@@ -73,8 +74,9 @@ TEST(ConcreteDropout, RelaxedMaskMomentsMatchTheirIntegralsAtSeveralRatesAndTemp
       }
       const double var_sq = sq2 / n - (sq / n) * (sq / n);
       EXPECT_NEAR(sq / n, second, kK * std::sqrt(var_sq / n));
-      // As t -> 0 the mask becomes Bernoulli: E[keep] -> 1 - p. At t = 0.1 it is within 5 %.
-      if (t == 0.1) EXPECT_NEAR(mean, 1.0, 0.05);
+      // As t -> 0 the mask becomes Bernoulli, E[keep] -> 1 - p: at t = 0.1 the layer's mean is
+      // within 5 % of the identity.
+      if (t == 0.1) EXPECT_NEAR(m.mean, 1.0, 0.05);
     }
   }
 }
@@ -192,6 +194,49 @@ TEST(ConcreteDropout, BadOptionsAndPlacesAreErrorsNamingThem) {
   nn::ParamArena arena({&lone});
   Tensor dy(Shape{2, 3}), dx;
   EXPECT_THROW(lone.backward(dy, dx), std::logic_error);
+  // Training in place is refused (backward reads the input); a forward that throws leaves no
+  // earlier draw for a backward to misuse.
+  Tensor x(Shape{2, 3});
+  std::fill(x.span().begin(), x.span().end(), 1.0f);
+  EXPECT_THAT(err([&] { lone.forward(x, x, train(1, 1)); }), HasSubstr("cannot train in place"));
+  Tensor y;
+  lone.forward(x, y, train(1, 1));
+  Tensor wide(Shape{2, 4});
+  EXPECT_THAT(err([&] { lone.forward(wide, y, train(1, 2)); }), HasSubstr("3 values per example"));
+  EXPECT_THROW(lone.backward(dy, dx), std::logic_error);
+  // Unbound (used as a function, as from Python): the initial rate, and dx from backward.
+  lone.forward(x, y, train(1, 3));
+  lone.backward(dy, dx);
+  EXPECT_EQ(dx.shape(), x.shape());
+}
+
+TEST(ConcreteDropout, TheOptimizerAddsThePenaltyToTheBatchGradientOnce) {
+  Penalized m(3.0);
+  std::vector<nn::PenaltyGradient> g;
+  m.value(500, g);
+  train::OptimizerConfig oc;
+  oc.lr = 0.1;
+  oc.momentum = oc.momentum_start = 0.0;  // v = -lr g: w' = w - lr g
+  oc.max_norm = 0;
+  auto& arena = m.net.params();
+  const std::vector<float> w0(arena.values().begin(), arena.values().end());
+  train::Optimizer opt(oc, arena.size());
+  opt.begin_step(arena, 0);
+  opt.add_penalties(g);
+  arena.zero_grads();  // no data gradient: the update is the penalty's alone
+  opt.finish_step(parallel::serial_pool());
+  const std::span<const float> w1 = arena.values();
+  // The logit is the arena's first value, then the dense layer's weight.
+  EXPECT_NEAR(w1[0], w0[0] - 0.1 * g[1].shift, 1e-6 * std::abs(w0[0]) + 1e-7);
+  EXPECT_NE(w1[0], w0[0]);
+  for (std::size_t i = 1; i <= 140; ++i) {
+    EXPECT_NEAR(w1[i], w0[i] - 0.1 * g[0].decay * w0[i], 1e-6 * std::abs(w0[i]) + 1e-9) << i;
+  }
+  // After a row was updated, a penalty can no longer join that step.
+  opt.begin_step(arena, 0);
+  std::vector<float> zero(140, 0.0f);
+  opt.consume(m.dense->weight(), 0, 7, zero.data());
+  EXPECT_THROW(opt.add_penalties(g), std::logic_error);
 }
 
 TEST(ConcreteDropout, TrainingMovesTheRatesAndRecordsThemEveryEpoch) {
@@ -219,6 +264,12 @@ TEST(ConcreteDropout, TrainingMovesTheRatesAndRecordsThemEveryEpoch) {
     before = r.drop_rates;
   }
   EXPECT_EQ(h.back().drop_rates, t.model().learned_drop_probs());
+  // The weight term pushes the rate down: a much larger length scale ends with a lower rate.
+  train::TrainConfig strong = c;
+  strong.net = "concrete_dropout:0.3,dense:64:relu,concrete_dropout:0.2:length_scale=50,dense:4";
+  train::Trainer s(strong, data, pool);
+  while (s.epochs_done() < strong.epochs) s.run_epoch();
+  EXPECT_LT(s.history().back().drop_rates[1], h.back().drop_rates[1] - 0.01);
   // Written to the history and read back; refused when not rates.
   const auto j = h.back().to_json();
   EXPECT_EQ(train::EpochRecord::from_json(j).drop_rates, h.back().drop_rates);

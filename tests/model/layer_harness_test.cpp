@@ -93,7 +93,7 @@ const std::map<std::string, std::vector<Example>>& examples() {
          Shape{2, 70},
          1e-3},
         // More than one leaf of rows (kernels/leaves.h), and rows wider than a chunk.
-        {{{"kind", "concrete_dropout"}, {"drop_prob", 0.2}}, Shape{300, 5}, 1e-3},
+        {{{"kind", "concrete_dropout"}, {"drop_prob", 0.2}}, Shape{300, 40}, 1e-3},
         {{{"kind", "concrete_dropout"}, {"drop_prob", 0.4}}, Shape{2, 5021}, 1e-3}}},
       {"dropconnect",
        {{{{"kind", "dropconnect"},

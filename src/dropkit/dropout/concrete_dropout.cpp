@@ -20,8 +20,11 @@ constexpr int kMaxPower = 100;
 // Elements per unit of work: the keep values of a chunk live on the stack, in L1.
 constexpr std::size_t kChunk = 2048;
 
+// The rate of logit a. The logit is clamped to +-kMaxLogit (p in [1e-6, 1 - 1e-6]), so that
+// e^theta and 1 / (1 - p) stay finite however far a diverging run pushes it.
+constexpr double kMaxLogit = 13.815510557964274;  // log(1e6 - 1)
 double sigmoid(double a) {
-  return 1.0 / (1.0 + std::exp(-a));
+  return 1.0 / (1.0 + std::exp(-std::clamp(a, -kMaxLogit, kMaxLogit)));
 }
 
 // k = 1 / temperature, when that is an integer in [1, kMaxPower].
@@ -126,7 +129,9 @@ double ConcreteDropout::penalty(std::size_t examples, parallel::ThreadPool& pool
                                 ": the regularizer needs the number of training examples "
                                 "(nn::Context::train_examples)");
   }
-  const double n = static_cast<double>(examples), theta = *logit_, p = sigmoid(theta);
+  const double n = static_cast<double>(examples);
+  const double theta = std::clamp(static_cast<double>(*logit_), -kMaxLogit, kMaxLogit);
+  const double p = sigmoid(theta);
   const double wr = length_scale_ * length_scale_ / n, dr = 2.0 / n;
   const auto k = static_cast<double>(features_);
   // ||W||^2 in fixed chunks added in order: the same bits for any thread count.
@@ -163,10 +168,14 @@ void ConcreteDropout::keep_values(const rng::StreamKey& key, std::uint64_t first
 }
 
 void ConcreteDropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx) {
-  output_shape(x.shape());
+  // Nothing of an earlier forward survives a forward that throws.
   x_ = nullptr;
+  forget_draw();
+  output_shape(x.shape());
+  if (ctx.mode == nn::Mode::kTrain && &x == &y) {
+    throw std::invalid_argument(name() + ": cannot train in place (backward reads the input)");
+  }
   if (ctx.mode == nn::Mode::kEval) {
-    forget_draw();
     if (&y != &x) y.resize(x.shape());
     scale_copy(ctx.threads(), 1.0f, x.span(), y.span());
     return;
@@ -196,10 +205,7 @@ void ConcreteDropout::forward(const Tensor& x, Tensor& y, const nn::Context& ctx
 }
 
 void ConcreteDropout::backward(const Tensor& dy, Tensor& dx) {
-  const Draw& d = saved_draw(dy);
-  if (x_ == nullptr || logit_ == nullptr) {
-    throw std::logic_error(name() + ": backward needs a Train forward with bound parameters");
-  }
+  const Draw& d = saved_draw(dy);  // std::logic_error without a Train forward
   const Tensor& x = *x_;
   const auto rows = static_cast<std::size_t>(d.shape[0]);
   const std::size_t per = features_;
@@ -237,7 +243,7 @@ void ConcreteDropout::backward(const Tensor& dy, Tensor& dx) {
     for (std::size_t r = r0; r < r1; ++r) s += row_sum[r];
     *into = static_cast<float>(s);
   });
-  *dlogit_ += total;
+  if (dlogit_ != nullptr) *dlogit_ += total;  // unbound (functional use): dx alone
 }
 
 nn::LayerKind ConcreteDropout::registration() {

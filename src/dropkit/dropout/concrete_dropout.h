@@ -17,8 +17,11 @@
 // keep is recomputed from the counters in backward (0 bytes kept). Writing sigmoid(s / t) as a
 // k-th power makes every operation an exact IEEE multiplication, division or addition: the
 // same bits on every ISA, with no transcendental function per element. u = 0 gives keep = 1,
-// and q^k overflowing gives keep = 0, never NaN. Sampling draws the relaxed mask at the learned
-// rate from the sampling domain, as every stochastic layer does (nn/layer.h).
+// and q^k overflowing gives keep = 0, never NaN; the logit is clamped to +-13.8 (p in
+// [1e-6, 1 - 1e-6]) so that e^theta and 1 / (1 - p) stay finite. Training in place is refused
+// (backward reads x). A layer whose parameters are not bound (used alone, as a function) runs
+// at its initial rate and its backward gives dx only. Sampling draws the relaxed mask at the
+// learned rate from the sampling domain, as every stochastic layer does (nn/layer.h).
 //
 // The regularizer (the paper's, as its reference code writes it; docs/guide.md) is a
 // term of the training loss on the parameters alone, for N training examples and K inputs per
@@ -37,6 +40,7 @@
 // inputs of K values per example (any shape of that size).
 #pragma once
 
+#include <optional>
 #include <span>
 
 #include "dropkit/dropout/noise_layer.h"
@@ -71,6 +75,7 @@ class ConcreteDropout : public NoiseLayer {
 
   // The rate now: sigmoid of the logit (the initial rate until parameters are bound).
   double drop_prob() const;
+  std::optional<double> learned_drop_prob() const override { return drop_prob(); }
   double initial_drop_prob() const { return initial_drop_prob_; }
   double temperature() const { return 1.0 / k_; }
   int power() const { return k_; }  // k = 1 / temperature

@@ -1,7 +1,5 @@
 #include "dropkit/model/model.h"
 
-#include "dropkit/dropout/concrete_dropout.h"
-
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -150,9 +148,7 @@ Shape Model::layer_input_shape(std::size_t i, std::int64_t n) const {
 std::vector<double> Model::learned_drop_probs() const {
   std::vector<double> rates;
   for (std::size_t i = 0; i < net_->size(); ++i) {
-    if (const auto* c = dynamic_cast<const dropout::ConcreteDropout*>(&net_->layer(i))) {
-      rates.push_back(c->drop_prob());
-    }
+    if (const auto p = net_->layer(i).learned_drop_prob()) rates.push_back(*p);
   }
   return rates;
 }

@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -221,6 +222,9 @@ class Layer {
                          std::vector<PenaltyGradient>& /*out*/) const {
     return 0.0;
   }
+  // The drop rate training learns (concrete dropout), or nothing: what Model::learned_drop_probs
+  // reports every epoch.
+  virtual std::optional<double> learned_drop_prob() const { return std::nullopt; }
   // When false, backward may leave dx untouched (the first layer of a model: nobody needs it).
   void set_needs_input_grad(bool needed) { needs_input_grad_ = needed; }
   bool needs_input_grad() const { return needs_input_grad_; }

@@ -90,6 +90,11 @@ std::size_t Optimizer::entry_at(const float* param) const {
 
 void Optimizer::add_penalties(std::span<const nn::PenaltyGradient> penalties) {
   if (arena_ == nullptr) throw std::logic_error("optimizer: add_penalties() outside a step");
+  for (const auto& c : covered_) {
+    if (c.load(std::memory_order_relaxed) != 0) {
+      throw std::logic_error("optimizer: add_penalties() after consume() (rows already updated)");
+    }
+  }
   for (const auto& p : penalties) {
     const std::size_t i = entry_at(p.param);
     penalty_decay_[i] += p.decay;

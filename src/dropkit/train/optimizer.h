@@ -65,7 +65,8 @@ class Optimizer final : public nn::GradientSink {
   // Adds the gradients of the loss's terms on parameters alone (nn::PenaltyGradient, from
   // Sequential::penalty) to this step's: each parameter's update uses g + decay w + shift, where
   // g is the gradient consume() or the arena gives it. Call after begin_step, before the first
-  // consume(). std::invalid_argument for a pointer that starts no parameter.
+  // consume() (std::logic_error otherwise). std::invalid_argument for a pointer that starts no
+  // parameter.
   void add_penalties(std::span<const nn::PenaltyGradient> penalties);
   // Thread-safe for disjoint rows. Throws std::invalid_argument if `param` does not start a
   // parameter of the arena or the rows are out of its range, std::logic_error outside a step.

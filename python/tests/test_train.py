@@ -52,6 +52,21 @@ def test_resume_continues_bit_for_bit(tiny_data, tmp_path):
         (tmp_path / "straight" / "checkpoint.safetensors").read_bytes()
 
 
+def test_learned_drop_rates_are_the_clis_and_survive_a_resume(cli, tiny_data, tmp_path):
+    net = "concrete_dropout:0.2,dense:48:relu,concrete_dropout:0.3:length_scale=2,dense:4"
+    flags = ["--net", net, "--lr", "0.3", "--val", "40", "--batch", "25", "--seed", "3"]
+    r = subprocess.run([cli, "train", "--data", str(tiny_data), *flags, "--epochs", "2", "--out",
+                        str(tmp_path / "cli"), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    cli_rates = json.loads(r.stdout)["drop_rates"]
+    dropkit.train(tmp_path / "py", data=tiny_data, epochs=1, **dropkit.options_from_flags(flags))
+    history = dropkit.train(resume=tmp_path / "py", epochs=2)
+    assert [len(h["drop_rates"]) for h in history] == [2, 2]
+    assert history[-1]["drop_rates"] == cli_rates  # the same bits, through a resume
+    assert history[0]["drop_rates"] != [0.2, 0.3]  # they moved
+    assert metrics(tmp_path / "py") == metrics(tmp_path / "cli")
+
+
 def test_ctrl_c_stops_at_a_step_with_the_last_checkpoint_intact(tiny_data, tmp_path):
     dropkit.train(tmp_path / "straight", data=tiny_data, epochs=3, **OPTIONS)
     calls = []

@@ -16,15 +16,21 @@ namespace dropkit::dropout {
 namespace {
 
 constexpr double kMinRate = 0.001, kMaxRate = 0.999;
+constexpr double kMaxLengthScale = 1e6;
+// Weights per unit of ||W||^2's sum: fixed, so the sum's bits do not depend on the threads.
+constexpr std::size_t kNormChunk = 65536;
 constexpr int kMaxPower = 100;
 // Elements per unit of work: the keep values of a chunk live on the stack, in L1.
 constexpr std::size_t kChunk = 2048;
 
-// The rate of logit a. The logit is clamped to +-kMaxLogit (p in [1e-6, 1 - 1e-6]), so that
-// e^theta and 1 / (1 - p) stay finite however far a diverging run pushes it.
+// The logit is used clamped to +-kMaxLogit (p in [1e-6, 1 - 1e-6]), so that e^theta and
+// 1 / (1 - p) stay finite however far a diverging run pushes it.
 constexpr double kMaxLogit = 13.815510557964274;  // log(1e6 - 1)
+double clamped(float logit) {
+  return std::clamp(static_cast<double>(logit), -kMaxLogit, kMaxLogit);
+}
 double sigmoid(double a) {
-  return 1.0 / (1.0 + std::exp(-std::clamp(a, -kMaxLogit, kMaxLogit)));
+  return 1.0 / (1.0 + std::exp(-a));
 }
 
 // k = 1 / temperature, when that is an integer in [1, kMaxPower].
@@ -71,8 +77,9 @@ ConcreteDropout::ConcreteDropout(std::size_t features, double drop_prob, double 
     throw std::invalid_argument(
         fmt::format("drop_prob = {} is outside [{}, {}]", drop_prob, kMinRate, kMaxRate));
   }
-  if (!(length_scale >= 0 && length_scale <= 1e6)) {
-    throw std::invalid_argument(fmt::format("length_scale = {} is outside [0, 1e6]", length_scale));
+  if (!(length_scale >= 0 && length_scale <= kMaxLengthScale)) {
+    throw std::invalid_argument(
+        fmt::format("length_scale = {} is outside [0, {:g}]", length_scale, kMaxLengthScale));
   }
   if (features == 0) throw std::invalid_argument("concrete_dropout: inputs of no values");
 }
@@ -118,7 +125,7 @@ void ConcreteDropout::bind_next(const nn::Layer* next) {
 }
 
 double ConcreteDropout::drop_prob() const {
-  return logit_ != nullptr ? sigmoid(*logit_) : initial_drop_prob_;
+  return logit_ != nullptr ? sigmoid(clamped(*logit_)) : initial_drop_prob_;
 }
 
 double ConcreteDropout::penalty(std::size_t examples, parallel::ThreadPool& pool,
@@ -130,20 +137,19 @@ double ConcreteDropout::penalty(std::size_t examples, parallel::ThreadPool& pool
                                 "(nn::Context::train_examples)");
   }
   const double n = static_cast<double>(examples);
-  const double theta = std::clamp(static_cast<double>(*logit_), -kMaxLogit, kMaxLogit);
-  const double p = sigmoid(theta);
+  const double theta = clamped(*logit_), p = sigmoid(theta);
   const double wr = length_scale_ * length_scale_ / n, dr = 2.0 / n;
   const auto k = static_cast<double>(features_);
   // ||W||^2 in fixed chunks added in order: the same bits for any thread count.
   double squared = 0;
   if (!next_weight_.empty()) {
-    const std::size_t chunks = (next_weight_.size() + 65535) / 65536;
+    const std::size_t chunks = (next_weight_.size() + kNormChunk - 1) / kNormChunk;
     std::vector<double> part(chunks);
     parallel::parallel_for(pool, chunks, 1, [&](std::size_t c0, std::size_t c1) {
       for (std::size_t c = c0; c < c1; ++c) {
-        const std::size_t b = c * 65536;
+        const std::size_t b = c * kNormChunk;
         part[c] = kernels::active_kernels().squared_norm(
-            next_weight_.data() + b, std::min<std::size_t>(65536, next_weight_.size() - b));
+            next_weight_.data() + b, std::min(kNormChunk, next_weight_.size() - b));
       }
     });
     for (double s : part) squared += s;
@@ -268,7 +274,7 @@ nn::LayerKind ConcreteDropout::registration() {
                    .default_value = kDefaultLengthScale,
                    .help = "l of the weight term l^2/N ||W||^2/(1-p) on the next layer's weights",
                    .min = 0,
-                   .max = 1e6}},
+                   .max = kMaxLengthScale}},
       .positional = {"drop_prob"},
       .create = [](const nlohmann::json& c, const Shape& input,
                    std::size_t index) -> std::unique_ptr<nn::Layer> {

@@ -272,6 +272,12 @@ TEST(Experiments, ThePaperProtocolChoosesItsRatesOnValidationAndNeverRepeatsAKep
     EXPECT_THAT(md, HasSubstr(std::string("<a id=\"") + name + "\"></a>")) << name;
   }
   EXPECT_THAT(md, Not(HasSubstr("<a id=\"bn\"></a>")));  // not part of this protocol
+  // Each kept result names the machine kind that trained it (its train_seconds depend on it),
+  // and the report says which kinds trained its runs.
+  const std::string kept = read(root / "store" / "lr" / "lr0.01-none.json");
+  EXPECT_THAT(kept, HasSubstr("\"machine\": \""));
+  EXPECT_THAT(kept, HasSubstr("\"date\": \""));
+  EXPECT_THAT(md, testing::ContainsRegex("runs \\([0-9]+ on [^)]*family [^)]* model "));
   // The paper's recipe, at the chosen rate, in every later run.
   const Result later = run(common + " --out " + (root / "a").string() + " --plan --only droprate");
   EXPECT_THAT(later.out, HasSubstr("\"--momentum-ramp-epochs\", \"30\""));

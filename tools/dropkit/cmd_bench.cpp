@@ -8,6 +8,12 @@
 // can double within an hour, and moves within one run), so each op is timed in alternation with
 // the copy: every repetition times both copies right before the op, and the ratio reported is
 // the median of the per-repetition ratios, not a ratio of two medians taken minutes apart.
+//
+// Every op reads xs, the buffer the copy reads, backward ops too (their dy): right after the copy
+// xs may sit in the last-level cache while ys, just written with streaming stores, is in DRAM,
+// and where a size fits that cache (16M floats in a 260 MB L3) an op reading ys would be compared
+// with a copy that read from the cache (bits backward 0.61 against 0.91 x copy that way, Intel
+// family 6 model 207, 2026-12-07).
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -120,11 +126,11 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale, int t
                                  1);
       dropout::Dropout stored(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kBits, 1);
       measure("dropout_forward", b8, [&] { recompute.forward(xs, ys, ctx); });
-      measure("dropout_backward_recompute", b8, [&] { recompute.backward(ys, dxs); });
+      measure("dropout_backward_recompute", b8, [&] { recompute.backward(xs, dxs); });
       measure("dropout_forward_bits", b8 + static_cast<double>(n) / 8,
               [&] { stored.forward(xs, ys, ctx); });
       measure("dropout_backward_bits", b8 + static_cast<double>(n) / 8,
-              [&] { stored.backward(ys, dxs); });
+              [&] { stored.backward(xs, dxs); });
       // Keep decisions from 16- and 8-bit fields (mask_bits; 2 and 4 elements per Philox word).
       for (int mask_bits : {16, 8}) {
         dropout::Dropout narrow(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kRecompute,
@@ -132,17 +138,17 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale, int t
         measure(fmt::format("dropout_forward_{}bit", mask_bits), b8,
                 [&] { narrow.forward(xs, ys, ctx); });
         measure(fmt::format("dropout_backward_recompute_{}bit", mask_bits), b8,
-                [&] { narrow.backward(ys, dxs); });
+                [&] { narrow.backward(xs, dxs); });
       }
       // The rest of the family, in the same fused pass (dropout/mask.h).
       dropout::GaussianDropout gaussian(0.5, 1);
       dropout::GaussianNoise noise(1.0, 1);
       dropout::AlphaDropout alpha(0.1, 1);
       measure("gaussian_dropout_forward", b8, [&] { gaussian.forward(xs, ys, ctx); });
-      measure("gaussian_dropout_backward", b8, [&] { gaussian.backward(ys, dxs); });
+      measure("gaussian_dropout_backward", b8, [&] { gaussian.backward(xs, dxs); });
       measure("gaussian_noise_forward", b8, [&] { noise.forward(xs, ys, ctx); });
       measure("alpha_dropout_forward", b8, [&] { alpha.forward(xs, ys, ctx); });
-      measure("alpha_dropout_backward", b8, [&] { alpha.backward(ys, dxs); });
+      measure("alpha_dropout_backward", b8, [&] { alpha.backward(xs, dxs); });
       // Spatial dropout: [n / 1024, 16, 8, 8], one mask value per example and channel.
       if (n % 1024 == 0) {
         const Shape flat = xs.shape(), nchw{static_cast<std::int64_t>(n / 1024), 16, 8, 8};
@@ -161,7 +167,7 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale, int t
         nn::ParamArena arena({&concrete});
         concrete.init_params(0, 0);
         measure("concrete_dropout_forward", b8, [&] { concrete.forward(xs, ys, ctx); });
-        measure("concrete_dropout_backward", 1.5 * b8, [&] { concrete.backward(ys, dxs); });
+        measure("concrete_dropout_backward", 1.5 * b8, [&] { concrete.backward(xs, dxs); });
         xs.reshape(flat);
       }
       const rng::StreamKey s{7, 1, 1};

@@ -76,7 +76,9 @@ TEST(ConcreteDropout, RelaxedMaskMomentsMatchTheirIntegralsAtSeveralRatesAndTemp
       EXPECT_NEAR(sq / n, second, kK * std::sqrt(var_sq / n));
       // As t -> 0 the mask becomes Bernoulli, E[keep] -> 1 - p: at t = 0.1 the layer's mean is
       // within 5 % of the identity.
-      if (t == 0.1) EXPECT_NEAR(m.mean, 1.0, 0.05);
+      if (t == 0.1) {
+        EXPECT_NEAR(m.mean, 1.0, 0.05);
+      }
     }
   }
 }
@@ -84,7 +86,7 @@ TEST(ConcreteDropout, RelaxedMaskMomentsMatchTheirIntegralsAtSeveralRatesAndTemp
 TEST(ConcreteDropout, EveryElementIsTheFormulaOfItsCounter) {
   const std::int64_t rows = 5, cols = 333;
   Tensor x(Shape{rows, cols});
-  for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = 0.25f + 0.01f * static_cast<float>(i % 97);
+  for (std::size_t i = 0; i < x.numel(); ++i) x[i] = 0.25f + 0.01f * static_cast<float>(i % 97);
   for (double t : {0.1, 0.25, 1.0}) {
     ConcreteDropout layer(cols, 0.3, t, 1e-4, 9);
     nn::ParamArena arena({&layer});
@@ -95,8 +97,8 @@ TEST(ConcreteDropout, EveryElementIsTheFormulaOfItsCounter) {
     Tensor y;
     layer.forward(x, y, ctx);
     const double p = layer.drop_prob(), a = p / (1 - p);
-    for (std::int64_t i = 0; i < x.numel(); ++i) {
-      const double u = rng::uniform_at({4, 9, 17}, offset * cols + static_cast<std::uint64_t>(i));
+    for (std::size_t i = 0; i < x.numel(); ++i) {
+      const double u = rng::uniform_at({4, 9, 17}, offset * cols + i);
       const double keep = 1 / (1 + std::pow(a * u / (1 - u), 1 / t));
       const double want = x[i] * keep / (1 - p);
       ASSERT_NEAR(y[i], want, 2e-6 * std::abs(want) + 1e-30) << i;

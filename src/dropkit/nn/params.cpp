@@ -1,6 +1,7 @@
 #include "dropkit/nn/params.h"
 
 #include <algorithm>
+#include <functional>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -78,6 +79,20 @@ std::span<float> ParamArena::values_of(const Entry& e) {
 std::span<const float> ParamArena::values_of(const Entry& e) const {
   const float* base = e.spec.role == ParamRole::kBuffer ? buffers_.data() : values_.data();
   return {base + e.offset, e.numel()};
+}
+
+std::size_t ParamArena::entry_at(const float* param) const {
+  const std::span<const float> values = values_.span();
+  if (std::less<>{}(param, values.data()) || !std::less<>{}(param, values.data() + values.size())) {
+    throw std::invalid_argument("a pointer outside the parameters");
+  }
+  const auto offset = static_cast<std::size_t>(param - values.data());
+  const auto it = std::partition_point(entries_.begin(), entries_.end(),
+                                       [&](const Entry& e) { return e.offset < offset; });
+  if (it == entries_.end() || it->offset != offset) {
+    throw std::invalid_argument("a pointer that starts no parameter");
+  }
+  return static_cast<std::size_t>(it - entries_.begin());
 }
 
 }  // namespace dropkit::nn

@@ -52,6 +52,10 @@ class ParamArena {
   // The values of a trainable parameter or a buffer.
   std::span<float> values_of(const Entry& e);
   std::span<const float> values_of(const Entry& e) const;
+  // The index in entries() of the trainable parameter whose values start at `param` (how a
+  // gradient sink or a penalty names its parameter); std::invalid_argument for a pointer outside
+  // values() or inside a parameter.
+  std::size_t entry_at(const float* param) const;
 
  private:
   std::vector<Entry> entries_, buffer_entries_;

@@ -73,21 +73,6 @@ void Optimizer::begin_step(nn::ParamArena& arena, int epoch) {
   arena_ = &arena;
 }
 
-std::size_t Optimizer::entry_at(const float* param) const {
-  const auto& entries = arena_->entries();
-  const std::span<float> values = arena_->values();
-  if (std::less<>{}(param, values.data()) || !std::less<>{}(param, values.data() + values.size())) {
-    throw std::invalid_argument("optimizer: a pointer outside the parameters");
-  }
-  const auto offset = static_cast<std::size_t>(param - values.data());
-  const auto it = std::partition_point(entries.begin(), entries.end(),
-                                       [&](const auto& e) { return e.offset < offset; });
-  if (it == entries.end() || it->offset != offset) {
-    throw std::invalid_argument("optimizer: a pointer that starts no parameter");
-  }
-  return static_cast<std::size_t>(it - entries.begin());
-}
-
 void Optimizer::add_penalties(std::span<const nn::PenaltyGradient> penalties) {
   if (arena_ == nullptr) throw std::logic_error("optimizer: add_penalties() outside a step");
   for (const auto& c : covered_) {
@@ -96,7 +81,7 @@ void Optimizer::add_penalties(std::span<const nn::PenaltyGradient> penalties) {
     }
   }
   for (const auto& p : penalties) {
-    const std::size_t i = entry_at(p.param);
+    const std::size_t i = arena_->entry_at(p.param);
     penalty_decay_[i] += p.decay;
     penalty_shift_[i] += p.shift;
   }
@@ -144,7 +129,7 @@ void Optimizer::update_rows(std::size_t entry, std::size_t r0, std::size_t r1, c
 void Optimizer::consume(float* param, std::size_t row_begin, std::size_t row_end,
                         const float* grad) {
   if (arena_ == nullptr) throw std::logic_error("optimizer: consume() outside a step");
-  const std::size_t i = entry_at(param);
+  const std::size_t i = arena_->entry_at(param);
   const auto& e = arena_->entries()[i];
   if (row_begin >= row_end || row_end > e.rows()) {
     throw std::invalid_argument(fmt::format("optimizer: rows [{}, {}) of {} are outside [0, {})",

@@ -89,8 +89,6 @@ class Optimizer final : public nn::GradientSink {
   // Rows [r0, r1) of arena entry `entry` from their gradient g (plus the penalties), then
   // max-norm on them.
   void update_rows(std::size_t entry, std::size_t r0, std::size_t r1, const float* g);
-  // The index of the arena entry whose values start at `param`; std::invalid_argument otherwise.
-  std::size_t entry_at(const float* param) const;
 
   OptimizerConfig config_;
   bool adam_;  // config_.kind == "adam", decided once

@@ -127,17 +127,11 @@ class KeepGradients final : public nn::GradientSink {
       : arena_(arena), slot_(slot), covered_(arena.entries().size()) {}
   void consume(float* param, std::size_t row_begin, std::size_t row_end,
                const float* grad) override {
-    const auto& entries = arena_.entries();
-    for (std::size_t i = 0; i < entries.size(); ++i) {
-      const auto& e = entries[i];
-      if (arena_.values().data() + e.offset != param) continue;
-      const std::size_t per_row = e.numel() / e.rows();
-      std::copy(grad, grad + (row_end - row_begin) * per_row,
-                slot_ + e.offset + row_begin * per_row);
-      covered_[i].store(true, std::memory_order_relaxed);
-      return;
-    }
-    throw std::logic_error("KeepGradients: a gradient for a parameter outside the arena");
+    const std::size_t i = arena_.entry_at(param);
+    const auto& e = arena_.entries()[i];
+    const std::size_t per_row = e.numel() / e.rows();
+    std::copy(grad, grad + (row_end - row_begin) * per_row, slot_ + e.offset + row_begin * per_row);
+    covered_[i].store(true, std::memory_order_relaxed);
   }
   bool covered(std::size_t entry) const { return covered_[entry].load(std::memory_order_relaxed); }
 

@@ -278,6 +278,31 @@ TEST(FusedUpdate, SinkContractViolationsAreErrors) {
   EXPECT_THROW(other.begin_step(arena, 0), std::invalid_argument);
 }
 
+// A step whose loss is summed over processes (ctx.peers) must add its gradients over the same
+// processes (dp), and the other way round: a mismatch is refused before anything changes.
+TEST(FusedUpdate, AStepWithPeersButNoDataParallelIsRefusedUntouched) {
+  struct OneProcess final : nn::BatchPeers {
+    std::size_t batch_rows() const override { return 2; }
+    void sum(std::span<double>) const override {}
+  } peers;
+  model::Sequential net;
+  net.add(std::make_unique<nn::Linear>(3, 2));
+  net.build({"layers.0.dense"});
+  net.init_params(4);
+  Optimizer opt(OptimizerConfig{}, net.params().size());
+  parallel::ThreadPool pool(1);
+  const Tensor x = random_tensor(Shape{2, 3}, 5);
+  const std::vector<std::uint8_t> labels = {0, 1};
+  const std::vector<float> before(net.params().values().begin(), net.params().values().end());
+  Tensor dl;
+  EXPECT_THROW(train_step(net, opt, 0, x, labels,
+                          {.mode = nn::Mode::kTrain, .pool = &pool, .peers = &peers}, dl),
+               std::invalid_argument);
+  EXPECT_TRUE(std::equal(before.begin(), before.end(), net.params().values().begin()));
+  train_step(net, opt, 0, x, labels, {.mode = nn::Mode::kTrain, .pool = &pool}, dl);
+  EXPECT_FALSE(std::equal(before.begin(), before.end(), net.params().values().begin()));
+}
+
 TEST(FusedUpdate, LinearBackwardRefusesToRunInPlace) {
   nn::Linear layer(3, 3);
   nn::ParamArena arena({&layer});

@@ -314,25 +314,6 @@ TEST(Trainer, ALastBatchOfOneExampleIsRefusedUpFrontForBatchNorm) {
   EXPECT_NO_THROW(t.run_epoch());
 }
 
-TEST(Batcher, ClassListsAreParsedStrictly) {
-  EXPECT_EQ(data::parse_class_list(""), std::vector<int>{});
-  EXPECT_EQ(data::parse_class_list("9,8"), (std::vector<int>{8, 9}));
-  EXPECT_EQ(data::class_list_text({8, 9}), "8,9");
-  for (const char* bad :
-       {"10", "8,8", ",", "8,", "-1", "a", "0,1,2,3,4,5,6,7,8,9", "1 ,2", "0001"}) {
-    SCOPED_TRACE(bad);
-    try {
-      data::parse_class_list(bad);
-      ADD_FAILURE() << "accepted";
-    } catch (const std::invalid_argument& e) {
-      EXPECT_THAT(e.what(), HasSubstr("[0, 9]"));
-    }
-  }
-  const auto d = test::synthetic_dataset(12, 2, 4, 1);
-  const std::vector<std::uint32_t> rows = {0, 1, 2, 3, 4, 5, 11};
-  EXPECT_EQ(data::rows_without(d, rows, {1, 3}), (std::vector<std::uint32_t>{0, 2, 4}));
-}
-
 TEST(TrainConfigTest, JsonRoundTripAndValidation) {
   TrainConfig c = toy_config();
   EXPECT_EQ(TrainConfig::from_json(c.to_json()).to_json(), c.to_json());
@@ -403,113 +384,6 @@ TEST(TrainConfigTest, EveryOptionRoundTripsDefaultsAndChecksItsRange) {
     }
   }
   EXPECT_THROW(TrainConfig::from_json({{"no_such_option", 1}}), std::invalid_argument);
-}
-
-TEST(Batcher, PermutationIsAPermutationKeyedBySeedAndEpoch) {
-  const auto split = data::split_train_val(1000, 100);
-  EXPECT_EQ(split.train.size(), 900u);
-  EXPECT_EQ(split.val.front(), 900u);
-  const auto p0 = data::epoch_permutation(split.train, 1, 0);
-  auto sorted = p0;
-  std::sort(sorted.begin(), sorted.end());
-  EXPECT_EQ(sorted, split.train);
-  EXPECT_EQ(data::epoch_permutation(split.train, 1, 0), p0);
-  EXPECT_NE(data::epoch_permutation(split.train, 1, 1), p0);
-  EXPECT_NE(data::epoch_permutation(split.train, 2, 0), p0);
-  EXPECT_THROW(data::split_train_val(10, 10), std::invalid_argument);
-}
-
-TEST(Batcher, BatchesAreStandardizedBytes) {
-  const auto d = test::synthetic_dataset(50, 4, 2, 3);
-  std::vector<std::uint32_t> rows(50);
-  for (std::uint32_t i = 0; i < 50; ++i) rows[i] = i;
-  const auto norm = data::compute_normalization(d, rows);
-  Tensor x;
-  std::vector<std::uint8_t> labels;
-  data::make_batch(d, std::span(rows).subspan(10, 5), norm, x, labels);
-  EXPECT_EQ(x.shape(), (Shape{5, 1, 4, 4}));  // NCHW, one channel
-  EXPECT_EQ(labels[0], d.labels[10]);
-  EXPECT_FLOAT_EQ(x[3], (d.images[10 * 16 + 3] / 255.0f - norm.mean) / norm.std);
-  // Over the whole set: mean 0, variance 1.
-  data::make_batch(d, rows, norm, x, labels);
-  double s = 0, sq = 0;
-  for (std::size_t i = 0; i < x.numel(); ++i) s += x[i], sq += x[i] * x[i];
-  EXPECT_NEAR(s / x.numel(), 0.0, 1e-4);
-  EXPECT_NEAR(sq / x.numel(), 1.0, 1e-3);
-}
-
-TEST(OptimizerTest, SgdMomentumStepHasThePapersForm) {
-  nn::Linear layer(2, 2, nn::Activation::kIdentity);
-  nn::ParamArena arena({&layer});
-  OptimizerConfig c;
-  c.lr = 0.5;
-  c.momentum = 0.9;
-  c.momentum_start = 0.5;
-  c.momentum_ramp_epochs = 4;
-  Optimizer opt(c, arena.size());
-  EXPECT_DOUBLE_EQ(opt.momentum_at(0), 0.5);
-  EXPECT_DOUBLE_EQ(opt.momentum_at(2), 0.7);
-  EXPECT_DOUBLE_EQ(opt.momentum_at(9), 0.9);
-  parallel::ThreadPool pool(1);
-  layer.weight()[0] = 1.0f;
-  arena.grads()[0] = 2.0f;
-  opt.step(arena, 0, pool);
-  // v = 0.5 * 0 - (1 - 0.5) * 0.5 * 2 = -0.5; w = 1 - 0.5
-  EXPECT_FLOAT_EQ(layer.weight()[0], 0.5f);
-  EXPECT_EQ(arena.grads()[0], 0.0f);  // consumed
-  arena.grads()[0] = 2.0f;
-  opt.step(arena, 0, pool);
-  // v = 0.5 * -0.5 - 0.5 = -0.75
-  EXPECT_FLOAT_EQ(layer.weight()[0], -0.25f);
-}
-
-TEST(OptimizerTest, MaxNormProjectsLongHiddenRowsOnly) {
-  nn::Linear hidden(3, 2, nn::Activation::kReLU), output(2, 2);
-  nn::ParamArena arena({&hidden, &output}, {}, /*last_is_output=*/true);
-  const float w[] = {3, 4, 0, 0.3f, 0.4f, 0};  // row norms 5 and 0.5
-  std::copy(w, w + 6, hidden.weight());
-  std::fill(output.weight(), output.weight() + 4, 10.0f);
-  parallel::ThreadPool pool(2);
-  EXPECT_EQ(apply_max_norm(arena, 2.0, pool), 1u);
-  EXPECT_FLOAT_EQ(hidden.weight()[0], 1.2f);
-  EXPECT_FLOAT_EQ(hidden.weight()[1], 1.6f);
-  EXPECT_FLOAT_EQ(hidden.weight()[3], 0.3f);  // short row untouched
-  EXPECT_EQ(output.weight()[0], 10.0f);       // the output layer has no hidden units
-}
-
-TEST(OptimizerTest, FusedMaxNormEqualsUpdateThenProject) {
-  nn::Linear a(300, 70, nn::Activation::kReLU), b(300, 70, nn::Activation::kReLU);
-  nn::ParamArena pa({&a}), pb({&b});
-  a.init_params(1, 1);
-  b.init_params(1, 1);
-  for (std::size_t i = 0; i < pa.size(); ++i) {
-    pa.grads()[i] = pb.grads()[i] = 0.05f * static_cast<float>(i % 17) - 0.4f;
-  }
-  OptimizerConfig with, without;
-  with.max_norm = 1.0;  // He init rows have norm ~1.4: most get projected
-  without.max_norm = 0.0;
-  Optimizer oa(with, pa.size()), ob(without, pb.size());
-  parallel::ThreadPool pool(2);
-  oa.step(pa, 0, pool);
-  ob.step(pb, 0, pool);
-  EXPECT_GT(apply_max_norm(pb, 1.0, pool), 10u);
-  EXPECT_TRUE(std::equal(pa.values().begin(), pa.values().end(), pb.values().begin()));
-}
-
-TEST(OptimizerTest, AdamFirstStepIsLrTimesSign) {
-  nn::Linear layer(1, 2);
-  nn::ParamArena arena({&layer});
-  OptimizerConfig c;
-  c.kind = "adam";
-  c.lr = 0.01;
-  Optimizer opt(c, arena.size());
-  parallel::ThreadPool pool(1);
-  arena.grads()[0] = 3.0f;
-  arena.grads()[1] = -0.001f;
-  opt.step(arena, 0, pool);
-  EXPECT_NEAR(layer.weight()[0], -0.01f, 1e-6);
-  EXPECT_NEAR(layer.weight()[1], 0.01f, 1e-4);
-  EXPECT_THROW(Optimizer({.kind = "rmsprop"}, 1), std::invalid_argument);
 }
 
 }  // namespace

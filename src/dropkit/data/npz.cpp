@@ -1,28 +1,21 @@
-// The .npz reader (data/npz.h): a ZIP archive's central directory, its members stored or
-// deflated (zlib, raw deflate), and NumPy's .npy format inside them (format versions 1-3: magic,
-// version, header length, a Python dict literal {'descr', 'fortran_order', 'shape'}, payload).
-// Only what np.savez writes is accepted, and all of it is checked: sizes against each other and
-// the file, CRC-32 of every payload read, the dict's syntax strictly.
+// The .npz reader (data/npz.h): NumPy's .npy format inside the members of a ZIP archive
+// (data/zip_archive.h), format versions 1-3: magic, version, header length, a Python dict literal
+// {'descr', 'fortran_order', 'shape'}, payload. Only what np.savez writes is accepted, and all of
+// it is checked: sizes against each other and the archive, the dict's syntax strictly.
 #include "dropkit/data/npz.h"
-
-#include <fcntl.h>
-#include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "dropkit/core/atomic_file.h"
 #include "dropkit/core/memory.h"
 #include "dropkit/data/byte_source.h"
+#include "dropkit/data/zip_archive.h"
 
 namespace dropkit::data {
 namespace {
@@ -30,240 +23,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr std::uint64_t kMaxNpyHeader = 1 << 16;  // NumPy writes a few hundred bytes
-// Deflate cannot expand more than about 1032:1; a member claiming more is damaged (or a bomb).
-constexpr std::uint64_t kMaxDeflateRatio = 1032;
-
-std::uint64_t le(const std::uint8_t* p, int bytes) {
-  std::uint64_t v = 0;
-  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-
-struct Member {
-  std::string name;
-  std::uint16_t method = 0;  // 0 stored, 8 deflated
-  std::uint32_t crc = 0;
-  std::uint64_t compressed = 0, size = 0, local_header = 0;
-};
-
-// A ZIP archive opened and its central directory read; members read on demand with pread.
-class Zip {
- public:
-  explicit Zip(const fs::path& path) : path_(path) {
-    try {
-      fd_.fd = open_regular_file(path);
-    } catch (const std::runtime_error& e) {
-      throw DataError(e.what());
-    }
-    const off_t end = ::lseek(fd_.fd, 0, SEEK_END);
-    if (end < 0) fail_errno();
-    size_ = static_cast<std::uint64_t>(end);
-    read_directory();
-  }
-  Zip(const Zip&) = delete;
-  Zip& operator=(const Zip&) = delete;
-
-  const fs::path& path() const { return path_; }
-  const std::vector<Member>& members() const { return members_; }
-  const Member* find(std::string_view name) const {
-    for (const Member& m : members_) {
-      if (m.name == name) return &m;
-    }
-    return nullptr;
-  }
-
-  // The first n bytes of the member's content (n <= m.size). Reading the whole member checks
-  // its CRC-32 and that the deflate stream ends exactly there.
-  std::vector<std::uint8_t> read(const Member& m, std::uint64_t n) const {
-    std::vector<std::uint8_t> out(n);
-    const std::uint64_t at = data_offset(m);
-    if (m.method == 0) {
-      read_at(at, out.data(), n);
-    } else {
-      inflate_into(m, at, out.data(), n);
-    }
-    if (n == m.size && crc32_of(out.data(), n) != m.crc) {
-      fail(path_, "member ", m.name, " is damaged (its CRC-32 does not match)");
-    }
-    return out;
-  }
-
- private:
-  [[noreturn]] void fail_errno() const { fail(path_, std::strerror(errno)); }
-
-  void read_at(std::uint64_t at, std::uint8_t* out, std::uint64_t n) const {
-    if (at > size_ || n > size_ - at) fail(path_, "the archive is cut short");
-    while (n > 0) {
-      const auto chunk = static_cast<std::size_t>(std::min<std::uint64_t>(n, 1 << 30));
-      const ssize_t got = ::pread(fd_.fd, out, chunk, static_cast<off_t>(at));
-      if (got < 0 && errno == EINTR) continue;
-      if (got < 0) fail_errno();
-      if (got == 0) fail(path_, "the archive is cut short");
-      out += got;
-      at += static_cast<std::uint64_t>(got);
-      n -= static_cast<std::uint64_t>(got);
-    }
-  }
-
-  void read_directory() {
-    // The end-of-central-directory record: 22 bytes plus a comment of up to 65535.
-    const std::uint64_t tail = std::min<std::uint64_t>(size_, 22 + 65535);
-    std::vector<std::uint8_t> buf(tail);
-    read_at(size_ - tail, buf.data(), tail);
-    std::optional<std::uint64_t> eocd;
-    for (std::uint64_t i = tail >= 22 ? tail - 22 + 1 : 0; i-- > 0;) {
-      if (le(&buf[i], 4) == 0x06054b50) {
-        eocd = i;
-        break;
-      }
-    }
-    if (!eocd) fail(path_, "not an .npz file (no ZIP end-of-central-directory record)");
-    const std::uint8_t* e = &buf[*eocd];
-    std::uint64_t entries = le(e + 10, 2), dir_size = le(e + 12, 4), dir_at = le(e + 16, 4);
-    if (entries == 0xFFFF || dir_size == 0xFFFFFFFF || dir_at == 0xFFFFFFFF) {
-      // ZIP64: the locator just before the record points at the ZIP64 end record.
-      const std::uint64_t eocd_at = size_ - tail + *eocd;
-      if (eocd_at < 20) fail(path_, "damaged ZIP64 directory");
-      std::uint8_t loc[20];
-      read_at(eocd_at - 20, loc, 20);
-      if (le(loc, 4) != 0x07064b50) fail(path_, "damaged ZIP64 directory (no locator)");
-      std::uint8_t rec[56];
-      read_at(le(loc + 8, 8), rec, 56);
-      if (le(rec, 4) != 0x06064b50) fail(path_, "damaged ZIP64 directory (no end record)");
-      entries = le(rec + 32, 8);
-      dir_size = le(rec + 40, 8);
-      dir_at = le(rec + 48, 8);
-    }
-    if (dir_at > size_ || dir_size > size_ - dir_at || entries > dir_size / 46) {
-      fail(path_, "damaged ZIP directory (it lies outside the file)");
-    }
-    std::vector<std::uint8_t> dir(dir_size);
-    read_at(dir_at, dir.data(), dir_size);
-    std::uint64_t at = 0;
-    for (std::uint64_t k = 0; k < entries; ++k) {
-      if (dir_size - at < 46 || le(&dir[at], 4) != 0x02014b50) {
-        fail(path_, "damaged ZIP directory (entry ", k, ")");
-      }
-      const std::uint8_t* h = &dir[at];
-      const std::uint64_t name_len = le(h + 28, 2), extra_len = le(h + 30, 2),
-                          comment_len = le(h + 32, 2);
-      if (dir_size - at - 46 < name_len + extra_len + comment_len) {
-        fail(path_, "damaged ZIP directory (entry ", k, ")");
-      }
-      Member m;
-      m.name.assign(reinterpret_cast<const char*>(h + 46), name_len);
-      m.method = static_cast<std::uint16_t>(le(h + 10, 2));
-      m.crc = static_cast<std::uint32_t>(le(h + 16, 4));
-      m.compressed = le(h + 20, 4);
-      m.size = le(h + 24, 4);
-      m.local_header = le(h + 42, 4);
-      read_zip64_extra(m, h + 46 + name_len, extra_len);
-      if (le(h + 8, 2) & 1) fail(path_, "member ", m.name, " is encrypted");
-      members_.push_back(std::move(m));
-      at += 46 + name_len + extra_len + comment_len;
-    }
-  }
-
-  // The ZIP64 extended information field (id 1) holds, in order, whichever of size, compressed
-  // size and header offset are 0xFFFFFFFF in the fixed record.
-  void read_zip64_extra(Member& m, const std::uint8_t* extra, std::uint64_t len) const {
-    for (std::uint64_t at = 0; at + 4 <= len;) {
-      const std::uint64_t id = le(extra + at, 2), n = le(extra + at + 2, 2);
-      if (at + 4 + n > len) break;
-      if (id == 1) {
-        const std::uint8_t* p = extra + at + 4;
-        std::uint64_t left = n;
-        for (std::uint64_t* field : {&m.size, &m.compressed, &m.local_header}) {
-          if (*field != 0xFFFFFFFF) continue;
-          if (left < 8) fail(path_, "member ", m.name, ": damaged ZIP64 field");
-          *field = le(p, 8);
-          p += 8;
-          left -= 8;
-        }
-      }
-      at += 4 + n;
-    }
-  }
-
-  std::uint64_t data_offset(const Member& m) const {
-    std::uint8_t h[30];
-    read_at(m.local_header, h, 30);
-    const std::uint64_t name_len = le(h + 26, 2);
-    if (le(h, 4) != 0x04034b50 || le(h + 8, 2) != m.method || name_len != m.name.size()) {
-      fail(path_, "member ", m.name, ": damaged local header");
-    }
-    std::string name(name_len, '\0');
-    read_at(m.local_header + 30, reinterpret_cast<std::uint8_t*>(name.data()), name_len);
-    if (name != m.name) fail(path_, "member ", m.name, ": damaged local header");
-    const std::uint64_t at = m.local_header + 30 + name_len + le(h + 28, 2);
-    if (m.method != 0 && m.method != 8) {
-      fail(path_, "member ", m.name, " uses compression method ", m.method,
-           "; only stored (0) and deflated (8), as np.savez and np.savez_compressed write");
-    }
-    if (at > size_ || m.compressed > size_ - at) fail(path_, "the archive is cut short");
-    if (m.method == 0 ? m.size != m.compressed : m.size / kMaxDeflateRatio > m.compressed + 1) {
-      fail(path_, "member ", m.name, " claims ", m.size, " bytes from ", m.compressed,
-           " compressed: damaged");
-    }
-    return at;
-  }
-
-  void inflate_into(const Member& m, std::uint64_t at, std::uint8_t* out, std::uint64_t n) const {
-    z_stream z{};
-    if (inflateInit2(&z, -MAX_WBITS) != Z_OK) fail(path_, "zlib: cannot start inflating");
-    const auto damaged = [&](const char* why) {
-      inflateEnd(&z);
-      fail(path_, "member ", m.name, " is damaged (its deflate stream ", why, ")");
-    };
-    // Reading the whole member, inflate goes on into one spare byte until the stream ends, so
-    // that a stream longer than its recorded size is caught.
-    const bool whole = n == m.size;
-    std::vector<std::uint8_t> in(1 << 16);
-    std::uint8_t spare = 0;
-    std::uint64_t fed = 0, produced = 0;
-    for (;;) {
-      if (z.avail_in == 0 && fed < m.compressed) {
-        const auto k =
-            static_cast<std::size_t>(std::min<std::uint64_t>(in.size(), m.compressed - fed));
-        read_at(at + fed, in.data(), k);
-        fed += k;
-        z.next_in = in.data();
-        z.avail_in = static_cast<uInt>(k);
-      }
-      const bool extra = produced == n;
-      if (extra && !whole) break;  // the prefix asked for
-      z.next_out = extra ? &spare : out + produced;
-      z.avail_out = extra ? 1u : static_cast<uInt>(std::min<std::uint64_t>(n - produced, 1u << 30));
-      const uInt before = z.avail_out;
-      const int rc = inflate(&z, Z_NO_FLUSH);
-      const uInt made = before - z.avail_out;
-      if (extra && made > 0) damaged("is longer than its recorded size");
-      produced += made;
-      if (rc == Z_STREAM_END) break;
-      if (rc == Z_BUF_ERROR && z.avail_in == 0 && fed == m.compressed) damaged("is cut short");
-      if (rc != Z_OK && rc != Z_BUF_ERROR) damaged("is corrupt");
-    }
-    inflateEnd(&z);
-    if (produced != n) fail(path_, "member ", m.name, " is damaged (its deflate stream is short)");
-  }
-
-  // Closes the file also when the constructor throws (a damaged directory): a member's
-  // destructor runs then, the class's own does not.
-  struct Descriptor {
-    int fd = -1;
-    Descriptor() = default;
-    Descriptor(const Descriptor&) = delete;
-    Descriptor& operator=(const Descriptor&) = delete;
-    ~Descriptor() {
-      if (fd >= 0) ::close(fd);
-    }
-  };
-
-  fs::path path_;
-  Descriptor fd_;
-  std::uint64_t size_ = 0;
-  std::vector<Member> members_;
-};
 
 // The header of one .npy member: element type, shape, and where the payload starts.
 struct NpyHeader {
@@ -385,7 +144,7 @@ class DictText {
   const std::string& member_;
 };
 
-NpyHeader read_header(const Zip& zip, const Member& m) {
+NpyHeader read_header(const ZipArchive& zip, const ZipMember& m) {
   const auto head = zip.read(m, std::min<std::uint64_t>(m.size, 12));
   if (head.size() < 10 || std::memcmp(head.data(), "\x93NUMPY", 6) != 0) {
     fail(zip.path(), "member ", m.name, " is not a .npy array");
@@ -394,7 +153,7 @@ NpyHeader read_header(const Zip& zip, const Member& m) {
   if (major < 1 || major > 3) fail(zip.path(), "member ", m.name, ": .npy version ", major);
   if (major > 1 && head.size() < 12) fail(zip.path(), "member ", m.name, " is cut short");
   const std::uint64_t text_at = major == 1 ? 10 : 12;
-  const std::uint64_t text_len = le(&head[8], major == 1 ? 2 : 4);
+  const std::uint64_t text_len = little_endian(&head[8], major == 1 ? 2 : 4);
   if (text_len > kMaxNpyHeader || text_at + text_len > m.size) {
     fail(zip.path(), "member ", m.name, ": damaged .npy header length ", text_len);
   }
@@ -417,19 +176,19 @@ NpyHeader read_header(const Zip& zip, const Member& m) {
 }
 
 struct Split {
-  const Member* x = nullptr;
-  const Member* y = nullptr;
+  const ZipMember* x = nullptr;
+  const ZipMember* y = nullptr;
   NpyHeader xh, yh;
   DatasetShape shape;
 };
 
-std::string member_list(const Zip& zip) {
+std::string member_list(const ZipArchive& zip) {
   std::string names;
-  for (const Member& m : zip.members()) names += (names.empty() ? "" : ", ") + m.name;
+  for (const ZipMember& m : zip.members()) names += (names.empty() ? "" : ", ") + m.name;
   return names.empty() ? "nothing" : names;
 }
 
-Split peek_split(const Zip& zip, MnistSplit which) {
+Split peek_split(const ZipArchive& zip, MnistSplit which) {
   const std::string suffix = which == MnistSplit::kTrain ? "train" : "test";
   Split s;
   s.x = zip.find("x_" + suffix + ".npy");
@@ -465,7 +224,7 @@ Split peek_split(const Zip& zip, MnistSplit which) {
   return s;
 }
 
-Dataset load_split(const Zip& zip, const Split& s, int num_classes) {
+Dataset load_split(const ZipArchive& zip, const Split& s, int num_classes) {
   if (num_classes < 1 || num_classes > 256) {
     throw std::invalid_argument("load_npz: num_classes must be in 1..256, got " +
                                 std::to_string(num_classes));
@@ -485,7 +244,7 @@ Dataset load_split(const Zip& zip, const Split& s, int num_classes) {
     const std::uint8_t* p = raw.data() + s.yh.payload_at;
     d.labels.resize(n);
     for (std::uint64_t i = 0; i < n; ++i) {
-      const std::uint64_t v = le(p + i * s.yh.itemsize, s.yh.itemsize);
+      const std::uint64_t v = little_endian(p + i * s.yh.itemsize, s.yh.itemsize);
       const int bits = 8 * s.yh.itemsize;
       // The label as the signed or unsigned integer it is (sign-extended from its width).
       const long long value =
@@ -533,17 +292,17 @@ bool is_npz_path(const fs::path& path) {
 }
 
 DatasetShape peek_npz_split(const fs::path& file, MnistSplit split) {
-  const Zip zip(file);
+  const ZipArchive zip(file);
   return peek_split(zip, split).shape;
 }
 
 Dataset load_npz_split(const fs::path& file, MnistSplit split, int num_classes) {
-  const Zip zip(file);
+  const ZipArchive zip(file);
   return load_split(zip, peek_split(zip, split), num_classes);
 }
 
 TrainTest load_npz(const fs::path& file, int num_classes) {
-  const Zip zip(file);
+  const ZipArchive zip(file);
   const Split train = peek_split(zip, MnistSplit::kTrain),
               test = peek_split(zip, MnistSplit::kTest);
   if (train.shape.rows != test.shape.rows || train.shape.cols != test.shape.cols ||

@@ -201,7 +201,17 @@ data::Dataset load_data(const Opts& o, const model::Model& model) {
   return data::load_images(o.images);
 }
 
-int run_predict(const Opts& o, const CLI::App& app) {
+// A request checked and its model and data loaded: everything is checked before anything is
+// computed or written.
+struct Loaded {
+  train::Checkpoint ck;
+  data::Dataset d;
+  int classes = 0;
+  std::vector<int> excluded;
+  predict::PredictOptions mc_opts;  // samples, seed, the sweep's counts
+};
+
+Loaded check_and_load(const Opts& o, const CLI::App& app) {
   // --images replaces --data's test split; --data then serves only --recalibrate-bn.
   if (!o.images.empty() && app.count("--data") > 0 && o.recalibrate_bn == 0) {
     throw std::invalid_argument(
@@ -217,95 +227,84 @@ int run_predict(const Opts& o, const CLI::App& app) {
   const std::vector<NamedPath> outputs = {
       {"--out", o.out}, {"--reliability", o.reliability}, {"--sweep-svg", o.sweep_svg}};
   check_outputs_distinct(inputs, outputs);
-  // Everything is checked and loaded before anything is computed or written.
-  const auto ck = train::read_checkpoint(fs::path(o.model) / train::kCheckpointFile);
-  model::Model& model = *ck.model;
-  const auto classes = static_cast<int>(model.output_shape()[0]);
-  if (o.top_k > classes) {
+  Loaded l{.ck = train::read_checkpoint(fs::path(o.model) / train::kCheckpointFile)};
+  const model::Model& model = *l.ck.model;
+  l.classes = static_cast<int>(model.output_shape()[0]);
+  if (o.top_k > l.classes) {
     throw std::invalid_argument(fmt::format(
-        "--top-k {} is outside [0, {}]: the model has {} classes", o.top_k, classes, classes));
+        "--top-k {} is outside [0, {}]: the model has {} classes", o.top_k, l.classes, l.classes));
   }
-  const data::Dataset d = load_data(o, model);
-  train::check_model_fits(model, d, o.images.empty() ? "test" : "given");
-  const auto excluded =
-      data::parse_class_list(o.exclude_classes.value_or(ck.config.exclude_classes), classes);
+  l.d = load_data(o, model);
+  train::check_model_fits(model, l.d, o.images.empty() ? "test" : "given");
+  l.excluded =
+      data::parse_class_list(o.exclude_classes.value_or(l.ck.config.exclude_classes), l.classes);
   const auto sweep = parse_counts(o.sweep);
   if (!sweep.empty() && o.mc == 0) throw std::invalid_argument("--sweep needs --mc");
   if (!o.sweep_svg.empty() && sweep.empty())
     throw std::invalid_argument("--sweep-svg needs --sweep");
-  predict::PredictOptions mc_opts{.samples = o.mc,
-                                  .seed = o.seed.value_or(ck.config.seed),
-                                  .report_at = sweep,
-                                  .max_rows = o.max_rows};
-  predict::report_counts(mc_opts);  // a sweep count above --mc fails here
-  predict::check_predict_fits(model, mc_opts);
+  l.mc_opts = {.samples = o.mc,
+               .seed = o.seed.value_or(l.ck.config.seed),
+               .report_at = sweep,
+               .max_rows = o.max_rows};
+  predict::report_counts(l.mc_opts);  // a sweep count above --mc fails here
+  predict::check_predict_fits(model, l.mc_opts);
   for (const std::string& f : {o.out, o.reliability, o.sweep_svg}) {
     if (f.empty()) continue;
     ensure_writable_dir(fs::absolute(f).parent_path());
     check_replaceable(f);
   }
-  const bool labelled = !d.labels.empty();
-  if (!labelled && (!o.reliability.empty() || !sweep.empty())) {
+  if (l.d.labels.empty() && (!o.reliability.empty() || !sweep.empty())) {
     throw std::invalid_argument("--reliability and --sweep need labels (--data, or --labels)");
   }
-  const bool csv = fs::path(o.out).extension() == ".csv";
+  return l;
+}
 
-  parallel::ThreadPool pool(resolve_threads(o.threads));
-  const std::string recalibrated =
-      recalibrate_from_flag(model, ck.config, o.data, o.recalibrate_bn, pool);
-  std::string lines = csv ? csv_header(static_cast<std::size_t>(classes), o.top_k) : "";
-  const std::function<void(const predict::ExampleResult&)> write_line =
-      [&](const predict::ExampleResult& e) {
-        if (!o.out.empty()) lines += example_line(e, o.top_k, csv);
-      };
-  const Prediction det = run_prediction(model, d, {.samples = 0, .max_rows = o.max_rows}, excluded,
-                                        pool, o.mc == 0 ? write_line : nullptr, o.json);
-  std::optional<Prediction> mc;
-  if (o.mc > 0) mc = run_prediction(model, d, mc_opts, excluded, pool, write_line, o.json);
-
-  json result = {{"model", o.model},       {"net", model.spec()},
-                 {"examples", d.count},    {"samples", o.mc},
-                 {"seed", mc_opts.seed},   {"exclude_classes", data::class_list_text(excluded)},
-                 {"threads", pool.size()}, {"seconds", {{"deterministic", det.seconds}}}};
-  if (mc) result["seconds"]["mc"] = mc->seconds;
-  if (!recalibrated.empty()) result["recalibrated"] = recalibrated;
-  std::vector<report::Reliability> diagrams;
-  if (labelled) {
-    // In-distribution examples, and which of them each prediction got wrong.
-    std::vector<std::uint8_t> in_dist(d.count), ood(d.count), all(d.count, 1);
-    for (std::size_t i = 0; i < d.count; ++i) {
-      ood[i] = std::find(excluded.begin(), excluded.end(), d.labels[i]) != excluded.end();
-      in_dist[i] = !ood[i];
-    }
-    const auto report = [&](const Prediction& r, const char* name, const char* color) {
-      const predict::Aggregate a = r.aggregates.back().result();
-      json j = aggregate_json(a);
-      std::vector<std::uint8_t> wrong(d.count);
-      for (std::size_t i = 0; i < d.count; ++i) wrong[i] = r.stats[i].predicted != d.labels[i];
-      j["misclassification_auroc"] = detection_json(r, in_dist, wrong);
-      if (!excluded.empty()) j["ood_auroc"] = detection_json(r, all, ood);
-      result[name] = j;
-      std::vector<double> acc;
-      for (const auto& b : a.bins)
-        acc.push_back(b.count ? static_cast<double>(b.correct) / static_cast<double>(b.count)
-                              : std::nan(""));
-      const std::string label =
-          r.samples ? fmt::format("MC dropout, T = {}", r.samples) : std::string("weight scaling");
-      diagrams.push_back({fmt::format("{} (ECE {:.4f})", label, a.ece), color, acc});
-    };
-    report(det, "deterministic", "#1f77b4");
-    if (mc) {
-      report(*mc, "mc", "#d62728");
-      json sw = json::array();
-      for (std::size_t i = 0; i < mc->counts.size(); ++i) {
-        json j = aggregate_json(mc->aggregates[i].result());
-        j["samples"] = mc->counts[i];
-        sw.push_back(j);
-      }
-      result["sweep"] = sw;
-    }
+// Labelled data: each prediction's set-level numbers (accuracy, NLL, Brier, ECE), its AUROCs
+// (misclassification; out-of-distribution when classes are excluded) and the MC sweep into
+// `result`; the reliability diagrams' curves returned.
+std::vector<report::Reliability> score(const Loaded& l, const Prediction& det,
+                                       const std::optional<Prediction>& mc, json& result) {
+  const data::Dataset& d = l.d;
+  // In-distribution examples, and which of them each prediction got wrong.
+  std::vector<std::uint8_t> in_dist(d.count), ood(d.count), all(d.count, 1);
+  for (std::size_t i = 0; i < d.count; ++i) {
+    ood[i] = std::find(l.excluded.begin(), l.excluded.end(), d.labels[i]) != l.excluded.end();
+    in_dist[i] = !ood[i];
   }
+  std::vector<report::Reliability> diagrams;
+  const auto report = [&](const Prediction& r, const char* name, const char* color) {
+    const predict::Aggregate a = r.aggregates.back().result();
+    json j = aggregate_json(a);
+    std::vector<std::uint8_t> wrong(d.count);
+    for (std::size_t i = 0; i < d.count; ++i) wrong[i] = r.stats[i].predicted != d.labels[i];
+    j["misclassification_auroc"] = detection_json(r, in_dist, wrong);
+    if (!l.excluded.empty()) j["ood_auroc"] = detection_json(r, all, ood);
+    result[name] = j;
+    std::vector<double> acc;
+    for (const auto& b : a.bins)
+      acc.push_back(b.count ? static_cast<double>(b.correct) / static_cast<double>(b.count)
+                            : std::nan(""));
+    const std::string label =
+        r.samples ? fmt::format("MC dropout, T = {}", r.samples) : std::string("weight scaling");
+    diagrams.push_back({fmt::format("{} (ECE {:.4f})", label, a.ece), color, acc});
+  };
+  report(det, "deterministic", "#1f77b4");
+  if (mc) {
+    report(*mc, "mc", "#d62728");
+    json sw = json::array();
+    for (std::size_t i = 0; i < mc->counts.size(); ++i) {
+      json j = aggregate_json(mc->aggregates[i].result());
+      j["samples"] = mc->counts[i];
+      sw.push_back(j);
+    }
+    result["sweep"] = sw;
+  }
+  return diagrams;
+}
 
+// The files asked for: --out's lines, the reliability diagram, the sweep's figure.
+void write_outputs(const Opts& o, int classes, const std::string& lines,
+                   const std::vector<report::Reliability>& diagrams, const json& result) {
   if (!o.out.empty()) write_file_atomic(o.out, lines);
   if (!o.reliability.empty()) {
     write_file_atomic(
@@ -315,7 +314,6 @@ int run_predict(const Opts& o, const CLI::App& app) {
   }
   if (!o.sweep_svg.empty()) {
     const auto& det_j = result["deterministic"];
-    std::vector<report::Series> series;
     report::Series mc_err{"MC dropout: test error", "#d62728", false, {}, {}};
     report::Series det_err{"weight scaling: test error", "#1f77b4", true, {}, {}};
     for (const auto& p : result["sweep"]) {
@@ -324,19 +322,20 @@ int run_predict(const Opts& o, const CLI::App& app) {
       det_err.x.push_back(p["samples"].get<double>());
       det_err.y.push_back(100.0 * (1.0 - det_j["accuracy"].get<double>()));
     }
-    series = {mc_err, det_err};
     write_file_atomic(
-        o.sweep_svg, report::xy_chart_svg("Monte-Carlo averaging vs weight scaling (figure 11)",
-                                          "samples T (log scale)", "test error (%)", series, true));
+        o.sweep_svg,
+        report::xy_chart_svg("Monte-Carlo averaging vs weight scaling (figure 11)",
+                             "samples T (log scale)", "test error (%)", {mc_err, det_err}, true));
   }
+}
 
-  if (o.json) {
-    fmt::print("{}\n", result.dump());
-    return 0;
-  }
-  fmt::print("{}: {} examples, {}\n", o.model, d.count, model.spec());
+// The human-readable summary (without --json).
+void print_summary(const Opts& o, const Loaded& l, const json& result,
+                   const std::string& recalibrated, const Prediction& det,
+                   const std::optional<Prediction>& mc) {
+  fmt::print("{}: {} examples, {}\n", o.model, l.d.count, l.ck.model->spec());
   if (!recalibrated.empty()) fmt::print("{}\n", recalibrated);
-  if (labelled) {
+  if (!l.d.labels.empty()) {
     fmt::print("{:<22} {:>9} {:>8} {:>8} {:>8} {:>10}\n", "prediction", "accuracy", "NLL", "Brier",
                "ECE", "seconds");
     const auto row = [&](const char* name, const json& j, double seconds) {
@@ -359,6 +358,39 @@ int run_predict(const Opts& o, const CLI::App& app) {
   }
   for (const std::string& f : {o.out, o.reliability, o.sweep_svg}) {
     if (!f.empty()) fmt::print("wrote {}\n", f);
+  }
+}
+
+int run_predict(const Opts& o, const CLI::App& app) {
+  Loaded l = check_and_load(o, app);
+  model::Model& model = *l.ck.model;
+  const bool csv = fs::path(o.out).extension() == ".csv";
+  parallel::ThreadPool pool(resolve_threads(o.threads));
+  const std::string recalibrated =
+      recalibrate_from_flag(model, l.ck.config, o.data, o.recalibrate_bn, pool);
+  std::string lines = csv ? csv_header(static_cast<std::size_t>(l.classes), o.top_k) : "";
+  const std::function<void(const predict::ExampleResult&)> write_line =
+      [&](const predict::ExampleResult& e) {
+        if (!o.out.empty()) lines += example_line(e, o.top_k, csv);
+      };
+  const Prediction det = run_prediction(model, l.d, {.samples = 0, .max_rows = o.max_rows},
+                                        l.excluded, pool, o.mc == 0 ? write_line : nullptr, o.json);
+  std::optional<Prediction> mc;
+  if (o.mc > 0) mc = run_prediction(model, l.d, l.mc_opts, l.excluded, pool, write_line, o.json);
+
+  json result = {{"model", o.model},       {"net", model.spec()},
+                 {"examples", l.d.count},  {"samples", o.mc},
+                 {"seed", l.mc_opts.seed}, {"exclude_classes", data::class_list_text(l.excluded)},
+                 {"threads", pool.size()}, {"seconds", {{"deterministic", det.seconds}}}};
+  if (mc) result["seconds"]["mc"] = mc->seconds;
+  if (!recalibrated.empty()) result["recalibrated"] = recalibrated;
+  std::vector<report::Reliability> diagrams;
+  if (!l.d.labels.empty()) diagrams = score(l, det, mc, result);
+  write_outputs(o, l.classes, lines, diagrams, result);
+  if (o.json) {
+    fmt::print("{}\n", result.dump());
+  } else {
+    print_summary(o, l, result, recalibrated, det, mc);
   }
   return 0;
 }

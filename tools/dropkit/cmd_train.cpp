@@ -83,6 +83,55 @@ double peak_memory_mib() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // KiB on Linux
 }
 
+// After a divergence: what is on disk, the last epoch's checkpoint or nothing at all.
+std::string what_is_kept(const fs::path& out, int epochs_done) {
+  if (out.empty()) return "nothing was being saved (no --out)";
+  if (epochs_done == 0) {
+    return fmt::format(
+        "no epoch finished, so nothing was saved: {} holds no run files, and a rerun may use it",
+        out.string());
+  }
+  return fmt::format("{} keeps the checkpoint of epoch {}, which --resume continues", out.string(),
+                     epochs_done);
+}
+
+// The --json line: the last epoch's numbers, speed, memory and traffic per process.
+nlohmann::json summary_json(const train::Trainer& trainer, int threads, int processes,
+                            train::DataParallel::Range memory, const std::string& out) {
+  const train::TrainConfig& config = trainer.config();
+  const auto& h = trainer.history();
+  std::vector<double> secs;
+  for (const auto& r : h)
+    if (r.seconds > 0) secs.push_back(r.seconds);
+  const double med = median(secs);
+  const double train_n = static_cast<double>(trainer.train_examples());
+  const auto last = h.empty() ? train::EpochRecord{} : h.back();
+  nlohmann::json j{{"test_accuracy", last.test_accuracy},
+                   {"test_loss", last.test_loss},
+                   {"train_accuracy", last.train_accuracy},
+                   {"train_loss", last.train_loss},
+                   {"val_accuracy", last.val_accuracy},
+                   {"val_loss", last.val_loss},
+                   {"epochs", trainer.epochs_done()},
+                   {"steps", trainer.steps_done()},
+                   {"epoch_seconds_median", med},
+                   {"samples_per_second", med > 0 ? train_n / med : 0.0},
+                   {"seed", config.seed},
+                   {"net", trainer.model().spec()},
+                   {"threads", threads},
+                   {"processes", processes},
+                   {"peak_memory_mib_per_process", {memory.min, memory.max}},
+                   {"bytes_received_per_step",  // by each process, from the others
+                    trainer.data_parallel() && trainer.data_parallel()->steps() > 0
+                        ? static_cast<double>(trainer.data_parallel()->bytes_received()) /
+                              static_cast<double>(trainer.data_parallel()->steps())
+                        : 0.0},
+                   {"isa", kernels::active_kernels().name},
+                   {"out", out}};
+  if (!last.drop_rates.empty()) j["drop_rates"] = last.drop_rates;
+  return j;
+}
+
 int run_train(CLI::App& app, TrainOpts& o) {
   const bool resuming = app.count("--resume") > 0;
   if (resuming && o.resume.empty()) throw std::invalid_argument("--resume needs a run directory");
@@ -156,21 +205,8 @@ int run_train(CLI::App& app, TrainOpts& o) {
   } catch (const train::TrainingDiverged& e) {
     // Every process of a data-parallel run sees the same loss, and stops here with process 0.
     if (!writer) return 3;
-    // Say what is on disk: the last epoch's checkpoint, or nothing at all.
-    std::string kept;
-    if (out.empty()) {
-      kept = "nothing was being saved (no --out)";
-    } else if (trainer.epochs_done() == 0) {
-      kept = fmt::format(
-          "no epoch finished, so nothing was saved: {} holds no run files, and a "
-          "rerun may use it",
-          out.string());
-    } else {
-      kept = fmt::format("{} keeps the checkpoint of epoch {}, which --resume continues",
-                         out.string(), trainer.epochs_done());
-    }
     fmt::print(stderr, "dropkit train: error: {}; {}\n", spell_options(e.what(), flag_spelling),
-               kept);
+               what_is_kept(out, trainer.epochs_done()));
     return 3;
   } catch (const std::exception& e) {
     if (!group) throw;
@@ -192,37 +228,7 @@ int run_train(CLI::App& app, TrainOpts& o) {
                memory.min, memory.max);
   }
   if (o.json) {
-    const auto& h = trainer.history();
-    std::vector<double> secs;
-    for (const auto& r : h)
-      if (r.seconds > 0) secs.push_back(r.seconds);
-    const double med = median(secs);
-    const double train_n = static_cast<double>(trainer.train_examples());
-    const auto last = h.empty() ? train::EpochRecord{} : h.back();
-    nlohmann::json j{{"test_accuracy", last.test_accuracy},
-                     {"test_loss", last.test_loss},
-                     {"train_accuracy", last.train_accuracy},
-                     {"train_loss", last.train_loss},
-                     {"val_accuracy", last.val_accuracy},
-                     {"val_loss", last.val_loss},
-                     {"epochs", trainer.epochs_done()},
-                     {"steps", trainer.steps_done()},
-                     {"epoch_seconds_median", med},
-                     {"samples_per_second", med > 0 ? train_n / med : 0.0},
-                     {"seed", config.seed},
-                     {"net", trainer.model().spec()},
-                     {"threads", threads},
-                     {"processes", procs.size()},
-                     {"peak_memory_mib_per_process", {memory.min, memory.max}},
-                     {"bytes_received_per_step",  // by each process, from the others
-                      trainer.data_parallel() && trainer.data_parallel()->steps() > 0
-                          ? static_cast<double>(trainer.data_parallel()->bytes_received()) /
-                                static_cast<double>(trainer.data_parallel()->steps())
-                          : 0.0},
-                     {"isa", kernels::active_kernels().name},
-                     {"out", o.out}};
-    if (!last.drop_rates.empty()) j["drop_rates"] = last.drop_rates;
-    fmt::print("{}\n", j.dump());
+    fmt::print("{}\n", summary_json(trainer, threads, procs.size(), memory, o.out).dump());
   }
   return 0;
 }

@@ -61,6 +61,94 @@ struct Row {
   double ratio;         // median over repetitions of (bytes / seconds) / (8 n / copy seconds)
 };
 
+// The dropout family's passes, each timed by `measure(name, bytes moved, fn)` in alternation
+// with the copy: Bernoulli dropout (recompute and bits storage, 32-, 16- and 8-bit fields), the
+// rest of the family, spatial and concrete dropout. xs holds the input (n elements).
+template <typename Measure>
+void time_family(Measure& measure, Tensor& xs, Tensor& ys, Tensor& dxs, const nn::Context& ctx) {
+  const auto n = static_cast<std::size_t>(xs.numel());
+  const double b8 = 8.0 * static_cast<double>(n);
+  dropout::Dropout recompute(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kRecompute, 1);
+  dropout::Dropout stored(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kBits, 1);
+  measure("dropout_forward", b8, [&] { recompute.forward(xs, ys, ctx); });
+  measure("dropout_backward_recompute", b8, [&] { recompute.backward(xs, dxs); });
+  measure("dropout_forward_bits", b8 + static_cast<double>(n) / 8,
+          [&] { stored.forward(xs, ys, ctx); });
+  measure("dropout_backward_bits", b8 + static_cast<double>(n) / 8,
+          [&] { stored.backward(xs, dxs); });
+  // Keep decisions from 16- and 8-bit fields (mask_bits; 2 and 4 elements per Philox word).
+  for (int mask_bits : {16, 8}) {
+    dropout::Dropout narrow(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kRecompute, 1,
+                            {}, mask_bits);
+    measure(fmt::format("dropout_forward_{}bit", mask_bits), b8,
+            [&] { narrow.forward(xs, ys, ctx); });
+    measure(fmt::format("dropout_backward_recompute_{}bit", mask_bits), b8,
+            [&] { narrow.backward(xs, dxs); });
+  }
+  // The rest of the family, in the same fused pass (dropout/mask.h).
+  dropout::GaussianDropout gaussian(0.5, 1);
+  dropout::GaussianNoise noise(1.0, 1);
+  dropout::AlphaDropout alpha(0.1, 1);
+  measure("gaussian_dropout_forward", b8, [&] { gaussian.forward(xs, ys, ctx); });
+  measure("gaussian_dropout_backward", b8, [&] { gaussian.backward(xs, dxs); });
+  measure("gaussian_noise_forward", b8, [&] { noise.forward(xs, ys, ctx); });
+  measure("alpha_dropout_forward", b8, [&] { alpha.forward(xs, ys, ctx); });
+  measure("alpha_dropout_backward", b8, [&] { alpha.backward(xs, dxs); });
+  // Spatial dropout: [n / 1024, 16, 8, 8], one mask value per example and channel.
+  if (n % 1024 == 0) {
+    const Shape flat = xs.shape(), nchw{static_cast<std::int64_t>(n / 1024), 16, 8, 8};
+    xs.reshape(nchw);
+    dropout::Dropout spatial(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kBits, 1,
+                             {2, 3});
+    measure("dropout_forward_spatial", b8, [&] { spatial.forward(xs, ys, ctx); });
+    xs.reshape(flat);
+  }
+  // Concrete dropout on [n / 1024, 1024]: the relaxed mask (a k-th power per element, k = 10)
+  // in forward and again in backward, which also reads x for the rate's gradient.
+  if (n % 1024 == 0) {
+    const Shape flat = xs.shape();
+    xs.reshape(Shape{static_cast<std::int64_t>(n / 1024), 1024});
+    dropout::ConcreteDropout concrete(1024, 0.5, 0.1, 1e-4, 1);
+    nn::ParamArena arena({&concrete});
+    concrete.init_params(0, 0);
+    measure("concrete_dropout_forward", b8, [&] { concrete.forward(xs, ys, ctx); });
+    measure("concrete_dropout_backward", 1.5 * b8, [&] { concrete.backward(xs, dxs); });
+    xs.reshape(flat);
+  }
+}
+
+// The rows as one JSON object (--json) or a table, with the machine they were measured on.
+void print_rows(bool json, const std::vector<Row>& rows, int all) {
+  const auto& k = kernels::active_kernels();
+  auto gbs = [](const Row& r) { return r.bytes / r.seconds / 1e9; };
+  if (json) {
+    nlohmann::json j = machine_json();
+    j["threads"] = all;
+    j["results"] = nlohmann::json::array();
+    for (const auto& r : rows) {
+      j["results"].push_back({{"op", r.op},
+                              {"n", r.n},
+                              {"threads", r.threads},
+                              {"seconds_median", r.seconds},
+                              {"gb_per_s", gbs(r)},
+                              {"copy_seconds_median", r.copy_seconds},
+                              {"ratio_to_copy", r.ratio}});
+    }
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+  const nlohmann::json m = machine_json();
+  fmt::print("cpu: {} ({}, family {}, model {})   isa: {}   threads: 1 and {}\n",
+             m["cpu"].get<std::string>(), m["cpu_vendor"].get<std::string>(),
+             m["cpu_family"].get<std::string>(), m["cpu_model"].get<std::string>(), k.name, all);
+  fmt::print("{:<28} {:>10} {:>7} {:>12} {:>9} {:>8}\n", "op", "n", "threads", "median ms", "GB/s",
+             "x copy");
+  for (const auto& r : rows) {
+    fmt::print("{:<28} {:>10} {:>7} {:>12.3f} {:>9.2f} {:>8.3f}\n", r.op, r.n, r.threads,
+               r.seconds * 1e3, gbs(r), r.ratio);
+  }
+}
+
 int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale, int threads) {
   const int all = resolve_threads(threads);  // measured at 1 thread and at this many
   std::vector<int> thread_counts{1};
@@ -122,54 +210,7 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale, int t
       };
 
       const nn::Context ctx{.mode = nn::Mode::kTrain, .seed = 7, .step = 1, .pool = &pool};
-      dropout::Dropout recompute(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kRecompute,
-                                 1);
-      dropout::Dropout stored(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kBits, 1);
-      measure("dropout_forward", b8, [&] { recompute.forward(xs, ys, ctx); });
-      measure("dropout_backward_recompute", b8, [&] { recompute.backward(xs, dxs); });
-      measure("dropout_forward_bits", b8 + static_cast<double>(n) / 8,
-              [&] { stored.forward(xs, ys, ctx); });
-      measure("dropout_backward_bits", b8 + static_cast<double>(n) / 8,
-              [&] { stored.backward(xs, dxs); });
-      // Keep decisions from 16- and 8-bit fields (mask_bits; 2 and 4 elements per Philox word).
-      for (int mask_bits : {16, 8}) {
-        dropout::Dropout narrow(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kRecompute,
-                                1, {}, mask_bits);
-        measure(fmt::format("dropout_forward_{}bit", mask_bits), b8,
-                [&] { narrow.forward(xs, ys, ctx); });
-        measure(fmt::format("dropout_backward_recompute_{}bit", mask_bits), b8,
-                [&] { narrow.backward(xs, dxs); });
-      }
-      // The rest of the family, in the same fused pass (dropout/mask.h).
-      dropout::GaussianDropout gaussian(0.5, 1);
-      dropout::GaussianNoise noise(1.0, 1);
-      dropout::AlphaDropout alpha(0.1, 1);
-      measure("gaussian_dropout_forward", b8, [&] { gaussian.forward(xs, ys, ctx); });
-      measure("gaussian_dropout_backward", b8, [&] { gaussian.backward(xs, dxs); });
-      measure("gaussian_noise_forward", b8, [&] { noise.forward(xs, ys, ctx); });
-      measure("alpha_dropout_forward", b8, [&] { alpha.forward(xs, ys, ctx); });
-      measure("alpha_dropout_backward", b8, [&] { alpha.backward(xs, dxs); });
-      // Spatial dropout: [n / 1024, 16, 8, 8], one mask value per example and channel.
-      if (n % 1024 == 0) {
-        const Shape flat = xs.shape(), nchw{static_cast<std::int64_t>(n / 1024), 16, 8, 8};
-        xs.reshape(nchw);
-        dropout::Dropout spatial(0.5, dropout::Scaling::kInverted, dropout::MaskStorage::kBits, 1,
-                                 {2, 3});
-        measure("dropout_forward_spatial", b8, [&] { spatial.forward(xs, ys, ctx); });
-        xs.reshape(flat);
-      }
-      // Concrete dropout on [n / 1024, 1024]: the relaxed mask (a k-th power per element, k = 10)
-      // in forward and again in backward, which also reads x for the rate's gradient.
-      if (n % 1024 == 0) {
-        const Shape flat = xs.shape();
-        xs.reshape(Shape{static_cast<std::int64_t>(n / 1024), 1024});
-        dropout::ConcreteDropout concrete(1024, 0.5, 0.1, 1e-4, 1);
-        nn::ParamArena arena({&concrete});
-        concrete.init_params(0, 0);
-        measure("concrete_dropout_forward", b8, [&] { concrete.forward(xs, ys, ctx); });
-        measure("concrete_dropout_backward", 1.5 * b8, [&] { concrete.backward(xs, dxs); });
-        xs.reshape(flat);
-      }
+      time_family(measure, xs, ys, dxs, ctx);
       const rng::StreamKey s{7, 1, 1};
       measure("philox_bits", 4.0 * static_cast<double>(n), [&] {
         split([&](std::size_t b, std::size_t e) { k.fill_bits(s, b, words.data() + b, e - b); });
@@ -178,33 +219,7 @@ int run_kernels(bool json, std::vector<std::size_t> sizes, int reps_scale, int t
   }
 
   bar.finish();
-  auto gbs = [](const Row& r) { return r.bytes / r.seconds / 1e9; };
-  if (json) {
-    nlohmann::json j = machine_json();
-    j["threads"] = all;
-    j["results"] = nlohmann::json::array();
-    for (const auto& r : rows) {
-      j["results"].push_back({{"op", r.op},
-                              {"n", r.n},
-                              {"threads", r.threads},
-                              {"seconds_median", r.seconds},
-                              {"gb_per_s", gbs(r)},
-                              {"copy_seconds_median", r.copy_seconds},
-                              {"ratio_to_copy", r.ratio}});
-    }
-    fmt::print("{}\n", j.dump(2));
-    return 0;
-  }
-  const nlohmann::json m = machine_json();
-  fmt::print("cpu: {} ({}, family {}, model {})   isa: {}   threads: 1 and {}\n",
-             m["cpu"].get<std::string>(), m["cpu_vendor"].get<std::string>(),
-             m["cpu_family"].get<std::string>(), m["cpu_model"].get<std::string>(), k.name, all);
-  fmt::print("{:<28} {:>10} {:>7} {:>12} {:>9} {:>8}\n", "op", "n", "threads", "median ms", "GB/s",
-             "x copy");
-  for (const auto& r : rows) {
-    fmt::print("{:<28} {:>10} {:>7} {:>12.3f} {:>9.2f} {:>8.3f}\n", r.op, r.n, r.threads,
-               r.seconds * 1e3, gbs(r), r.ratio);
-  }
+  print_rows(json, rows, all);
   return 0;
 }
 

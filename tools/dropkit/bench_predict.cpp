@@ -39,10 +39,9 @@ void add_bench_predict_options(CLI::App& app, BenchPredictOptions& o) {
   add_number_flag(app, "rounds", o.rounds, "timed rounds", 1, 1000);
 }
 
-int run_bench_predict(const BenchPredictOptions& o, int threads_flag, bool json) {
-  const int threads = resolve_threads(threads_flag);
-  parallel::ThreadPool pool(threads);
-  parallel::ScopedFlushDenormals flush;
+// The model to predict with: a run directory's, or `train`'s default network with random
+// weights; it must take one-channel images.
+std::unique_ptr<model::Model> bench_model(const BenchPredictOptions& o) {
   std::unique_ptr<model::Model> model;
   if (o.model.empty()) {
     model =
@@ -57,78 +56,115 @@ int run_bench_predict(const BenchPredictOptions& o, int threads_flag, bool json)
     throw std::invalid_argument("bench predict: the model must take one-channel images, not " +
                                 in.str());
   }
+  return model;
+}
+
+// `count` images of random bytes of the model's input size.
+data::Dataset random_images(const model::Model& model, std::size_t count) {
+  const Shape& in = model.input_shape();
   data::Dataset d;
-  d.count = o.examples;
+  d.count = count;
   d.rows = static_cast<std::size_t>(in[1]);
   d.cols = static_cast<std::size_t>(in[2]);
   d.images.resize(d.count * d.features());
   std::vector<std::uint32_t> bits((d.images.size() + 3) / 4);
   kernels::active_kernels().fill_bits({7, 7, 7}, 0, bits.data(), bits.size());
   std::memcpy(d.images.data(), bits.data(), d.images.size());
+  return d;
+}
 
-  const predict::PredictOptions po{.samples = o.mc, .seed = 1, .max_rows = o.batch_rows};
-  auto run_predict = [&] {
-    predict::predict(*model, d, 0, d.count, po, pool, [](const predict::ExampleResult&) {});
-  };
-
-  // The products of one stochastic pass: every dense layer from the first stochastic one on
-  // (those before it run once per example, not T times), plus once those before it.
-  const std::size_t k = predict::first_stochastic_layer(*model);
-  struct Dense {
-    std::int64_t in, out;
-    bool per_sample;
-  };
-  std::vector<Dense> dense;
-  for (std::size_t i = 0; i < model->size(); ++i) {
-    const std::string kind = model->layer(i).kind();
-    if (kind != "dense" && kind != "dropconnect") continue;
-    const Shape s = model->layer_input_shape(i, 1);
-    dense.push_back(
-        {static_cast<std::int64_t>(s.row_size()), model->layer(i).output_shape(s)[1], i >= k});
+// The reference: the matrix products of a prediction alone. Every dense layer from the first
+// stochastic one on runs T x examples rows (one pass per sample), those before it examples rows
+// (predict runs them once per example, not T times); on random operands of the layers' shapes,
+// in blocks of a given row count.
+class ProductsReference {
+ public:
+  ProductsReference(const model::Model& model, const BenchPredictOptions& o, std::int64_t tallest,
+                    parallel::ThreadPool& pool)
+      : examples_(static_cast<double>(o.examples)),
+        per_sample_rows_(static_cast<double>(o.mc) * static_cast<double>(o.examples)),
+        pool_(pool) {
+    const std::size_t k = predict::first_stochastic_layer(model);
+    for (std::size_t i = 0; i < model.size(); ++i) {
+      const std::string kind = model.layer(i).kind();
+      if (kind != "dense" && kind != "dropconnect") continue;
+      const Shape s = model.layer_input_shape(i, 1);
+      dense_.push_back(
+          {static_cast<std::int64_t>(s.row_size()), model.layer(i).output_shape(s)[1], i >= k});
+    }
+    std::int64_t widest = 1;
+    for (const Dense& l : dense_) widest = std::max({widest, l.in, l.out});
+    a_ = Tensor(Shape{tallest, widest});
+    c_ = Tensor(Shape{tallest, widest});
+    w_ = Tensor(Shape{widest, widest});
+    kernels::active_kernels().fill_normal({3, 3, 3}, 0, a_.data(), a_.numel());
+    kernels::active_kernels().fill_normal({4, 4, 4}, 0, w_.data(), w_.numel());
   }
-  const std::size_t group = std::min<std::size_t>(o.mc, o.batch_rows);
-  const std::size_t chunk = std::max<std::size_t>(1, o.batch_rows / group);
-  const auto stacked = static_cast<std::int64_t>(group * chunk);  // rows per pass of predict
-  // Products over `rows` rows in blocks of `block` rows.
-  std::int64_t widest = 1;
-  for (const Dense& l : dense) widest = std::max({widest, l.in, l.out});
-  const std::int64_t tallest = 4 * stacked;
-  Tensor a(Shape{tallest, widest}), c(Shape{tallest, widest}), w(Shape{widest, widest});
-  kernels::active_kernels().fill_normal({3, 3, 3}, 0, a.data(), a.numel());
-  kernels::active_kernels().fill_normal({4, 4, 4}, 0, w.data(), w.numel());
-  const auto per_sample_rows = static_cast<double>(o.mc) * static_cast<double>(o.examples);
-  auto products = [&](std::int64_t block) {
-    // T * examples rows through the per-sample layers, examples rows through the rest.
-    for (const Dense& l : dense) {
-      const double rows = l.per_sample ? per_sample_rows : static_cast<double>(o.examples);
+
+  // Every layer's rows in blocks of `block` rows (at most the `tallest` constructed with).
+  void run(std::int64_t block) {
+    for (const Dense& l : dense_) {
+      const double rows = rows_of(l);
       const auto blocks = static_cast<std::int64_t>(rows / static_cast<double>(block));
       const std::int64_t rest = static_cast<std::int64_t>(rows) - blocks * block;
       for (std::int64_t b = 0; b <= blocks; ++b) {
         const std::int64_t r = b < blocks ? block : rest;
         if (r == 0) continue;
-        kernels::linear_forward(pool, r, l.in, l.out, a.data(), w.data(), c.data(),
+        kernels::linear_forward(pool_, r, l.in, l.out, a_.data(), w_.data(), c_.data(),
                                 [](std::int64_t, std::int64_t) {});
       }
     }
+  }
+
+  double flops() const {
+    double f = 0;
+    for (const Dense& l : dense_)
+      f += 2.0 * rows_of(l) * static_cast<double>(l.in) * static_cast<double>(l.out);
+    return f;
+  }
+
+ private:
+  struct Dense {
+    std::int64_t in, out;
+    bool per_sample;
   };
-  double flops = 0;
-  for (const Dense& l : dense)
-    flops += 2.0 * (l.per_sample ? per_sample_rows : static_cast<double>(o.examples)) *
-             static_cast<double>(l.in) * static_cast<double>(l.out);
+  double rows_of(const Dense& l) const { return l.per_sample ? per_sample_rows_ : examples_; }
+
+  double examples_, per_sample_rows_;
+  parallel::ThreadPool& pool_;
+  std::vector<Dense> dense_;
+  Tensor a_, c_, w_;
+};
+
+int run_bench_predict(const BenchPredictOptions& o, int threads_flag, bool json) {
+  const int threads = resolve_threads(threads_flag);
+  parallel::ThreadPool pool(threads);
+  parallel::ScopedFlushDenormals flush;
+  const std::unique_ptr<model::Model> model = bench_model(o);
+  const data::Dataset d = random_images(*model, o.examples);
+  const predict::PredictOptions po{.samples = o.mc, .seed = 1, .max_rows = o.batch_rows};
+  auto run_predict = [&] {
+    predict::predict(*model, d, 0, d.count, po, pool, [](const predict::ExampleResult&) {});
+  };
+  const std::size_t group = std::min<std::size_t>(o.mc, o.batch_rows);
+  const std::size_t chunk = std::max<std::size_t>(1, o.batch_rows / group);
+  const auto stacked = static_cast<std::int64_t>(group * chunk);  // rows per pass of predict
+  // The reference is the faster of the products in predict's blocks and in blocks 4x taller.
+  const std::int64_t tallest = 4 * stacked;
+  ProductsReference products(*model, o, tallest, pool);
+  const double flops = products.flops();
 
   // Warm-up: buffers faulted in, oneDNN kernels generated.
-  {
-    predict::predict(*model, d, 0, std::min<std::size_t>(d.count, chunk), po, pool,
-                     [](const predict::ExampleResult&) {});
-    products(stacked);
-  }
+  predict::predict(*model, d, 0, std::min<std::size_t>(d.count, chunk), po, pool,
+                   [](const predict::ExampleResult&) {});
+  products.run(stacked);
   std::vector<double> tp, ts, tt, ratios;
   ProgressBar bar(stderr, "bench predict, rounds", json);
   for (int r = 0; r < o.rounds; ++r) {
     bar(static_cast<std::size_t>(r), static_cast<std::size_t>(o.rounds));
     tp.push_back(seconds_of(run_predict));
-    ts.push_back(seconds_of([&] { products(stacked); }));
-    tt.push_back(seconds_of([&] { products(tallest); }));
+    ts.push_back(seconds_of([&] { products.run(stacked); }));
+    tt.push_back(seconds_of([&] { products.run(tallest); }));
     ratios.push_back(tp.back() / std::min(ts.back(), tt.back()));
   }
   bar.finish();

@@ -16,13 +16,14 @@ repository root after scripts/build:
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
+
+import dropkit
 
 
 def times(f, reps, warmup=2):
@@ -38,17 +39,6 @@ def times(f, reps, warmup=2):
 
 def ms(ts):
     return f"{statistics.median(ts) * 1e3:8.2f} ms [{min(ts) * 1e3:.2f} - {max(ts) * 1e3:.2f}]"
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def bench_torch(n, reps):
@@ -87,8 +77,6 @@ def cxx_kernel(cli, n):
 
 
 def bench_numpy(n, reps, cli):
-    import dropkit
-
     x = np.random.default_rng(0).standard_normal(n, dtype=np.float32)
     out = np.empty_like(x)
     kernel = cxx_kernel(cli, n) if cli else {}
@@ -122,7 +110,9 @@ def main():
     args = ap.parse_args()
     if args.cli and not os.path.exists(args.cli):
         sys.exit(f"bench_torch: no CLI at {args.cli} (--cli PATH, or --cli '' to skip)")
-    print(f"{cpu_name()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}")
+    m = dropkit.machine()
+    print(f"{m['cpu']} ({m['kind']}, {m['isa']}), {os.cpu_count()} CPUs, "
+          f"{time.strftime('%Y-%m-%d')}")
     if not args.no_torch:
         bench_torch(args.n, args.reps)
     bench_numpy(args.n, args.reps, args.cli)

@@ -32,6 +32,7 @@ __all__ = [
     "Model",
     "option_names",
     "options_from_flags",
+    "machine",
     "TrainingDiverged",
 ]
 
@@ -104,6 +105,14 @@ def alpha_dropout(x, p, *, seed, layer=0, step=0, mode="train", shared_axes="", 
     return noise("alpha_dropout", x, seed=seed, layer=layer, step=step, mode=mode,
                  threads=threads, dy=dy, drop_prob=p, shared_axes=shared_axes,
                  mask_bits=mask_bits)
+
+
+def machine():
+    """The machine, as ``lscpu`` names it and ``dropkit bench --json`` records it beside every
+    speed figure: a dict of ``cpu`` (the model name), ``vendor``, ``family``, ``model``, ``kind``
+    ("GenuineIntel family 6 model 207") and ``isa`` (the kernels chosen: avx512, avx2, scalar);
+    "unknown" for what /proc/cpuinfo does not say."""
+    return dict(_core.machine())
 
 
 def option_names():

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "common.h"
+#include "dropkit/core/machine.h"
 #include "dropkit/data/idx.h"
 #include "dropkit/kernels/table.h"
 #include "dropkit/train/trainer.h"
@@ -86,6 +87,7 @@ nlohmann::json option_value(const std::string& name, const py::handle& value) {
 PYBIND11_MODULE(_core, m) {
   namespace py = pybind11;
   using namespace dropkit;
+  using namespace pybind11::literals;
   m.doc() = "dropkit's C++ library (use the dropkit package, not this module)";
   m.attr("__version__") = version();  // the package's __version__ (CMakeLists.txt's project())
   static py::exception<train::TrainingDiverged> diverged(m, "TrainingDiverged",
@@ -122,6 +124,16 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "kernels", [] { return std::string(kernels::active_kernels().name); },
       "The instruction set of the kernels chosen for this CPU (avx512, avx2, scalar).");
+  m.def(
+      "machine",
+      [] {
+        const Machine c = this_machine();
+        return py::dict("cpu"_a = c.cpu, "vendor"_a = c.vendor, "family"_a = c.family,
+                        "model"_a = c.model, "kind"_a = c.kind(),
+                        "isa"_a = std::string(kernels::active_kernels().name));
+      },
+      "The machine, as `lscpu` names it and `dropkit bench --json` records it: a dict of cpu, "
+      "vendor, family, model, kind (\"<vendor> family <family> model <model>\") and isa.");
   python::bind_dropout(m);
   python::bind_metrics(m);
   python::bind_train(m);

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -13,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dropkit/core/machine.h"
 #include "dropkit/kernels/table.h"
 
 namespace dropkit::cli {
@@ -41,24 +41,9 @@ inline double median(std::vector<double> v) {
 // The fields of /proc/cpuinfo that identify a machine kind ("unknown" where absent), and the
 // kernel table in use: every benchmark's JSON carries them, so each figure is attributable.
 inline nlohmann::json machine_json() {
-  nlohmann::json j{{"cpu", "unknown"},
-                   {"cpu_vendor", "unknown"},
-                   {"cpu_family", "unknown"},
-                   {"cpu_model", "unknown"}};
-  const std::pair<const char*, const char*> fields[] = {{"model name", "cpu"},
-                                                        {"vendor_id", "cpu_vendor"},
-                                                        {"cpu family", "cpu_family"},
-                                                        {"model", "cpu_model"}};
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line) && !line.empty();) {
-    const auto colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    const std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
-    const std::string value = colon + 2 <= line.size() ? line.substr(colon + 2) : "";
-    for (const auto& [name, field] : fields) {
-      if (key == name) j[field] = value;
-    }
-  }
+  const Machine m = this_machine();
+  nlohmann::json j{
+      {"cpu", m.cpu}, {"cpu_vendor", m.vendor}, {"cpu_family", m.family}, {"cpu_model", m.model}};
   j["isa"] = kernels::active_kernels().name;
   return j;
 }

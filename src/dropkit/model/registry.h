@@ -5,8 +5,8 @@
 // kind defines its options once (core/options.h: name, type, default, range, help); create_layer
 // completes a partial config with the defaults and checks every value before it builds anything.
 // Adding a layer: its header and source (with its kKind and registration(), nn/layer_kind.h), one
-// line in registry.cpp's list, and its examples in the test harness
-// (tests/model/layer_harness_test.cpp), which fails for a registered kind without them.
+// line in registry.cpp's list, and its examples in tests/model/layer_examples.h: the layer harness
+// (tests/model/layer_harness_test.cpp) fails for a registered kind without them.
 #pragma once
 
 #include <cstddef>

@@ -7,11 +7,10 @@
 // -- products, activations, masks (keyed by the example's place in the whole batch,
 // nn::Context::row_offset) -- is the same as in one process; everything summed over the batch
 // is each process's node of the leaf tree, added across processes up the same tree:
-//   - the gradients, once per step (exchange): with P a power of two from 4 on by recursive halving
-//   --
-//     process r adds its half with that of partner r XOR 2^j at level j, exactly the tree's
-//     level-j nodes -- then a gather of the sums; otherwise every process gathers every node
-//     and adds them up the tree itself. Either way every process applies the same update;
+//   - the gradients, once per step (exchange): with P a power of two from 4 on by recursive
+//     halving -- process r adds its half with that of partner r XOR 2^j at level j, exactly the
+//     tree's level-j nodes -- then a gather of the sums; otherwise every process gathers every
+//     node and adds them up the tree itself. Either way every process applies the same update;
 //   - batch norm's statistics and the loss, through nn::BatchPeers (sum()).
 // Never MPI's own floating-point reduction: its order is MPI's to choose. Valid process counts
 // are those for which k is a power of two (leaf_split_valid): 1, 2 and 4 for a batch of 512.
@@ -53,7 +52,7 @@ class DataParallel final : public nn::BatchPeers {
   void sum(std::span<double> sums) const override;
 
   // The gradients, added across processes in three parts, so that the sum of each block of
-  // rows can go straight to the optimizer (train_step):
+  // rows can go straight to the optimizer (train_step, train/step.h):
   //   gradient_slot(n)    where this process puts its node of the leaf tree for each of n
   //                       gradient values (the arena's layout);
   //   exchange()          the nodes added up the leaf tree across processes. P a power of

@@ -14,6 +14,7 @@ repository root after scripts/build:
 """
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -22,8 +23,6 @@ import sys
 import time
 
 import numpy as np
-
-import dropkit
 
 
 def times(f, reps, warmup=2):
@@ -77,6 +76,8 @@ def cxx_kernel(cli, n):
 
 
 def bench_numpy(n, reps, cli):
+    import dropkit
+
     x = np.random.default_rng(0).standard_normal(n, dtype=np.float32)
     out = np.empty_like(x)
     kernel = cxx_kernel(cli, n) if cli else {}
@@ -110,6 +111,11 @@ def main():
     args = ap.parse_args()
     if args.cli and not os.path.exists(args.cli):
         sys.exit(f"bench_torch: no CLI at {args.cli} (--cli PATH, or --cli '' to skip)")
+    # torch (and its OpenMP runtime) first, as in a torch user's process; dropkit's extension after.
+    if not args.no_torch:
+        importlib.import_module("torch")
+    import dropkit
+
     m = dropkit.machine()
     print(f"{m['cpu']} ({m['kind']}, {m['isa']}), {os.cpu_count()} CPUs, "
           f"{time.strftime('%Y-%m-%d')}")

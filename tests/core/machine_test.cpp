@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+#include <string>
+
 namespace dropkit {
 namespace {
 
@@ -41,9 +45,13 @@ TEST(Machine, WhatTheTextDoesNotSayIsUnknown) {
 }
 
 TEST(Machine, ThisMachineIsReadWhereProcSaysIt) {
+  std::ifstream in("/proc/cpuinfo");
+  if (!in) GTEST_SKIP() << "no /proc/cpuinfo";
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const Machine m = this_machine();
-  EXPECT_FALSE(m.vendor.empty());
-  EXPECT_EQ(m.kind(), m.vendor + " family " + m.family + " model " + m.model);
+  EXPECT_EQ(m.kind(), parse_cpuinfo(text).kind());
+  if (text.find("vendor_id") != std::string::npos) EXPECT_NE(m.vendor, "unknown");
+  if (text.find("cpu family") != std::string::npos) EXPECT_NE(m.family, "unknown");
 }
 
 }  // namespace

@@ -9,7 +9,6 @@
 #include <filesystem>
 
 #include "dropkit/data/batcher.h"
-#include "dropkit/nn/linear.h"
 #include "support/bf16.h"
 #include "support/idx_files.h"
 #include "support/temp_dir.h"

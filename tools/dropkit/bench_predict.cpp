@@ -39,6 +39,8 @@ void add_bench_predict_options(CLI::App& app, BenchPredictOptions& o) {
   add_number_flag(app, "rounds", o.rounds, "timed rounds", 1, 1000);
 }
 
+namespace {
+
 // The model to predict with: a run directory's, or `train`'s default network with random
 // weights; it must take one-channel images.
 std::unique_ptr<model::Model> bench_model(const BenchPredictOptions& o) {
@@ -135,6 +137,8 @@ class ProductsReference {
   std::vector<Dense> dense_;
   Tensor a_, c_, w_;
 };
+
+}  // namespace
 
 int run_bench_predict(const BenchPredictOptions& o, int threads_flag, bool json) {
   const int threads = resolve_threads(threads_flag);

@@ -92,12 +92,12 @@ void data_parallel_update(model::Sequential& net, Optimizer& optimizer, int epoc
 LossResult train_step(model::Sequential& net, Optimizer& optimizer, int epoch, const Tensor& x,
                       std::span<const std::uint8_t> labels, const nn::Context& ctx, Tensor& dlogits,
                       DataParallel* dp) {
-  // The loss terms on parameters alone, read before anything changes them; their gradients
-  // join the whole batch's just before the update.
   if (ctx.peers != dp) {  // a loss summed over processes whose gradients are not, or vice versa
     throw std::invalid_argument(
         "train_step: ctx.peers must be the step's DataParallel (or both null)");
   }
+  // The loss terms on parameters alone, read before anything changes them; their gradients
+  // join the whole batch's just before the update.
   thread_local std::vector<nn::PenaltyGradient> penalties;
   net.penalty(ctx.train_examples, ctx.threads(), penalties);
   const Tensor& logits = net.forward(x, ctx);

@@ -14,7 +14,6 @@
 #include <random>
 
 #include "dropkit/kernels/leaves.h"
-#include "dropkit/nn/linear.h"
 #include "dropkit/train/trainer.h"
 #include "support/bf16.h"
 #include "support/idx_files.h"
@@ -204,29 +203,6 @@ TEST(DataParallel, ProcessesThatHoldOtherWeightsStopTheRun) {
     } catch (const std::runtime_error& e) {
       EXPECT_THAT(e.what(), HasSubstr("weights differ (processes 2 against process 0)"));
     }
-  });
-}
-
-// A data-parallel step must sum its loss over the same processes as its gradients: a step given
-// its DataParallel but not as ctx.peers is refused in every process, before anything changes.
-TEST(DataParallel, AStepWhoseContextLacksItsPeersIsRefusedUntouched) {
-  test::ThreadGroup(2).run([](parallel::ProcessGroup& g) {
-    DataParallel dp(g, 256);
-    model::Sequential net;
-    net.add(std::make_unique<nn::Linear>(3, 2));
-    net.build({"layers.0.dense"});
-    net.init_params(4);
-    Optimizer opt(OptimizerConfig{}, net.params().size());
-    parallel::ThreadPool pool(1);
-    const DataParallel::Share share = dp.begin_step(256);
-    Tensor x(Shape{static_cast<std::int64_t>(share.end - share.begin), 3});
-    const std::vector<std::uint8_t> labels(share.end - share.begin, 1);
-    const std::vector<float> before(net.params().values().begin(), net.params().values().end());
-    Tensor dl;
-    EXPECT_THROW(
-        train_step(net, opt, 0, x, labels, {.mode = nn::Mode::kTrain, .pool = &pool}, dl, &dp),
-        std::invalid_argument);
-    EXPECT_TRUE(std::equal(before.begin(), before.end(), net.params().values().begin()));
   });
 }
 

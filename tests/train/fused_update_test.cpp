@@ -16,6 +16,7 @@
 #include "dropkit/train/loss.h"
 #include "dropkit/train/optimizer.h"
 #include "dropkit/train/trainer.h"
+#include "support/thread_group.h"
 
 namespace dropkit::train {
 namespace {
@@ -278,17 +279,22 @@ TEST(FusedUpdate, SinkContractViolationsAreErrors) {
   EXPECT_THROW(other.begin_step(arena, 0), std::invalid_argument);
 }
 
+// One dense layer (3 -> 2), built and initialised: the net of the step's argument checks.
+void one_dense_layer(model::Sequential& net) {
+  net.add(std::make_unique<nn::Linear>(3, 2));
+  net.build({"layers.0.dense"});
+  net.init_params(4);
+}
+
 // A step whose loss is summed over processes (ctx.peers) must add its gradients over the same
 // processes (dp), and the other way round: a mismatch is refused before anything changes.
-TEST(FusedUpdate, AStepWithPeersButNoDataParallelIsRefusedUntouched) {
+TEST(TrainStep, PeersWithoutADataParallelAreRefusedUntouched) {
   struct OneProcess final : nn::BatchPeers {
     std::size_t batch_rows() const override { return 2; }
     void sum(std::span<double>) const override {}
   } peers;
   model::Sequential net;
-  net.add(std::make_unique<nn::Linear>(3, 2));
-  net.build({"layers.0.dense"});
-  net.init_params(4);
+  one_dense_layer(net);
   Optimizer opt(OptimizerConfig{}, net.params().size());
   parallel::ThreadPool pool(1);
   const Tensor x = random_tensor(Shape{2, 3}, 5);
@@ -301,6 +307,25 @@ TEST(FusedUpdate, AStepWithPeersButNoDataParallelIsRefusedUntouched) {
   EXPECT_TRUE(std::equal(before.begin(), before.end(), net.params().values().begin()));
   train_step(net, opt, 0, x, labels, {.mode = nn::Mode::kTrain, .pool = &pool}, dl);
   EXPECT_FALSE(std::equal(before.begin(), before.end(), net.params().values().begin()));
+}
+
+TEST(TrainStep, ADataParallelStepWithoutItsPeersIsRefusedUntouched) {
+  test::ThreadGroup(2).run([](parallel::ProcessGroup& g) {
+    DataParallel dp(g, 256);
+    model::Sequential net;
+    one_dense_layer(net);
+    Optimizer opt(OptimizerConfig{}, net.params().size());
+    parallel::ThreadPool pool(1);
+    const DataParallel::Share share = dp.begin_step(256);
+    const Tensor x = random_tensor(Shape{static_cast<std::int64_t>(share.end - share.begin), 3}, 6);
+    const std::vector<std::uint8_t> labels(share.end - share.begin, 1);
+    const std::vector<float> before(net.params().values().begin(), net.params().values().end());
+    Tensor dl;
+    EXPECT_THROW(
+        train_step(net, opt, 0, x, labels, {.mode = nn::Mode::kTrain, .pool = &pool}, dl, &dp),
+        std::invalid_argument);
+    EXPECT_TRUE(std::equal(before.begin(), before.end(), net.params().values().begin()));
+  });
 }
 
 TEST(FusedUpdate, LinearBackwardRefusesToRunInPlace) {

@@ -227,7 +227,8 @@ Loaded check_and_load(const Opts& o, const CLI::App& app) {
   const std::vector<NamedPath> outputs = {
       {"--out", o.out}, {"--reliability", o.reliability}, {"--sweep-svg", o.sweep_svg}};
   check_outputs_distinct(inputs, outputs);
-  Loaded l{.ck = train::read_checkpoint(fs::path(o.model) / train::kCheckpointFile)};
+  Loaded l;
+  l.ck = train::read_checkpoint(fs::path(o.model) / train::kCheckpointFile);
   const model::Model& model = *l.ck.model;
   l.classes = static_cast<int>(model.output_shape()[0]);
   if (o.top_k > l.classes) {

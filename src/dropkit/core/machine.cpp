@@ -1,8 +1,9 @@
 #include "dropkit/core/machine.h"
 
-#include <algorithm>
 #include <fstream>
 #include <sstream>
+
+#include "dropkit/core/text.h"
 
 namespace dropkit {
 
@@ -24,14 +25,11 @@ Machine parse_cpuinfo(std::string_view text) {
     const std::size_t eol = text.find('\n');
     const std::string_view line = text.substr(0, eol);
     text = eol == std::string_view::npos ? std::string_view{} : text.substr(eol + 1);
-    if (line.find_first_not_of(" \t") == std::string_view::npos) break;  // the first processor
+    if (trim(line, " \t\r").empty()) break;  // the first processor's fields end here
     const std::size_t colon = line.find(':');
     if (colon == std::string_view::npos) continue;
-    const std::size_t key_end = line.find_last_not_of(" \t", colon == 0 ? 0 : colon - 1);
-    const std::string_view key = colon == 0 ? std::string_view{} : line.substr(0, key_end + 1);
-    std::string_view value = line.substr(colon + 1);
-    value.remove_prefix(std::min(value.find_first_not_of(" \t"), value.size()));
-    value = value.substr(0, value.find_last_not_of(" \t\r") + 1);
+    const std::string_view key = trim(line.substr(0, colon), " \t");
+    const std::string_view value = trim(line.substr(colon + 1), " \t\r");
     for (const Field& f : kFields) {
       if (key == f.key && !value.empty()) m.*f.value = std::string(value);
     }

@@ -9,6 +9,7 @@
 
 #include "dropkit/core/atomic_file.h"
 #include "dropkit/core/json_text.h"
+#include "dropkit/core/text.h"
 #include "dropkit/model/registry.h"
 #include "dropkit/nn/activation.h"
 
@@ -16,12 +17,6 @@ namespace dropkit::model {
 namespace {
 
 using json = nlohmann::json;
-
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\n");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t\n") - b + 1);
-}
 
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> parts;
@@ -49,7 +44,7 @@ bool is_activation_name(const std::string& word) {
 // One item of the text form, e.g. "dense:1024:activation=relu", to a layer value (unchecked).
 json parse_item(const std::string& item, const std::string& owner) {
   const auto parts = split(item, ':');
-  const std::string kind = trim(parts[0]);
+  const std::string kind(trim(parts[0]));
   if (kind.empty()) throw std::invalid_argument(owner + "empty layer");
   if (is_activation_name(kind)) {
     if (parts.size() > 1) {
@@ -70,7 +65,7 @@ json parse_item(const std::string& item, const std::string& owner) {
   json layer{{"kind", kind}};
   std::size_t next_positional = 0;
   for (std::size_t i = 1; i < parts.size(); ++i) {
-    const std::string arg = trim(parts[i]);
+    const std::string arg(trim(parts[i]));
     const auto eq = arg.find('=');
     std::string name, text;
     if (eq == std::string::npos) {
@@ -118,7 +113,7 @@ json parse_net_text(const std::string& text) {
   const auto items = split(text, ',');
   bool previous_takes_activation = false;
   for (std::size_t i = 0; i < items.size(); ++i) {
-    const std::string item = trim(items[i]);
+    const std::string item(trim(items[i]));
     const std::string owner = fmt::format("`net` item {} '{}': ", i + 1, item);
     json layer = parse_item(item, owner);
     if (layer["kind"] == "activation" && previous_takes_activation) {
